@@ -1,0 +1,33 @@
+"""perturbkit: predict and explore how drugs change cells.
+
+>>> import perturbkit as pk
+>>> adata = pk.datasets.simulate_bulk()
+>>> pk.pp.validate(adata)
+
+Namespaces follow scanpy: :mod:`pk.io` (readers), :mod:`pk.pp` (preprocessing), :mod:`pk.tl` (models and
+analyses), :mod:`pk.pl` (plotly figures), :mod:`pk.datasets` (simulators and downloaders), :mod:`pk.metrics`,
+:mod:`pk.widgets` (Jupyter panels) and :data:`pk.settings`. Heavy submodules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._settings import settings
+from ._version import __version__
+
+_SUBMODULES = ("io", "pp", "tl", "pl", "datasets", "metrics", "train", "models", "widgets")
+
+__all__ = ["settings", "__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'perturbkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

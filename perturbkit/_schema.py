@@ -1,0 +1,190 @@
+"""The obs schema shared by every perturbkit function, its errors, and :func:`validate`.
+
+Every function takes the column names as keyword arguments with these defaults:
+
+========== ============= ===========================================================
+keyword     default       meaning
+========== ============= ===========================================================
+cell_key    ``cell_line``  cell line or cell type
+drug_key    ``drug``       perturbagen name
+dose_key    ``dose``       numeric dose (µM unless a reader says otherwise)
+time_key    ``time``       numeric time point (hours)
+moa_key     ``moa``        mechanism(s) of action, several joined by ``"|"``
+control_key ``control``    bool, True for vehicle (DMSO) controls
+smiles_key  ``smiles``     SMILES string of the compound
+========== ============= ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+DEFAULT_KEYS = {
+    "cell_key": "cell_line",
+    "drug_key": "drug",
+    "dose_key": "dose",
+    "time_key": "time",
+    "moa_key": "moa",
+    "control_key": "control",
+    "smiles_key": "smiles",
+}
+MOA_SEPARATOR = "|"
+
+
+class PerturbkitInputError(ValueError):
+    """Base class of every bad-input error raised by perturbkit."""
+
+
+class MissingColumnError(PerturbkitInputError):
+    """A required ``obs`` column is absent."""
+
+
+class NonFiniteError(PerturbkitInputError):
+    """The data matrix holds NaN or infinite values."""
+
+
+class EmptyGroupError(PerturbkitInputError):
+    """A group the computation needs (e.g. the controls) has no rows."""
+
+
+class ColumnTypeError(PerturbkitInputError):
+    """An ``obs`` column has the wrong type (e.g. a non-numeric dose)."""
+
+
+class GeneMismatchError(PerturbkitInputError):
+    """The data's features do not match those a model was trained on."""
+
+
+class UnknownCategoryError(PerturbkitInputError):
+    """A value (cell line, drug, ...) that the data or the model does not know."""
+
+
+def require_columns(adata, columns: Iterable[str], *, purpose: str = "") -> None:
+    """Raise :class:`MissingColumnError` naming every absent ``obs`` column."""
+    missing = [c for c in columns if c is not None and c not in adata.obs.columns]
+    if missing:
+        why = f" (needed for {purpose})" if purpose else ""
+        raise MissingColumnError(
+            f"adata.obs has no column {', '.join(map(repr, missing))}{why}. Available columns: "
+            f"{list(adata.obs.columns)[:20]}. Add the column, or pass the name of the column that holds it, "
+            f"e.g. {_keyword_hint(missing[0])}."
+        )
+
+
+def _keyword_hint(column: str) -> str:
+    for kw, default in DEFAULT_KEYS.items():
+        if default == column:
+            return f"{kw}='my_{default}_column'"
+    return "the matching *_key= argument"
+
+
+def dense_matrix(adata, layer: str | None = None, *, dtype=np.float32) -> np.ndarray:
+    """Return ``adata.X`` (or a layer) as a dense array of ``dtype`` (a copy only when conversion needs one)."""
+    X = adata.X if layer is None else adata.layers[layer]
+    if X is None:
+        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    if sp.issparse(X):
+        X = X.toarray()
+    return np.asarray(X, dtype=dtype)
+
+
+def check_finite(X, *, where: str = "adata.X") -> None:
+    """Raise :class:`NonFiniteError` if ``X`` holds NaN or inf, naming how many and where."""
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    if values.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        n_nan = int(np.isnan(values).sum())
+        n_inf = int(bad.sum()) - n_nan
+        where_bad = ""
+        if not sp.issparse(X) and values.ndim == 2:
+            rows = np.flatnonzero(bad.any(axis=1))
+            cols = np.flatnonzero(bad.any(axis=0))
+            where_bad = f" in {len(rows)} rows (first: {rows[:5].tolist()}) and {len(cols)} columns (first: {cols[:5].tolist()})"
+        raise NonFiniteError(
+            f"{where} holds {n_nan} NaN and {n_inf} infinite values{where_bad}. Remove or impute them first, e.g. "
+            f"pk.pp.feature_select(adata) drops features with missing values, or "
+            f"adata = adata[np.isfinite(adata.X).all(axis=1)].copy() drops the rows."
+        )
+
+
+def control_mask(adata, control_key: str = "control") -> np.ndarray:
+    """Boolean mask of control rows; raises if the column is missing, not boolean-like, or has no True rows."""
+    require_columns(adata, [control_key], purpose="finding the controls")
+    col = adata.obs[control_key]
+    if col.dtype == bool:
+        mask = col.to_numpy()
+    elif pd.api.types.is_bool_dtype(col) or set(pd.unique(col.dropna())) <= {0, 1, True, False}:
+        if col.isna().any():
+            raise ColumnTypeError(f"obs[{control_key!r}] has missing values; fill them with True/False.")
+        mask = col.astype(bool).to_numpy()
+    else:
+        raise ColumnTypeError(
+            f"obs[{control_key!r}] must be boolean (True for vehicle controls), but has dtype {col.dtype} with values "
+            f"like {list(pd.unique(col))[:5]}. Convert it, e.g. adata.obs[{control_key!r}] = adata.obs['drug'] == 'DMSO'."
+        )
+    if not mask.any():
+        raise EmptyGroupError(
+            f"No control rows: obs[{control_key!r}] is False for all {adata.n_obs} rows. Mark the vehicle (DMSO) "
+            f"rows as True, or pass control_key= naming the column that flags them."
+        )
+    return mask
+
+
+def numeric_column(adata, key: str) -> np.ndarray:
+    """Return ``obs[key]`` as float, raising :class:`ColumnTypeError` when it is not numeric."""
+    require_columns(adata, [key])
+    col = adata.obs[key]
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=float)
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = col[converted.isna() & col.notna()]
+    if len(bad):
+        raise ColumnTypeError(
+            f"obs[{key!r}] must be numeric, but {len(bad)} values are not, e.g. {list(pd.unique(bad.astype(str)))[:5]}. "
+            f"Convert it, e.g. adata.obs[{key!r}] = pd.to_numeric(adata.obs[{key!r}].str.extract(r'([\\d.]+)')[0])."
+        )
+    return converted.to_numpy(dtype=float)
+
+
+def split_moa(value) -> list[str]:
+    """Split a ``"A|B"`` MOA string into its parts (empty list for missing values)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return []
+    return [part.strip() for part in str(value).split(MOA_SEPARATOR) if part.strip()]
+
+
+def validate(
+    adata,
+    *,
+    cell_key: str | None = "cell_line",
+    drug_key: str | None = "drug",
+    dose_key: str | None = "dose",
+    time_key: str | None = "time",
+    moa_key: str | None = None,
+    control_key: str | None = "control",
+    smiles_key: str | None = None,
+    layer: str | None = None,
+) -> None:
+    """Check that ``adata`` follows perturbkit's schema; raise an error naming the problem and the fix.
+
+    Pass ``None`` for a key the data does not have and the task does not need. Checks, in order: the columns
+    exist; X (or ``layer``) is finite; ``control_key`` is boolean with at least one control row; ``dose_key`` and
+    ``time_key`` are numeric. Never modifies ``adata``.
+    """
+    keys = [cell_key, drug_key, dose_key, time_key, moa_key, control_key, smiles_key]
+    require_columns(adata, [k for k in keys if k is not None])
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise EmptyGroupError(f"adata is empty ({adata.n_obs} × {adata.n_vars}); load profiles into it first.")
+    X = adata.X if layer is None else adata.layers[layer]
+    check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    if control_key is not None:
+        control_mask(adata, control_key)
+    for key in (dose_key, time_key):
+        if key is not None:
+            numeric_column(adata, key)

@@ -1,0 +1,92 @@
+"""Global settings: ``pk.settings``."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+class Settings:
+    """Package-wide defaults.
+
+    Attributes
+    ----------
+    device
+        Default device for training: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    progress_bar
+        Show tqdm progress bars during long work. Set ``False`` to silence them.
+    verbosity
+        0 silent, 1 summaries, 2 details.
+    datadir
+        Cache folder for downloaded data sets (env ``PERTURBKIT_DATADIR``, default ``~/.cache/perturbkit``).
+    max_device_bytes
+        Training data smaller than this stays whole on the device; larger data is moved batch by batch.
+    """
+
+    def __init__(self) -> None:
+        self.device = "auto"
+        self.progress_bar = True
+        self.verbosity = 1
+        self.datadir = os.environ.get("PERTURBKIT_DATADIR", Path.home() / ".cache" / "perturbkit")
+        self.max_device_bytes = 2 * 1024**3
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self._device = _check_device_name(value)
+
+    @property
+    def datadir(self) -> Path:
+        return self._datadir
+
+    @datadir.setter
+    def datadir(self, value) -> None:
+        self._datadir = Path(value).expanduser()
+
+    def __repr__(self) -> str:
+        fields = ("device", "progress_bar", "verbosity", "datadir", "max_device_bytes")
+        return "perturbkit settings:\n" + "\n".join(f"  {f} = {getattr(self, f)!r}" for f in fields)
+
+
+def _check_device_name(device) -> str:
+    name = str(device)
+    if name.split(":")[0] not in _DEVICES:
+        raise ValueError(f"device={device!r} is not known; use one of 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    return name
+
+
+def resolve_device(device: str | None = None):
+    """Turn ``"auto"|"cpu"|"cuda"`` (or ``None`` for ``pk.settings.device``) into a :class:`torch.device`."""
+    import torch
+
+    name = _check_device_name(settings.device if device is None else device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} was asked for but CUDA is not available here; use device='cpu' or 'auto'.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) random number generators."""
+    import torch
+
+    if seed is None:
+        return
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+settings = Settings()

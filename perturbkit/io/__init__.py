@@ -1,0 +1,22 @@
+"""Readers and writers of the field's formats, each returning AnnData in perturbkit's schema.
+
+- :func:`read_gct` / :func:`write_gctx` / :func:`write_gct`: LINCS L1000 GCT text and GCTX (HDF5).
+- :func:`read_cell_painting`: pycytominer-style Cell Painting profiles; :func:`parse_cellprofiler_features`.
+- :func:`read_repurposing_hub`: the Broad Drug Repurposing Hub (drug → MOA, target, SMILES).
+- :func:`read_h5ad`: AnnData files, adding the schema's ``control`` column.
+"""
+
+from ._cellpainting import parse_cellprofiler_features, read_cell_painting
+from ._gct import read_gct, write_gct, write_gctx
+from ._h5ad import read_h5ad
+from ._repurposing import read_repurposing_hub
+
+__all__ = [
+    "read_gct",
+    "write_gctx",
+    "write_gct",
+    "read_cell_painting",
+    "parse_cellprofiler_features",
+    "read_repurposing_hub",
+    "read_h5ad",
+]

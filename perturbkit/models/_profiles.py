@@ -1,0 +1,146 @@
+"""Profiles of the same drugs across cell lines: the one place where profiles are paired by drug."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .._schema import (
+    EmptyGroupError,
+    PerturbkitInputError,
+    UnknownCategoryError,
+    check_finite,
+    control_mask,
+    dense_matrix,
+    require_columns,
+)
+
+
+@dataclass
+class CellDrugProfiles:
+    """One profile per (drug, cell line): ``values[d, c]`` is drug ``d`` in cell line ``c`` where ``present[d, c]``."""
+
+    values: np.ndarray  # (n_drugs, n_cell_lines, n_features) float32, zeros where absent
+    present: np.ndarray  # (n_drugs, n_cell_lines) bool
+    drugs: pd.Index
+    cell_lines: pd.Index
+    var_names: pd.Index
+    moa: pd.Series | None = None  # per drug
+
+    @classmethod
+    def from_adata(
+        cls,
+        adata,
+        *,
+        cell_key: str = "cell_line",
+        drug_key: str = "drug",
+        control_key: str | None = "control",
+        moa_key: str | None = "moa",
+        average: bool = True,
+        layer: str | None = None,
+        cell_lines=None,
+    ) -> CellDrugProfiles:
+        """Collect treated profiles per (drug, cell line), averaging over doses, times and replicates.
+
+        Control rows (``control_key``) are left out. With ``average=False`` each (cell line, drug) must have exactly
+        one row. ``cell_lines`` restricts and orders the cell lines.
+        """
+        require_columns(adata, [cell_key, drug_key], purpose="pairing profiles across cell lines")
+        keep = np.ones(adata.n_obs, dtype=bool)
+        if control_key is not None and control_key in adata.obs and adata.obs[control_key].astype(bool).any():
+            keep &= ~control_mask(adata, control_key)
+        if cell_lines is not None:
+            cell_lines = pd.Index([str(c) for c in np.atleast_1d(cell_lines)])
+            available = adata.obs[cell_key].astype(str)
+            unknown = cell_lines.difference(available.unique())
+            if len(unknown):
+                raise UnknownCategoryError(
+                    f"cell line(s) {list(unknown)} not found in obs[{cell_key!r}]; the data has {sorted(available.unique())}."
+                )
+            keep &= available.isin(cell_lines).to_numpy()
+        obs = adata.obs.loc[keep, [cell_key, drug_key]].astype(str)
+        X = dense_matrix(adata[keep] if not keep.all() else adata, layer)
+        check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+        if len(obs) == 0:
+            raise EmptyGroupError("no treated profiles left after removing controls; check control_key and cell_lines.")
+        key = pd.MultiIndex.from_frame(obs[[drug_key, cell_key]])
+        if not average and key.has_duplicates:
+            dup = key[key.duplicated()][:3].tolist()
+            raise PerturbkitInputError(
+                f"several profiles per (drug, cell line), e.g. {dup}; pass average=True to average them over doses, "
+                f"times and replicates, or aggregate first with pk.pp.aggregate."
+            )
+        drug_codes, drugs = pd.factorize(obs[drug_key], sort=True)
+        if cell_lines is None:
+            cell_codes, cell_lines = pd.factorize(obs[cell_key], sort=True)
+        else:
+            cell_codes = cell_lines.get_indexer(obs[cell_key])
+        n_d, n_c = len(drugs), len(cell_lines)
+        flat = drug_codes * n_c + cell_codes
+        counts = np.bincount(flat, minlength=n_d * n_c)
+        sums = np.zeros((n_d * n_c, X.shape[1]), dtype=np.float64)
+        np.add.at(sums, flat, X)
+        present = counts > 0
+        values = np.zeros_like(sums, dtype=np.float32)
+        values[present] = (sums[present] / counts[present, None]).astype(np.float32)
+        moa = None
+        if moa_key is not None and moa_key in adata.obs:
+            moa_per_row = pd.Series(adata.obs.loc[keep, moa_key].astype(str).to_numpy(), index=obs[drug_key].to_numpy())
+            moa = moa_per_row[~moa_per_row.index.duplicated()].reindex(drugs)
+        return cls(values.reshape(n_d, n_c, -1), present.reshape(n_d, n_c), pd.Index(drugs),
+                   pd.Index(cell_lines), pd.Index(adata.var_names.astype(str)), moa)
+
+    @property
+    def n_features(self) -> int:
+        return self.values.shape[2]
+
+    def cell_index(self, cell_line: str) -> int:
+        if cell_line not in self.cell_lines:
+            raise UnknownCategoryError(f"cell line {cell_line!r} is not in this data; it has {list(self.cell_lines)}.")
+        return int(self.cell_lines.get_loc(cell_line))
+
+    def subset(self, *, drugs=None, cell_lines=None) -> CellDrugProfiles:
+        """A copy restricted to some drugs (names or a boolean mask / integer positions) and cell lines."""
+        d = slice(None) if drugs is None else _positions(self.drugs, drugs)
+        c = slice(None) if cell_lines is None else _positions(self.cell_lines, cell_lines)
+        moa = None if self.moa is None else self.moa.iloc[d]
+        return CellDrugProfiles(self.values[d][:, c], self.present[d][:, c], self.drugs[d], self.cell_lines[c],
+                                self.var_names, moa)
+
+    def drugs_in_all(self, cell_lines) -> np.ndarray:
+        """Boolean mask of drugs measured in every one of ``cell_lines``."""
+        idx = [self.cell_index(c) for c in cell_lines]
+        return self.present[:, idx].all(axis=1)
+
+    def pairs(self, target: int, *, sources=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Input/output pairs for one target cell line: every source profile of a drug → its target profile.
+
+        Returns ``(inputs, outputs, drug_positions)``; ``sources`` (positions) defaults to every cell line, the
+        target included.
+        """
+        sources = range(len(self.cell_lines)) if sources is None else sources
+        xs, ys, ds = [], [], []
+        for s in sources:
+            rows = np.flatnonzero(self.present[:, s] & self.present[:, target])
+            xs.append(self.values[rows, s])
+            ys.append(self.values[rows, target])
+            ds.append(rows)
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(ds)
+
+    def with_values(self, values: np.ndarray) -> CellDrugProfiles:
+        return CellDrugProfiles(values.astype(np.float32), self.present, self.drugs, self.cell_lines,
+                                self.var_names, self.moa)
+
+
+def _positions(index: pd.Index, selector) -> np.ndarray:
+    selector = np.asarray(selector)
+    if selector.dtype == bool:
+        return np.flatnonzero(selector)
+    if selector.dtype.kind in "iu":
+        return selector
+    pos = index.get_indexer(selector.astype(str))
+    if (pos < 0).any():
+        raise UnknownCategoryError(f"{list(selector[pos < 0][:5])} not found; known: {list(index[:10])}...")
+    return pos

@@ -1,0 +1,260 @@
+"""DeepCellState: staged training, prediction across cell lines, transfer learning."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from ..._schema import PerturbkitInputError, UnknownCategoryError
+from ..._settings import seed_everything, settings
+from ...train import BaseModel, EarlyStopping, History, Objective, fit, split_indices
+from .._profiles import CellDrugProfiles
+from ._module import DeepCellStateNetwork
+
+
+class DeepCellState(BaseModel):
+    """Predict a drug's profile in one cell line from its profile in others.
+
+    One shared encoder maps any cell line's profile into a common latent space; one decoder per cell line maps it
+    back out (methods.md §1). Build and train it with :func:`perturbkit.tl.train_deepcellstate`.
+
+    Parameters
+    ----------
+    var_names
+        Feature (gene) names, in order.
+    cell_lines
+        The cell lines that get a decoder, in order.
+    latent_dim, hidden
+        Latent size (paper 128) and encoder hidden sizes (paper 512, 256; decoders mirror them).
+    input_dropout
+        Denoising dropout on the input (paper 0.5; 0 switches it off).
+    l1
+        Weight of the L1 activity penalty on the latent code (Keras semantics: mean over the batch of the summed
+        absolute activations; 0 switches it off).
+    skip
+        Feed the dropped-out input straight to each decoder's output layer.
+    decoder_dropout
+        Dropout inside the decoders (reference code 0.8 as keep-rate is not the paper's default; 0 by default).
+    data_keys
+        The obs keys and averaging the model was trained with; :meth:`predict` reuses them.
+    """
+
+    def __init__(self, var_names, *, cell_lines, latent_dim: int = 128, hidden=(512, 256), input_dropout: float = 0.5,
+                 l1: float = 1e-7, skip: bool = True, decoder_dropout: float = 0.0, data_keys: dict | None = None,
+                 **kwargs):
+        cell_lines = [str(c) for c in cell_lines]
+        if len(cell_lines) < 1 or len(set(cell_lines)) != len(cell_lines):
+            raise PerturbkitInputError(f"cell_lines must be distinct and non-empty, got {cell_lines}.")
+        data_keys = dict({"cell_key": "cell_line", "drug_key": "drug", "control_key": "control", "moa_key": "moa",
+                          "average": True}, **(data_keys or {}))
+        super().__init__(var_names, cell_lines=cell_lines, latent_dim=int(latent_dim), hidden=tuple(hidden),
+                         input_dropout=float(input_dropout), l1=float(l1), skip=bool(skip),
+                         decoder_dropout=float(decoder_dropout), data_keys=data_keys, **kwargs)
+
+    def _build_module(self):
+        h = self.hparams
+        return DeepCellStateNetwork(self.n_vars, len(h["cell_lines"]), latent_dim=h["latent_dim"], hidden=h["hidden"],
+                                    input_dropout=h["input_dropout"], decoder_dropout=h["decoder_dropout"],
+                                    skip=h["skip"])
+
+    @property
+    def cell_lines(self) -> list[str]:
+        return list(self.hparams["cell_lines"])
+
+    def cell_index(self, cell_line) -> int:
+        if str(cell_line) not in self.cell_lines:
+            raise UnknownCategoryError(
+                f"target cell line {cell_line!r} has no decoder in this model; it knows {self.cell_lines}. Train with "
+                f"that cell line included, or add it with model.fine_tune(adata) on data that contains it."
+            )
+        return self.cell_lines.index(str(cell_line))
+
+    # ----------------------------------------------------------------------------------------------- training
+    def _loss(self, cell: int | None):
+        l1 = self.hparams["l1"]
+
+        def loss(batch):
+            x, y = batch
+            out, z = self.module(x, cell)
+            mse = torch.mean((out - y) ** 2)
+            penalty = l1 * z.abs().sum(dim=1).mean() if l1 else torch.zeros((), device=x.device)
+            return {"loss": mse + penalty, "mse": mse, "l1": penalty}
+
+        return loss
+
+    def _scaled(self, profiles: CellDrugProfiles) -> CellDrugProfiles:
+        values = self.scaler.transform(profiles.values.reshape(-1, self.n_vars)).reshape(profiles.values.shape)
+        return profiles.with_values(np.where(profiles.present[..., None], values, 0.0))
+
+    def _decoder_positions(self, profiles: CellDrugProfiles) -> list[int]:
+        return [self.cell_index(c) for c in profiles.cell_lines]
+
+    @torch.no_grad()
+    def _validation_mse(self, scaled: CellDrugProfiles, decoders: list[int]) -> float:
+        """Mean over cell lines of the MSE of predicting each drug's profile from each of its cell lines."""
+        self.module.eval()
+        errors = []
+        for t, cell in enumerate(decoders):
+            x, y, _ = scaled.pairs(t)
+            if len(x):
+                out, _ = self.module(torch.from_numpy(x).to(self.device), cell)
+                errors.append(float(torch.mean((out - torch.from_numpy(y).to(self.device)) ** 2)))
+        return float(np.mean(errors)) if errors else float("nan")
+
+    def train(self, profiles: CellDrugProfiles, *, validation_fraction: float = 0.05, lr: float = 1e-4,
+              decoder_lr: float = 1e-5, batch_size: int = 128, max_epochs: int = 200, patience: int = 5,
+              epochs_per_round: int = 2, max_rounds: int = 50, pretrain: bool = True, seed: int | None = 0,
+              fit_scaler: bool = True) -> DeepCellState:
+        """Staged training (methods.md §1) on per-(drug, cell line) profiles in the data's own units.
+
+        1. pretrain one autoencoder on every profile; copy its decoder into each cell line's decoder;
+        2. rounds: visit cell lines in shuffled order, training the shared encoder and that cell line's decoder for
+           ``epochs_per_round`` epochs on (drug's profile in any cell line → its profile in this one), until the
+           validation error stops improving for ``patience`` rounds;
+        3. freeze the encoder and fine-tune each decoder alone at ``decoder_lr`` with early stopping.
+
+        Validation drugs (``validation_fraction``) are held out of training in every cell line.
+        """
+        if seed is not None:
+            seed_everything(seed)
+        rng = np.random.default_rng(seed)
+        if fit_scaler or self.scaler is None:
+            from ...pp import Scaler
+
+            self.scaler = Scaler("maxabs", per_feature=False).fit(profiles.values[profiles.present])
+        scaled = self._scaled(profiles)
+        train_pos, val_pos = split_indices(len(scaled.drugs), validation_fraction=validation_fraction,
+                                           seed=0 if seed is None else seed)
+        train, val = scaled.subset(drugs=train_pos), scaled.subset(drugs=val_pos)
+        decoders = self._decoder_positions(scaled)
+        has_val = len(val_pos) > 0
+        common = dict(batch_size=batch_size, device=self.device, seed=None, history=self.history)
+        net = self.module
+
+        if pretrain:
+            x = train.values[train.present]
+            xv = val.values[val.present]
+            fit(net, Objective(self._loss(None), [*net.encoder.parameters(), *net.pretrain_decoder.parameters()],
+                               lr=lr), (x, x), validation=(xv, xv) if has_val else None, max_epochs=max_epochs,
+                patience=patience, stage="pretrain", **common)
+            net.copy_pretrained_decoder(decoders)
+
+        train_pairs = [train.pairs(t) for t in range(len(decoders))]
+        monitor = lambda: self._validation_mse(val if has_val else train, decoders)
+        stopper = EarlyStopping(net, patience=patience)
+        stopper.step(monitor(), -1)
+        from tqdm.auto import tqdm
+
+        for round_ in tqdm(range(max_rounds), desc="cell-line rounds", disable=not settings.progress_bar, leave=False):
+            for t in rng.permutation(len(decoders)):
+                x, y, _ = train_pairs[t]
+                if len(x) == 0:
+                    continue
+                cell = decoders[t]
+                params = [*net.encoder.parameters(), *net.decoders[cell].parameters()]
+                fit(net, Objective(self._loss(cell), params, lr=lr), (x, y), max_epochs=epochs_per_round,
+                    patience=None, stage=f"round {round_}: {self.cell_lines[cell]}", **common)
+            value = monitor()
+            self.history.append({"stage": "rounds", "epoch": round_, "validation_loss": value})
+            if stopper.step(value, round_):
+                break
+        stopper.restore_best()
+
+        for t, cell in enumerate(decoders):
+            x, y, _ = train_pairs[t]
+            if len(x) == 0:
+                continue
+            xv, yv, _ = val.pairs(t)
+            fit(net, Objective(self._loss(cell), net.decoders[cell].parameters(), lr=decoder_lr), (x, y),
+                validation=(xv, yv) if len(xv) else None, max_epochs=max_epochs, patience=patience,
+                stage=f"decoder: {self.cell_lines[cell]}", **common)
+        net.eval()
+        return self
+
+    def fine_tune(self, adata, *, lr: float = 1e-5, max_rounds: int = 20, validation_fraction: float = 0.1,
+                  seed: int | None = 0, **train_kwargs) -> DeepCellState:
+        """Transfer learning on a small external set: continue staged training (without pretraining).
+
+        Cell lines in ``adata`` that the model does not know get a new decoder initialised from the pretrained one.
+        The scaler and genes stay those of the original model.
+        """
+        profiles = self.profiles_from(adata)
+        for cell in profiles.cell_lines:
+            if cell not in self.cell_lines:
+                self.module.add_decoder()
+                self.hparams["cell_lines"] = [*self.cell_lines, cell]
+        outside = np.abs(self.scaler.transform(profiles.values[profiles.present])).max()
+        if outside > 1.5:
+            warnings.warn(f"the fine-tuning data reaches {outside:.2f} on the model's [-1, 1] scale; the tanh output "
+                          f"cannot follow values beyond ±1.", stacklevel=2)
+        return self.train(profiles, lr=lr, max_rounds=max_rounds, validation_fraction=validation_fraction,
+                          pretrain=False, fit_scaler=False, seed=seed, **train_kwargs)
+
+    # ---------------------------------------------------------------------------------------------- prediction
+    def profiles_from(self, adata, *, layer=None) -> CellDrugProfiles:
+        """Per-(drug, cell line) profiles of ``adata`` in the model's gene order, built as in training."""
+        keys = self.hparams["data_keys"]
+        X = self.feature_matrix(adata, layer=layer)
+        aligned = ad.AnnData(X, obs=adata.obs, var=pd.DataFrame(index=self.var_names))
+        return CellDrugProfiles.from_adata(aligned, cell_key=keys["cell_key"], drug_key=keys["drug_key"],
+                                           control_key=keys["control_key"], moa_key=keys["moa_key"],
+                                           average=keys["average"])
+
+    @torch.no_grad()
+    def predict_array(self, X: np.ndarray, *, target: str) -> np.ndarray:
+        """Decode profiles ``X`` (rows, in the data's units) into cell line ``target``; returns the data's units."""
+        cell = self.cell_index(target)
+        self.module.eval()
+        x = torch.from_numpy(np.asarray(self.scaler.transform(np.asarray(X, dtype=np.float32)), dtype=np.float32))
+        out, _ = self.module(x.to(self.device), cell)
+        return np.asarray(self.scaler.inverse_transform(out.cpu().numpy()), dtype=np.float32)
+
+    @torch.no_grad()
+    def encode_array(self, X: np.ndarray) -> np.ndarray:
+        """Latent codes of profiles ``X`` (rows, in the data's units)."""
+        self.module.eval()
+        x = torch.from_numpy(np.asarray(self.scaler.transform(np.asarray(X, dtype=np.float32)), dtype=np.float32))
+        return self.module.encode(x.to(self.device))[1].cpu().numpy()
+
+    def predict(self, adata, *, target: str, sources=None, layer=None) -> ad.AnnData:
+        """Predict profiles in cell line ``target`` from the drugs' profiles in ``sources``.
+
+        Returns an AnnData with one row per drug measured in at least one source, in the input's units; several
+        sources are each decoded and the outputs averaged. ``sources=None`` uses every cell line in ``adata`` other
+        than ``target``. A source cell line the model never saw is allowed (the encoder is shared).
+        """
+        self.cell_index(target)
+        profiles = self.profiles_from(adata, layer=layer)
+        if sources is None:
+            sources = [c for c in profiles.cell_lines if c != str(target)]
+        sources = [str(s) for s in np.atleast_1d(sources)]
+        if not sources:
+            raise PerturbkitInputError(f"no source cell line: the data only has {list(profiles.cell_lines)}; pass "
+                                       f"sources= or data from another cell line.")
+        positions = [profiles.cell_index(s) for s in sources]
+        present = profiles.present[:, positions]
+        rows = np.flatnonzero(present.any(axis=1))
+        if len(rows) == 0:
+            raise PerturbkitInputError(f"no drug has a profile in the source cell lines {sources}.")
+        total = np.zeros((len(rows), self.n_vars), dtype=np.float64)
+        for j, s in enumerate(positions):
+            have = present[rows, j]
+            if have.any():
+                total[have] += self.predict_array(profiles.values[rows[have], s], target=target)
+        n_sources = present[rows].sum(axis=1)
+        obs = pd.DataFrame({
+            self.hparams["data_keys"]["drug_key"]: profiles.drugs[rows].to_numpy(),
+            "target": str(target),
+            "sources": [",".join(np.array(sources)[present[r]]) for r in rows],
+            "n_sources": n_sources,
+        }, index=profiles.drugs[rows].astype(str))
+        if profiles.moa is not None:
+            obs[self.hparams["data_keys"]["moa_key"]] = profiles.moa.iloc[rows].to_numpy()
+        out = ad.AnnData((total / n_sources[:, None]).astype(np.float32), obs=obs,
+                         var=pd.DataFrame(index=self.var_names))
+        out.uns["deepcellstate_prediction"] = {"target": str(target), "sources": sources}
+        return out

@@ -1,0 +1,80 @@
+"""DeepCellState's network: one shared encoder, one decoder per cell line (Umarov, Li & Arner 2021)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._layers import mlp
+
+
+class Decoder(nn.Module):
+    """latent → hidden layers → features, with an optional skip input concatenated before the tanh output layer."""
+
+    def __init__(self, n_features: int, latent_dim: int, hidden: tuple[int, ...], *, skip: bool, dropout: float):
+        super().__init__()
+        sizes = [latent_dim, *hidden]
+        self.body = mlp(sizes, output_activation="leaky_relu", dropout=dropout) if hidden else nn.Identity()
+        self.output = nn.Linear(sizes[-1] + (n_features if skip else 0), n_features)
+        self.skip = skip
+        self.body_dropout = nn.Dropout(dropout) if dropout and hidden else nn.Identity()
+
+    def forward(self, z: torch.Tensor, skip_input: torch.Tensor | None) -> torch.Tensor:
+        h = self.body_dropout(self.body(z))
+        if self.skip:
+            h = torch.cat([h, skip_input], dim=1)
+        return torch.tanh(self.output(h))
+
+
+class DeepCellStateNetwork(nn.Module):
+    """Input dropout → shared encoder (LeakyReLU 0.2, bias-free latent) → one :class:`Decoder` per cell line.
+
+    ``pretrain_decoder`` is the autoencoder's decoder of the first training stage; it is copied into every cell
+    line's decoder afterwards, and new cell lines (transfer learning) start from it too.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_cell_lines: int,
+        *,
+        latent_dim: int = 128,
+        hidden: tuple[int, ...] = (512, 256),
+        input_dropout: float = 0.5,
+        decoder_dropout: float = 0.0,
+        skip: bool = True,
+    ):
+        super().__init__()
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.encoder = mlp([n_features, *hidden, latent_dim], output_activation="leaky_relu", last_bias=False)
+        make = lambda: Decoder(n_features, latent_dim, tuple(reversed(hidden)), skip=skip, dropout=decoder_dropout)
+        self.pretrain_decoder = make()
+        self.decoders = nn.ModuleList(make() for _ in range(n_cell_lines))
+        self._make_decoder = make
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (dropped-out input, latent code); dropout is active only in training mode."""
+        dropped = self.input_dropout(x)
+        return dropped, self.encoder(dropped)
+
+    def decode(self, dropped: torch.Tensor, z: torch.Tensor, cell: int | None) -> torch.Tensor:
+        decoder = self.pretrain_decoder if cell is None else self.decoders[cell]
+        return decoder(z, dropped)
+
+    def forward(self, x: torch.Tensor, cell: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predict the profile in cell line ``cell`` (``None``: the pretraining autoencoder); returns (output, latent)."""
+        dropped, z = self.encode(x)
+        return self.decode(dropped, z, cell), z
+
+    def copy_pretrained_decoder(self, cells=None) -> None:
+        """Overwrite the decoders of ``cells`` (default all) with the pretrained decoder's weights."""
+        state = self.pretrain_decoder.state_dict()
+        for c in range(len(self.decoders)) if cells is None else cells:
+            self.decoders[c].load_state_dict(state)
+
+    def add_decoder(self) -> int:
+        """Append a decoder initialised from the pretrained one; returns its index."""
+        decoder = self._make_decoder().to(next(self.parameters()).device)
+        decoder.load_state_dict(self.pretrain_decoder.state_dict())
+        self.decoders.append(decoder)
+        return len(self.decoders) - 1

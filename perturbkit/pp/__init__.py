@@ -1,0 +1,15 @@
+"""Preprocessing (``pk.pp``): check, annotate, aggregate, scale, select features and subtract controls.
+
+All functions follow scanpy: ``adata`` first, options keyword-only, ``copy=False`` modifies ``adata`` in place and
+returns None, ``copy=True`` returns a new AnnData and leaves ``adata`` untouched, and the parameters are recorded
+in ``adata.uns``. :func:`aggregate` changes the number of rows, so it always returns a new AnnData.
+"""
+
+from .._schema import validate
+from ._aggregate import aggregate
+from ._annotate import annotate
+from ._control import control_diff
+from ._feature_select import feature_select
+from ._scale import Scaler, scale, unscale
+
+__all__ = ["validate", "annotate", "aggregate", "scale", "unscale", "Scaler", "feature_select", "control_diff"]

@@ -1,0 +1,234 @@
+"""Collapse replicate profiles into one profile per group: mean, median or LINCS-style MODZ."""
+
+from __future__ import annotations
+
+import copy as _copy
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._schema import EmptyGroupError, PerturbkitInputError, check_finite, require_columns
+
+METHODS = ("mean", "median", "modz")
+MODZ_MIN_WEIGHT = 0.01
+
+
+def _group_codes(obs: pd.DataFrame, by: list[str]) -> np.ndarray:
+    """Integer group code per row, groups numbered in sorted key order; missing values form their own group."""
+    return obs.groupby(by, sort=True, observed=True, dropna=False).ngroup().to_numpy()
+
+
+def _indicator(codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> sp.csr_matrix:
+    """Sparse groups × rows matrix with ``weights`` (default 1) where row i belongs to group codes[i]."""
+    n = len(codes)
+    data = np.ones(n) if weights is None else weights
+    return sp.csr_matrix((data, (codes, np.arange(n))), shape=(n_groups, n))
+
+
+def _rank_rows(B: np.ndarray) -> np.ndarray:
+    """Ranks (1..p, ties get their average rank) along the last axis of a 2-D array."""
+    m, p = B.shape
+    order = np.argsort(B, axis=1)
+    S = np.take_along_axis(B, order, axis=1)
+    new_run = np.ones((m, p), dtype=bool)
+    new_run[:, 1:] = S[:, 1:] != S[:, :-1]
+    positions = np.broadcast_to(np.arange(1, p + 1, dtype=np.float64), (m, p))
+    if not new_run.all():  # ties: every member of a run of equal values gets the run's mean position
+        run = np.cumsum(new_run.ravel()) - 1
+        mean_pos = np.bincount(run, weights=positions.ravel()) / np.bincount(run)
+        positions = mean_pos[run].reshape(m, p)
+    ranks = np.empty((m, p))
+    np.put_along_axis(ranks, order, positions, axis=1)
+    return ranks
+
+
+def _modz_weights(block: np.ndarray) -> np.ndarray:
+    """MODZ replicate weights for a stack of groups.
+
+    ``block`` is groups × replicates × features. Each replicate's profile is ranked over features, the replicates'
+    Spearman correlations are computed, and replicate i gets ``max(mean correlation with the others, 0.01)``,
+    normalised so each group's weights sum to 1. Returns groups × replicates.
+    """
+    n_groups, n_rep, _ = block.shape
+    if n_rep == 1:
+        return np.ones((n_groups, 1))
+    if n_rep == 2:  # both replicates share one correlation: equal weights, a plain mean
+        return np.full((n_groups, 2), 0.5)
+    ranks = _rank_rows(block.reshape(n_groups * n_rep, -1)).reshape(block.shape)
+    ranks -= ranks.mean(axis=2, keepdims=True)
+    norms = np.sqrt((ranks * ranks).sum(axis=2, keepdims=True))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ranks = ranks / norms
+    corr = np.nan_to_num(ranks @ ranks.transpose(0, 2, 1))  # a constant replicate correlates 0 with the others
+    mean_other = (corr.sum(axis=2) - np.diagonal(corr, axis1=1, axis2=2)) / (n_rep - 1)
+    w = np.maximum(mean_other, MODZ_MIN_WEIGHT)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _loop_by_size(X, codes: np.ndarray, n_groups: int, reduce) -> np.ndarray:
+    """Apply ``reduce`` (groups × replicates × features → groups × features) to all groups of one size at once."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    out = np.empty((n_groups, X.shape[1]), dtype=np.float64)
+    for size in np.unique(sizes):
+        groups = np.flatnonzero(sizes == size)
+        rows = order[(starts[groups][:, None] + np.arange(size)[None, :]).ravel()]
+        n_chunks = max(1, len(rows) * X.shape[1] // 20_000_000)  # bounds the dense block's memory
+        for chunk in np.array_split(np.arange(len(groups)), n_chunks):
+            sub = X[rows.reshape(len(groups), size)[chunk].ravel()]
+            sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
+            out[groups[chunk]] = reduce(sub.reshape(len(chunk), size, X.shape[1]).astype(np.float64, copy=False))
+    return out
+
+
+def _median(block: np.ndarray) -> np.ndarray:
+    return np.median(block, axis=1)
+
+
+def _modz(block: np.ndarray) -> np.ndarray:
+    w = _modz_weights(block)
+    return np.einsum("gr,grf->gf", w, block)
+
+
+def _constant_columns(obs: pd.DataFrame, columns: list[str], codes: np.ndarray) -> list[str]:
+    """Columns whose value (missing counts as a value) is the same for all rows of every group."""
+    if not columns:
+        return []
+    factorised = pd.DataFrame(
+        {c: pd.factorize(obs[c].astype(object), use_na_sentinel=False)[0] for c in columns}
+    )
+    grouped = factorised.groupby(codes)
+    constant = (grouped.min() == grouped.max()).all(axis=0)
+    return [c for c in columns if constant[c]]
+
+
+def aggregate(
+    adata,
+    *,
+    by=("cell_line", "drug"),
+    method: str = "mean",
+    layer: str | None = None,
+    keep_obs="first-constant",
+):
+    """One profile per group of rows: the mean, median or MODZ of its replicates.
+
+    Parameters
+    ----------
+    adata
+        AnnData with finite values in X (or ``layer``). Sparse X is supported.
+    by
+        obs column(s) defining the groups, e.g. ``("cell_line", "drug")`` to average over doses and time points, or
+        ``("plate", "well")``-style keys to collapse replicates. Missing values form their own group.
+    method
+        ``"mean"``, ``"median"`` or ``"modz"``: LINCS's moderated z-score, a weighted mean whose replicate weights are
+        ``max(mean Spearman correlation to the other replicates, 0.01)``, normalised to sum 1 (one replicate: itself;
+        two: their plain mean). An outlying replicate thus counts little.
+    layer
+        Aggregate ``adata.layers[layer]`` instead of X; the result goes to X.
+    keep_obs
+        ``"first-constant"`` keeps every other obs column whose value is constant within all groups (e.g. moa,
+        smiles, control); ``None`` keeps only the ``by`` columns; a column name or list of names keeps those,
+        taking the first row's value in each group.
+
+    Returns
+    -------
+    A new AnnData with one row per group (obs names like ``"MCF7|drugA"``), obs holding the ``by`` columns,
+    ``n_profiles`` and the kept columns; var, varm and a copy of uns carry over, with ``uns['aggregate']``
+    recording the parameters. X is float32 (float64 input stays float64); a sparse X stays sparse with
+    ``method="mean"``. ``adata`` itself is never modified.
+
+    Examples
+    --------
+    >>> consensus = pk.pp.aggregate(adata, by=("cell_line", "drug"), method="modz")
+    >>> consensus.obs[["cell_line", "drug", "n_profiles"]].head()
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    if not by:
+        raise PerturbkitInputError(
+            "by= is empty; name the obs column(s) that define the groups, e.g. by=('cell_line', 'drug')."
+        )
+    if method not in METHODS:
+        raise PerturbkitInputError(f"method={method!r} is not known; use one of {', '.join(map(repr, METHODS))}.")
+    require_columns(adata, by, purpose="aggregate(by=...)")
+    if adata.n_obs == 0:
+        raise EmptyGroupError("adata has no rows, so there is nothing to aggregate; load profiles into it first.")
+    if layer is not None and layer not in adata.layers:
+        raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
+    X = adata.X if layer is None else adata.layers[layer]
+    if X is None:
+        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+
+    others = [c for c in adata.obs.columns if c not in by and c != "n_profiles"]
+    if keep_obs == "first-constant":
+        obs = adata.obs
+        codes = _group_codes(obs, by)
+        keep = _constant_columns(obs, others, codes)
+    elif keep_obs is None:
+        codes = _group_codes(adata.obs, by)
+        keep = []
+    else:
+        keep = [keep_obs] if isinstance(keep_obs, str) else list(keep_obs)
+        require_columns(adata, keep, purpose="aggregate(keep_obs=...)")
+        keep = [c for c in keep if c not in by and c != "n_profiles"]
+        codes = _group_codes(adata.obs, by)
+
+    n_groups = int(codes.max()) + 1
+    counts = np.bincount(codes, minlength=n_groups)
+    dtype = X.dtype if X.dtype == np.float64 else np.float32
+
+    if method == "mean":
+        G = _indicator(codes, n_groups, 1.0 / counts[codes])
+        if sp.issparse(X):
+            out = sp.csr_matrix(G @ sp.csr_matrix(X, dtype=np.float64), dtype=dtype)
+        else:
+            out = np.asarray(G @ np.asarray(X, dtype=np.float64), dtype=dtype)
+    else:
+        reduce = _median if method == "median" else _modz
+        out = _loop_by_size(X, codes, n_groups, reduce).astype(dtype)
+
+    first = np.unique(codes, return_index=True)[1]
+    new_obs = adata.obs.iloc[first][by + keep].copy()
+    for c in new_obs.columns:
+        if isinstance(new_obs[c].dtype, pd.CategoricalDtype):
+            new_obs[c] = new_obs[c].cat.remove_unused_categories()
+    new_obs.insert(len(by), "n_profiles", counts.astype(np.int64))
+    names = new_obs[by].astype(str).agg("|".join, axis=1)
+    new_obs.index = pd.Index(_make_unique(names.tolist()), dtype=object)
+
+    import anndata as ad
+
+    result = ad.AnnData(
+        X=out,
+        obs=new_obs,
+        var=adata.var.copy(),
+        uns=_copy.deepcopy(dict(adata.uns)),
+        varm={k: _copy.deepcopy(v) for k, v in adata.varm.items()},
+    )
+    result.uns["aggregate"] = {
+        "by": by,
+        "method": method,
+        "layer": layer,
+        "keep_obs": keep_obs if isinstance(keep_obs, str) or keep_obs is None else list(keep_obs),
+        "kept_columns": keep,
+        "n_obs_before": int(adata.n_obs),
+        "n_groups": n_groups,
+    }
+    return result
+
+
+def _make_unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name}-{seen[name]}")
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out

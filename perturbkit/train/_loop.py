@@ -1,0 +1,285 @@
+"""The one training loop every perturbkit model uses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._settings import resolve_device, seed_everything, settings
+
+LossFunction = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
+
+
+@dataclass
+class Objective:
+    """One optimiser and the loss it minimises.
+
+    ``loss(batch)`` takes the tuple of batch tensors and returns a dict of scalar tensors whose ``"loss"`` entry is
+    minimised; the other entries are logged. Several objectives (e.g. a GAN's discriminator and generator) each take
+    a step on every batch, in order.
+    """
+
+    loss: LossFunction
+    parameters: Iterable[nn.Parameter]
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    name: str = "model"
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters if p.requires_grad]
+        if not params:
+            raise ValueError(f"objective {self.name!r} has no trainable parameters.")
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+class EarlyStopping:
+    """Track the best value of a monitored loss, keep the best weights, and say when to stop.
+
+    ``patience=None`` never stops early but still restores the best weights.
+    """
+
+    def __init__(self, module: nn.Module, *, patience: int | None = 5, min_delta: float = 0.0):
+        self.module = module
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.best_step = -1
+        self.steps_without_improvement = 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    def step(self, value: float, step: int) -> bool:
+        """Record ``value``; return True when training should stop."""
+        if value < self.best - self.min_delta:
+            self.best = value
+            self.best_step = step
+            self.steps_without_improvement = 0
+            self._best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        else:
+            self.steps_without_improvement += 1
+        return self.patience is not None and self.steps_without_improvement >= self.patience
+
+    def restore_best(self) -> None:
+        if self._best_state is not None:
+            self.module.load_state_dict(self._best_state)
+
+
+class Batches:
+    """Aligned tensors served in (shuffled) minibatches.
+
+    Data smaller than ``pk.settings.max_device_bytes`` is moved to the device once; larger data stays on the CPU
+    and each batch is copied over.
+    """
+
+    def __init__(self, arrays: Sequence, *, device: torch.device, batch_size: int | None):
+        tensors = tuple(_as_tensor(a) for a in arrays)
+        n = {t.shape[0] for t in tensors}
+        if len(n) != 1:
+            raise ValueError(f"training arrays have different numbers of rows: {sorted(n)}")
+        self.n = n.pop()
+        if self.n == 0:
+            raise ValueError("no training rows: the data (after splitting off validation) is empty.")
+        self.device = device
+        nbytes = sum(t.element_size() * t.nelement() for t in tensors)
+        self.on_device = nbytes <= settings.max_device_bytes
+        if self.on_device:
+            tensors = tuple(t.to(device) for t in tensors)
+        elif device.type == "cuda":
+            tensors = tuple(t.pin_memory() for t in tensors)
+        self.tensors = tensors
+        self.batch_size = self.n if batch_size is None else max(1, min(int(batch_size), self.n))
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def iterate(self, generator: torch.Generator | None = None):
+        if generator is None:
+            order = None
+        else:
+            order = torch.randperm(self.n, generator=generator)
+            if self.on_device:
+                order = order.to(self.device)
+        for start in range(0, self.n, self.batch_size):
+            if order is None:
+                batch = tuple(t[start : start + self.batch_size] for t in self.tensors)
+            else:
+                idx = order[start : start + self.batch_size]
+                batch = tuple(t[idx] for t in self.tensors)
+            if not self.on_device:
+                batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+            yield batch
+
+
+def _as_tensor(array) -> torch.Tensor:
+    if isinstance(array, torch.Tensor):
+        return array
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if array.dtype.kind == "b":
+        return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+
+
+@dataclass
+class History:
+    """Per-epoch records of one or several :func:`fit` calls (``to_frame()`` for a DataFrame)."""
+
+    records: list[dict] = field(default_factory=list)
+
+    def append(self, record: dict) -> None:
+        self.records.append(record)
+
+    def extend(self, other: History) -> None:
+        self.records.extend(other.records)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def fit(
+    module: nn.Module,
+    objectives: Objective | Sequence[Objective],
+    train: Sequence,
+    *,
+    validation: Sequence | None = None,
+    validation_loss: LossFunction | None = None,
+    max_epochs: int = 100,
+    batch_size: int | None = 128,
+    patience: int | None = 5,
+    min_delta: float = 0.0,
+    device="auto",
+    seed: int | None = 0,
+    stage: str = "train",
+    history: History | None = None,
+    progress: bool | None = None,
+) -> History:
+    """Train ``module`` by minimising each objective's loss over minibatches of ``train``.
+
+    Parameters
+    ----------
+    module
+        The network; it is moved to ``device`` and left there.
+    objectives
+        One :class:`Objective` per optimiser (one for most models, two for adversarial training).
+    train, validation
+        Tuples of aligned arrays or tensors (rows = samples). ``validation`` drives early stopping: the best
+        epoch's weights are restored at the end. Without it, the training loss is monitored.
+    validation_loss
+        Loss to monitor on ``validation`` (default: the first objective's loss), evaluated in eval mode. Without
+        validation data the first objective's training loss is monitored.
+    batch_size
+        Minibatch size; ``None`` trains on the whole set at once.
+    patience
+        Epochs without improvement before stopping; ``None`` runs all ``max_epochs``.
+    seed
+        Seeds every RNG, so CPU runs are bitwise reproducible. ``None`` leaves the RNGs alone.
+    stage
+        Label stored in each history record (useful for staged training).
+    progress
+        Show a tqdm bar (default ``pk.settings.progress_bar``).
+
+    Returns
+    -------
+    The :class:`History`, extended in place when one is passed.
+    """
+    objectives = [objectives] if isinstance(objectives, Objective) else list(objectives)
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    if seed is not None:
+        seed_everything(seed)
+    history = History() if history is None else history
+    module.to(device)
+    train_batches = Batches(train if isinstance(train, (tuple, list)) else (train,), device=device, batch_size=batch_size)
+    val_batches = None
+    if validation is not None:
+        validation = validation if isinstance(validation, (tuple, list)) else (validation,)
+        if len(validation) and len(validation[0]):
+            val_batches = Batches(validation, device=device, batch_size=max(train_batches.batch_size, 4096))
+    monitor_loss = validation_loss or objectives[0].loss
+    optimizers = [obj.make_optimizer() for obj in objectives]
+    # without a seed, draw the shuffling seed from the (already seeded or not) global RNG: never reseed it
+    shuffle_seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+    generator = torch.Generator().manual_seed(shuffle_seed)
+    stopper = EarlyStopping(module, patience=patience, min_delta=min_delta)
+    show = settings.progress_bar if progress is None else progress
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(max_epochs), desc=stage, disable=not show, leave=False)
+    for epoch in bar:
+        module.train()
+        sums: dict[str, float] = {}
+        for batch in train_batches.iterate(generator):
+            n = batch[0].shape[0]
+            for objective, optimizer in zip(objectives, optimizers):
+                optimizer.zero_grad(set_to_none=True)
+                losses = objective.loss(batch)
+                losses["loss"].backward()
+                optimizer.step()
+                prefix = "" if len(objectives) == 1 else f"{objective.name}_"
+                for key, value in losses.items():
+                    sums[prefix + key] = sums.get(prefix + key, 0.0) + float(value.detach()) * n
+        record = {"stage": stage, "epoch": epoch, **{f"train_{k}": v / train_batches.n for k, v in sums.items()}}
+        if val_batches is not None:
+            record.update({f"validation_{k}": v for k, v in evaluate(module, monitor_loss, val_batches).items()})
+            monitored = record["validation_loss"]
+        else:
+            first = "loss" if len(objectives) == 1 else f"{objectives[0].name}_loss"
+            monitored = record[f"train_{first}"]
+        history.append(record)
+        if not math.isfinite(monitored):
+            raise FloatingPointError(
+                f"{stage}: the loss became {monitored} at epoch {epoch}. Lower the learning rate, check the data "
+                f"for extreme values (pk.pp.scale), or try another seed."
+            )
+        bar.set_postfix(loss=f"{monitored:.4g}")
+        if stopper.step(monitored, epoch):
+            break
+    bar.close()
+    stopper.restore_best()
+    module.eval()
+    return history
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, loss: LossFunction, batches: Batches) -> dict[str, float]:
+    """Row-weighted mean of each loss component over all batches, in eval mode."""
+    was_training = module.training
+    module.eval()
+    sums: dict[str, float] = {}
+    for batch in batches.iterate(None):
+        n = batch[0].shape[0]
+        for key, value in loss(batch).items():
+            sums[key] = sums.get(key, 0.0) + float(value) * n
+    module.train(was_training)
+    return {k: v / batches.n for k, v in sums.items()}
+
+
+def split_indices(n: int, *, validation_fraction: float, seed: int = 0, groups=None) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/validation row indices; with ``groups``, whole groups (e.g. drugs) go to one side."""
+    rng = np.random.default_rng(seed)
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+    if groups is None:
+        order = rng.permutation(n)
+        n_val = int(round(n * validation_fraction))
+        if validation_fraction > 0 and n > 1:
+            n_val = max(n_val, 1)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    groups = np.asarray(groups)
+    unique = np.unique(groups)
+    chosen = rng.permutation(unique)
+    n_val = int(round(len(unique) * validation_fraction))
+    if validation_fraction > 0 and len(unique) > 1:
+        n_val = max(n_val, 1)
+    is_val = np.isin(groups, chosen[:n_val])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

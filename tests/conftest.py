@@ -1,0 +1,32 @@
+"""Shared fixtures. Real data sets live in ../shared/data (never in the repo); tests using them skip without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import perturbkit as pk
+
+SHARED_DATA = Path(os.environ.get("PERTURBKIT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_progress():
+    pk.settings.progress_bar = False
+    yield
+
+
+def shared_file(relative: str) -> Path:
+    """Path of a file under ../shared/data, skipping the test with a clear reason when it is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data file {path} is not available (set PERTURBKIT_SHARED_DATA to the shared/data folder)")
+    return path
+
+
+@pytest.fixture
+def shared_data():
+    """Callable fixture: ``shared_data('l1000/test_l1000.gct.gz')`` gives the path or skips."""
+    return shared_file
