@@ -1,5 +1,32 @@
-"""Simulators with ground truth, and downloaders for the field's public data sets."""
+"""Simulated data with known ground truth, and downloaders for the field's public data sets.
 
-from ._simulate import simulate_bulk
+Simulators (each documents its generative model; all take ``seed=`` and return AnnData in perturbkit's schema,
+the truth in ``adata.uns['simulation']``, ``adata.layers`` and ``adata.obsm['latent_true']``):
 
-__all__ = ["simulate_bulk"]
+- :func:`simulate_bulk`: LINCS L1000 level-5-like signatures in several cell lines (DeepCellState, cycleCDR).
+- :func:`simulate_morphology`: Cell Painting-like well profiles with CellProfiler feature groups (VAEs, LSA).
+- :func:`simulate_single_cell`: unpaired single-cell UMI counts of control and treated cells (cycleCDR).
+
+Downloaders (pooch; cached in ``pk.settings.datadir``; hashes checked; :class:`DownloadError` when offline):
+
+- :func:`lincs_l1000_level5`: GEO GSE70138 level 5 signatures, ``sig_info`` and ``gene_info``.
+- :func:`kang_pbmc`: Kang et al. 2018 interferon-β PBMCs.
+- :func:`lincs_cell_painting`: LINCS Cell Painting consensus or per-plate profiles.
+- :func:`registry`: every known file with its URL, hash and the hash's source.
+"""
+
+from ._download import DownloadError, fetch, kang_pbmc, lincs_cell_painting, lincs_l1000_level5, registry
+from ._simulate import cellprofiler_feature_names, simulate_bulk, simulate_morphology, simulate_single_cell
+
+__all__ = [
+    "simulate_bulk",
+    "simulate_morphology",
+    "simulate_single_cell",
+    "cellprofiler_feature_names",
+    "lincs_l1000_level5",
+    "kang_pbmc",
+    "lincs_cell_painting",
+    "registry",
+    "fetch",
+    "DownloadError",
+]

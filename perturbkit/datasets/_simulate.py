@@ -15,15 +15,24 @@ PLATE_CAPACITY = 96  # treated bulk signatures per simulated plate
 
 
 class _RandomNet:
-    """A fixed random two-layer network ``s -> B tanh(A s + c) - B tanh(c)`` (zero effect maps to zero)."""
+    """A fixed random two-layer network ``s -> B phi(A s)`` with ``phi(u) = (1 - eta) u + eta |u|``.
 
-    def __init__(self, rng, n_in: int, n_out: int, *, hidden: int, gain: float, bias_sd: float = 0.5):
-        self.A = rng.standard_normal((hidden, n_in)) * (gain / np.sqrt(n_in))
-        self.c = rng.normal(0.0, bias_sd, hidden)
+    ``phi`` is positively homogeneous, so ``net(m s) = m net(s)`` for ``m >= 0``: a dose only scales a
+    profile. ``eta`` (the even share) sets how nonlinear the map is: 0 is linear; with ``eta > 0`` part of the
+    response depends on the magnitude of pathway activities whatever their sign, which no linear map between two
+    cell lines can reproduce.
+    """
+
+    def __init__(self, rng, n_in: int, n_out: int, *, hidden: int, eta: float):
+        self.A = rng.standard_normal((hidden, n_in)) / np.sqrt(n_in)
         self.B = rng.standard_normal((n_out, hidden)) / np.sqrt(hidden)
+        self.eta = eta
 
     def __call__(self, s: np.ndarray) -> np.ndarray:
-        return (np.tanh(s @ self.A.T + self.c) - np.tanh(self.c)) @ self.B.T
+        u = s @ self.A.T
+        even = np.abs(u)
+        even = even - even.mean(axis=1, keepdims=True)
+        return ((1.0 - self.eta) * u + self.eta * even) @ self.B.T
 
 
 def _check_positive(**values):
@@ -61,7 +70,7 @@ def simulate_bulk(
     n_cell_lines: int = 2,
     n_genes: int = 978,
     n_moas: int = 20,
-    latent_dim: int = 24,
+    latent_dim: int = 12,
     frac_two_moas: float = 0.15,
     doses: tuple[float, ...] = LINCS_DOSES,
     times: tuple[float, ...] = (6.0, 24.0),
@@ -69,10 +78,10 @@ def simulate_bulk(
     n_controls: int = 4,
     frac_missing: float = 0.1,
     noise: float = 1.0,
-    shared_fraction: float = 0.45,
-    nonlinearity: float = 1.5,
-    amplitude: float = 2.5,
-    deviation_scale: float = 0.25,
+    shared_fraction: float = 0.38,
+    nonlinearity: float = 1.0,
+    amplitude: float = 4.0,
+    deviation_scale: float = 0.5,
     baseline: float = 0.0,
     cell_lines: list[str] | None = None,
     compounds: pd.DataFrame | None = None,
@@ -150,9 +159,8 @@ def simulate_bulk(
     n_drugs = lib.n
 
     # Cell-line maps.
-    hidden = 64
-    shared = _RandomNet(rng, latent_dim, n_genes, hidden=hidden, gain=nonlinearity)
-    own = [_RandomNet(rng, latent_dim, n_genes, hidden=hidden, gain=nonlinearity) for _ in cell_lines]
+    shared = _RandomNet(rng, latent_dim, n_genes, hidden=32, eta=0.0)  # linear: the part all cell lines share
+    own = [_RandomNet(rng, latent_dim, n_genes, hidden=16, eta=nonlinearity) for _ in cell_lines]
     gene_weights = np.exp(rng.normal(0.0, 0.3, (n_cell_lines, n_genes)))
     # Normalise each component so that a fully active drug has unit gene-wise RMS.
     full = lib.latent * time_factor(24.0)
@@ -241,5 +249,343 @@ def simulate_bulk(
     truth["gene_weights"] = gene_weights.astype(np.float32)
     truth["present"] = present
     truth.update({k: v for k, v in lib.extra.items()})
+    adata.uns["simulation"] = truth
+    return adata
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cell Painting-like morphology
+# --------------------------------------------------------------------------------------------------------------
+
+COMPARTMENTS = ("Cells", "Cytoplasm", "Nuclei")
+CHANNELS = ("DNA", "RNA", "AGP", "ER", "Mito")
+_INTENSITY = ("MeanIntensity", "MedianIntensity", "IntegratedIntensity", "StdIntensity", "MassDisplacement",
+              "LowerQuartileIntensity", "UpperQuartileIntensity")
+_TEXTURE = ("AngularSecondMoment", "Contrast", "Correlation", "Entropy", "InverseDifferenceMoment", "SumAverage",
+            "SumEntropy", "Variance", "DifferenceEntropy")
+_AREASHAPE = ("Area", "Perimeter", "FormFactor", "Eccentricity", "Solidity", "Extent", "Compactness",
+              "MajorAxisLength", "MinorAxisLength", "Zernike_0_0", "Zernike_2_0")
+
+
+def cellprofiler_feature_names() -> pd.DataFrame:
+    """Every CellProfiler-style feature the morphology simulator can emit, with its true compartment/channel.
+
+    Returns a DataFrame indexed by feature name with columns ``compartment``, ``feature_type``, ``channel``
+    (``""`` for shape features; the first channel for correlations) and ``sim_group`` (``compartment_channel``,
+    or ``compartment_AreaShape``), the unit on which the simulator's latent factors load.
+    """
+    rows = []
+    for comp in COMPARTMENTS:
+        for ch in CHANNELS:
+            rows += [(f"{comp}_Intensity_{m}_{ch}", comp, "Intensity", ch) for m in _INTENSITY]
+            rows += [(f"{comp}_Texture_{m}_{ch}_{scale}_0", comp, "Texture", ch) for m in _TEXTURE for scale in (5, 10)]
+            rows += [(f"{comp}_Granularity_{k}_{ch}", comp, "Granularity", ch) for k in range(1, 7)]
+        for i, ch1 in enumerate(CHANNELS):
+            rows += [(f"{comp}_Correlation_Correlation_{ch1}_{ch2}", comp, "Correlation", ch1) for ch2 in CHANNELS[i + 1 :]]
+        rows += [(f"{comp}_AreaShape_{m}", comp, "AreaShape", "") for m in _AREASHAPE]
+    for ch in CHANNELS:
+        for m in ("FracAtD", "MeanFrac", "RadialCV"):
+            rows += [(f"Cells_RadialDistribution_{m}_{ch}_{k}of4", "Cells", "RadialDistribution", ch) for k in range(1, 5)]
+    table = pd.DataFrame(rows, columns=["feature", "compartment", "feature_type", "channel"]).set_index("feature")
+    table["sim_group"] = table["compartment"] + "_" + table["channel"].where(table["channel"] != "", "AreaShape")
+    return table
+
+
+def _feature_var(names: list[str], truth: pd.DataFrame) -> pd.DataFrame:
+    """var for simulated features: perturbkit.io's CellProfiler parser when available, plus the simulation truth."""
+    try:
+        from ..io import parse_cellprofiler_features
+    except ImportError:  # the io layer is optional for the simulator: same columns from the generator's truth
+        var = truth.loc[names, ["compartment", "feature_type", "channel"]].copy()
+        var["channel"] = var["channel"].where(var["channel"] != "", "None")
+        var["measurement"] = [n.split("_", 2)[2] if n.count("_") >= 2 else "None" for n in names]
+        var["group"] = var["compartment"] + "_" + var["channel"]
+    else:
+        var = parse_cellprofiler_features(names).copy()
+    var.index = pd.Index(names)
+    var["sim_group"] = truth.loc[names, "sim_group"].to_numpy()
+    return var
+
+
+def simulate_morphology(
+    *,
+    n_compounds: int = 240,
+    n_moas: int = 12,
+    doses: tuple[float, ...] = LINCS_DOSES,
+    n_replicates: int = 3,
+    n_controls: int = 24,
+    frac_two_moas: float = 0.2,
+    latent_dim: int = 10,
+    n_plates: int = 12,
+    n_features: int = 300,
+    effect_size: float = 3.0,
+    saturation: float = 2.5,
+    noise: float = 1.0,
+    batch_effect: float = 0.3,
+    deviation_scale: float = 0.15,
+    seed: int = 0,
+):
+    """Simulate Cell Painting-like well-level morphology profiles of A549 cells, with the truth kept.
+
+    Generative model
+    ----------------
+    1. **Compounds, MOAs, SMILES, latent effects** exactly as in :func:`simulate_bulk` (real drug scaffolds and
+       their analogs; ``z = sum of MOA prototypes + structure-derived deviation``). Every MOA has single-MOA
+       compounds, and the ``frac_two_moas`` two-MOA compounds fall in a few ``"A|B"`` groups (about four
+       compounds each), so the latent arithmetic ``mean(A) - mean(DMSO) + mean(B) ~ mean(A|B)`` holds by
+       construction in the true latent space (DMSO is the origin).
+    2. **Dose.** ``s = hill(dose; EC50) * z`` (48 h, one time point).
+    3. **Feature groups.** Features are named like CellProfiler output (``Cells_Intensity_MeanIntensity_DNA``,
+       ``Nuclei_Texture_AngularSecondMoment_RNA_10_0``, ``Cytoplasm_Granularity_3_Mito``,
+       ``Cells_Correlation_Correlation_DNA_ER``, ``Cells_AreaShape_Area``, ...) and belong to a group
+       (compartment × channel, or compartment × AreaShape). Each latent factor loads strongly on two or three
+       groups and weakly on the rest: group activity ``a = G s``.
+    4. **Nonlinear decoding.** Feature ``f`` of group ``g`` gets ``v_f = l_f a_g + small cross-group terms`` and
+       the noise-free profile is ``saturation * tanh(v_f / saturation)`` scaled so a fully active compound has
+       feature RMS ``effect_size`` before saturation: large and combined effects saturate, so feature-space
+       arithmetic is only approximately additive while the latent space is exactly additive.
+    5. **Plates and wells.** Each compound-dose has ``n_replicates`` wells on random plates; every plate has
+       ``n_controls`` DMSO wells and an additive batch offset ``N(0, batch_effect^2)`` per feature; well noise
+       has a group-shared part and a feature-specific part with total SD ``noise``. Values are in units of the
+       DMSO spread, like robust z-scored (normalized) profiles.
+
+    Returns
+    -------
+    AnnData (wells × features, float32) with obs ``cell_line`` ("A549"), ``drug``, ``dose`` (µM), ``time``
+    (48.0 h), ``moa``, ``control``, ``smiles``, ``plate``, ``replicate``; var parsed by
+    :func:`perturbkit.io.parse_cellprofiler_features` when available, plus ``sim_group``;
+    ``layers['noise_free']`` (no noise, no plate offset); ``obsm['latent_true']`` (``s`` per well);
+    ``uns['simulation']`` with the library truth (``moa_prototypes``, ``drug_latent``, ...) and
+    ``group_names``, ``group_loadings`` (groups × latent), ``plate_names``, ``plate_offsets`` and ``params``.
+    """
+    import anndata as ad
+
+    _check_positive(n_compounds=n_compounds, n_replicates=n_replicates, latent_dim=latent_dim,
+                    n_plates=n_plates, n_features=n_features)
+    if n_controls < 0:
+        raise PerturbkitInputError(f"n_controls={n_controls} must be >= 0.")
+    rng = np.random.default_rng(seed)
+    lib = make_library(rng, n_drugs=n_compounds, n_moas=n_moas, latent_dim=latent_dim,
+                       frac_two_moas=frac_two_moas, deviation_scale=deviation_scale, pair_group_size=4)
+    catalogue = cellprofiler_feature_names()
+    n_features = min(n_features, len(catalogue))
+    chosen = np.sort(rng.choice(len(catalogue), size=n_features, replace=False))
+    features = catalogue.iloc[chosen]
+    groups = pd.Index(sorted(features["sim_group"].unique()))
+    gidx = groups.get_indexer(features["sim_group"])
+    n_groups = len(groups)
+
+    # Latent factor -> group activity: each factor loads mainly on 2-3 groups.
+    G = rng.normal(0.0, 0.1, (n_groups, latent_dim))
+    for k in range(latent_dim):
+        main = rng.choice(n_groups, size=int(rng.integers(2, 4)), replace=False)
+        G[main, k] = rng.choice([-1.0, 1.0], size=len(main)) * rng.uniform(0.7, 1.5, size=len(main))
+    loading = rng.choice([-1.0, 1.0], n_features) * rng.uniform(0.5, 1.5, n_features)
+    cross = rng.normal(0.0, 0.15, (n_features, n_groups))
+
+    def pre_activation(s):
+        a = s @ G.T
+        return loading * a[:, gidx] + a @ cross.T
+
+    full_scale = np.sqrt(np.mean(pre_activation(lib.latent) ** 2))
+
+    def decode(s):
+        v = effect_size * pre_activation(s) / full_scale
+        return saturation * np.tanh(v / saturation)
+
+    # Wells.
+    drug_idx = np.repeat(np.arange(lib.n), len(doses) * n_replicates)
+    dose_v = np.tile(np.repeat(np.asarray(doses, dtype=float), n_replicates), lib.n)
+    rep_v = np.tile(np.arange(1, n_replicates + 1), lib.n * len(doses))
+    n_treated = len(drug_idx)
+    plate_of = rng.permutation(np.arange(n_treated) % n_plates)
+    s = hill(dose_v, lib.log10_ec50[drug_idx])[:, None] * lib.latent[drug_idx]
+    signal = decode(s)
+    ctrl_plate = np.repeat(np.arange(n_plates), n_controls)
+    n_ctrl = len(ctrl_plate)
+    noise_free = np.concatenate([signal, np.zeros((n_ctrl, n_features))])
+    latent = np.concatenate([s, np.zeros((n_ctrl, latent_dim))])
+    plates = np.concatenate([plate_of, ctrl_plate])
+    plate_offsets = rng.normal(0.0, batch_effect, (n_plates, n_features))
+    n_rows = n_treated + n_ctrl
+    group_noise = rng.standard_normal((n_rows, n_groups))[:, gidx]
+    well_noise = noise * (0.6 * group_noise + 0.8 * rng.standard_normal((n_rows, n_features)))
+    X = noise_free + plate_offsets[plates] + well_noise
+
+    plate_names = [f"SQ{100001 + p:08d}" for p in range(n_plates)]
+    moa_strings = lib.moa_strings
+    rows = {
+        "cell_line": ["A549"] * n_rows,
+        "drug": [lib.names[d] for d in drug_idx] + ["DMSO"] * n_ctrl,
+        "dose": list(dose_v) + [0.0] * n_ctrl,
+        "time": [48.0] * n_rows,
+        "moa": [moa_strings[d] for d in drug_idx] + ["DMSO"] * n_ctrl,
+        "control": [False] * n_treated + [True] * n_ctrl,
+        "smiles": [lib.smiles[d] for d in drug_idx] + [DMSO_SMILES] * n_ctrl,
+        "plate": [plate_names[p] for p in plates],
+    }
+    obs = _obs_frame(rows)
+    obs["replicate"] = np.concatenate([rep_v, np.arange(n_ctrl) % max(n_controls, 1) + 1]).astype(int)
+    names = list(features.index)
+    adata = ad.AnnData(X=X.astype(np.float32), obs=obs, var=_feature_var(names, catalogue))
+    adata.layers["noise_free"] = noise_free.astype(np.float32)
+    adata.obsm["latent_true"] = latent.astype(np.float32)
+    truth = lib.truth()
+    truth["params"] = _params_for_uns(
+        kind="morphology", n_compounds=lib.n, n_moas=len(lib.moa_names), doses=list(doses),
+        n_replicates=n_replicates, n_controls=n_controls, frac_two_moas=frac_two_moas, latent_dim=latent_dim,
+        n_plates=n_plates, n_features=n_features, effect_size=effect_size, saturation=saturation, noise=noise,
+        batch_effect=batch_effect, deviation_scale=deviation_scale, seed=seed,
+    )
+    truth["group_names"] = np.asarray(groups, dtype=object)
+    truth["group_loadings"] = G.astype(np.float32)
+    truth["plate_names"] = np.asarray(plate_names, dtype=object)
+    truth["plate_offsets"] = plate_offsets.astype(np.float32)
+    adata.uns["simulation"] = truth
+    return adata
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Single-cell counts
+# --------------------------------------------------------------------------------------------------------------
+
+
+def simulate_single_cell(
+    *,
+    n_cells: int = 3000,
+    n_genes: int = 1000,
+    cell_types: tuple[str, ...] = ("A549", "K562", "MCF7"),
+    n_drugs: int = 12,
+    n_moas: int = 4,
+    doses: tuple[float, ...] = (0.1, 1.0, 10.0),
+    frac_control: float = 0.25,
+    frac_de_genes: float = 0.1,
+    latent_dim: int = 8,
+    frac_two_moas: float = 0.0,
+    lfc_scale: float = 1.0,
+    mean_umis: float = 3000.0,
+    dispersion: float = 0.2,
+    seed: int = 0,
+):
+    """Simulate unpaired single-cell UMI counts of control (DMSO) and drug-treated cells, with the truth kept.
+
+    Generative model
+    ----------------
+    1. **Drugs** as in :func:`simulate_bulk`: MOA families of real scaffolds and analogs with SMILES, latent
+       effect ``z = sum of MOA prototypes + structure-derived deviation``, potency (EC50), ``s = hill(dose) z``.
+    2. **Baseline expression.** Gene log-means ``N(-1, 1.2^2)``, rescaled so a cell has ``mean_umis`` UMIs on
+       average; each cell type adds ``N(0, 0.4^2)`` per gene and +1.5 on its own 5% marker genes.
+    3. **Drug response.** A fixed subset of ``frac_de_genes`` genes responds. Each cell type maps ``s`` to
+       log-fold changes on those genes through its own nonlinear map (a shared linear part plus a cell-type
+       specific random two-layer net, see :func:`simulate_bulk`), scaled so a fully active drug has LFC RMS
+       ``lfc_scale`` (natural log). Other genes do not change.
+    4. **Counts.** Library size factor ``l_i ~ lognormal(0, 0.35)``; ``counts ~ Poisson(l_i mu * Gamma(1/phi,
+       phi))``, i.e. negative binomial with gene dispersion ``phi ~ dispersion * lognormal(0, 0.5)``.
+    Controls and treated cells are independent draws: nothing pairs them.
+
+    Returns
+    -------
+    AnnData with sparse CSR float32 integer counts; obs ``cell_line`` (the cell type), ``drug``, ``dose``,
+    ``time`` (24.0), ``moa``, ``control``, ``smiles``, ``plate`` (sequencing lane), ``condition``
+    ("control"/"treated"), ``size_factor``; var ``de`` (True for responding genes);
+    ``layers['log_mean']`` (the true log-mean of every cell and gene, size factor included);
+    ``uns['simulation']`` with the library truth, ``de_genes``, ``baseline_log_mean`` (cell types × genes),
+    ``true_lfc`` (cell types × drugs × doses × genes), ``dispersion`` and ``params``.
+    """
+    import anndata as ad
+
+    _check_positive(n_cells=n_cells, n_genes=n_genes, n_drugs=n_drugs, latent_dim=latent_dim)
+    cell_types = [str(c) for c in cell_types]
+    if len(cell_types) == 0 or len(set(cell_types)) != len(cell_types):
+        raise PerturbkitInputError(f"cell_types={cell_types} must be non-empty and unique.")
+    if not 0.0 < frac_control < 1.0:
+        raise PerturbkitInputError(f"frac_control={frac_control} must be in (0, 1).")
+    rng = np.random.default_rng(seed)
+    lib = make_library(rng, n_drugs=n_drugs, n_moas=n_moas, latent_dim=latent_dim, frac_two_moas=frac_two_moas,
+                       deviation_scale=0.5)
+    n_types = len(cell_types)
+
+    base = rng.normal(-1.0, 1.2, n_genes)
+    base += np.log(mean_umis) - np.log(np.exp(base).sum())
+    type_shift = rng.normal(0.0, 0.4, (n_types, n_genes))
+    for t in range(n_types):
+        markers = rng.choice(n_genes, size=max(1, n_genes // 20), replace=False)
+        type_shift[t, markers] += 1.5
+    baseline = base + type_shift
+    baseline -= np.log(np.exp(baseline).sum(axis=1, keepdims=True)) - np.log(mean_umis)
+
+    n_de = max(1, int(round(frac_de_genes * n_genes)))
+    de_genes = np.sort(rng.choice(n_genes, size=n_de, replace=False))
+    shared = _RandomNet(rng, latent_dim, n_de, hidden=16, eta=0.0)
+    own = [_RandomNet(rng, latent_dim, n_de, hidden=16, eta=1.0) for _ in cell_types]
+    full = lib.latent
+    s_scale = np.sqrt(np.mean(shared(full) ** 2))
+    o_scale = [np.sqrt(np.mean(net(full) ** 2)) for net in own]
+
+    def lfc(t, s):
+        mix = np.sqrt(0.5) * shared(s) / s_scale + np.sqrt(0.5) * own[t](s) / o_scale[t]
+        return lfc_scale * mix
+
+    dose_arr = np.asarray(doses, dtype=float)
+    true_lfc = np.zeros((n_types, lib.n, len(dose_arr), n_genes))
+    for t in range(n_types):
+        for j, dose in enumerate(dose_arr):
+            s = hill(dose, lib.log10_ec50)[:, None] * lib.latent
+            true_lfc[t, :, j][:, de_genes] = lfc(t, s)
+
+    # Cells: split over cell types; a fraction are controls, the rest spread over (drug, dose).
+    type_of = np.sort(np.arange(n_cells) % n_types)
+    is_ctrl = np.zeros(n_cells, dtype=bool)
+    cond = np.full(n_cells, -1)
+    for t in range(n_types):
+        members = np.flatnonzero(type_of == t)
+        members = rng.permutation(members)
+        n_c = int(round(frac_control * len(members)))
+        is_ctrl[members[:n_c]] = True
+        treated = members[n_c:]
+        cond[treated] = rng.permutation(np.arange(len(treated)) % (lib.n * len(dose_arr)))
+    drug_of = np.where(is_ctrl, -1, cond // len(dose_arr))
+    dose_of = np.where(is_ctrl, -1, cond % len(dose_arr))
+    size_factor = np.exp(rng.normal(0.0, 0.35, n_cells))
+    log_mean = baseline[type_of].copy()
+    treated_rows = np.flatnonzero(~is_ctrl)
+    log_mean[treated_rows] += true_lfc[type_of[treated_rows], drug_of[treated_rows], dose_of[treated_rows]]
+    log_mean += np.log(size_factor)[:, None]
+    phi = dispersion * np.exp(rng.normal(0.0, 0.5, n_genes))
+    lam = np.exp(log_mean) * rng.gamma(1.0 / phi, phi, size=(n_cells, n_genes))
+    counts = rng.poisson(lam).astype(np.float32)
+
+    moa_strings = lib.moa_strings
+    rows = {
+        "cell_line": [cell_types[t] for t in type_of],
+        "drug": ["DMSO" if c else lib.names[d] for c, d in zip(is_ctrl, drug_of)],
+        "dose": [0.0 if c else float(dose_arr[j]) for c, j in zip(is_ctrl, dose_of)],
+        "time": [24.0] * n_cells,
+        "moa": ["DMSO" if c else moa_strings[d] for c, d in zip(is_ctrl, drug_of)],
+        "control": list(is_ctrl),
+        "smiles": [DMSO_SMILES if c else lib.smiles[d] for c, d in zip(is_ctrl, drug_of)],
+        "plate": [f"lane{k + 1}" for k in rng.integers(0, 4, n_cells)],
+    }
+    obs = _obs_frame(rows)
+    obs.index = [f"cell{i:06d}" for i in range(n_cells)]
+    obs["condition"] = np.where(is_ctrl, "control", "treated")
+    obs["size_factor"] = size_factor.astype(np.float32)
+    var = pd.DataFrame(index=[f"G{i + 1:04d}" for i in range(n_genes)])
+    var["de"] = np.isin(np.arange(n_genes), de_genes)
+    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=var)
+    adata.layers["log_mean"] = log_mean.astype(np.float32)
+    truth = lib.truth()
+    truth["params"] = _params_for_uns(
+        kind="single_cell", n_cells=n_cells, n_genes=n_genes, cell_types=cell_types, n_drugs=lib.n,
+        n_moas=len(lib.moa_names), doses=list(doses), frac_control=frac_control, frac_de_genes=frac_de_genes,
+        latent_dim=latent_dim, frac_two_moas=frac_two_moas, lfc_scale=lfc_scale, mean_umis=mean_umis,
+        dispersion=dispersion, seed=seed,
+    )
+    truth["cell_types"] = np.asarray(cell_types, dtype=object)
+    truth["de_genes"] = np.asarray(var.index[de_genes], dtype=object)
+    truth["baseline_log_mean"] = baseline.astype(np.float32)
+    truth["true_lfc"] = true_lfc.astype(np.float32)
+    truth["doses"] = dose_arr
+    truth["dispersion"] = phi.astype(np.float32)
     adata.uns["simulation"] = truth
     return adata
