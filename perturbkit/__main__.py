@@ -17,7 +17,7 @@ def demo(args) -> int:
 
     pk.settings.progress_bar = not args.quiet
     start = time.perf_counter()
-    adata = pk.datasets.simulate_bulk(seed=args.seed)
+    adata = pk.datasets.simulate_bulk(seed=args.seed, **({} if args.n_drugs is None else {"n_drugs": args.n_drugs}))
     profiles = CellDrugProfiles.from_adata(adata)
     print(f"Simulated {adata.n_obs} L1000-like signatures × {adata.n_vars} genes: "
           f"{len(profiles.drugs)} drugs in {', '.join(profiles.cell_lines)} (truth in adata.uns['simulation']).")
@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--target", default="MCF7")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-drugs", type=int, default=None, help="number of simulated drugs (default: the simulator's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=demo)
     args = parser.parse_args(argv)

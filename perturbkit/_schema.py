@@ -63,19 +63,28 @@ class UnknownCategoryError(PerturbkitInputError):
     """A value (cell line, drug, ...) that the data or the model does not know."""
 
 
-def require_columns(adata, columns: Iterable[str], *, purpose: str = "") -> None:
-    """Raise :class:`MissingColumnError` naming every absent ``obs`` column."""
-    missing = [c for c in columns if c is not None and c not in adata.obs.columns]
+def require_columns(adata, columns, *, purpose: str = "") -> None:
+    """Raise :class:`MissingColumnError` naming every absent ``obs`` column.
+
+    ``columns`` is a list of names, or a mapping ``{keyword: column}`` (e.g. ``{"cell_key": "cell_type"}``) so the
+    message can name the keyword argument that selects the column.
+    """
+    keywords = dict(columns) if isinstance(columns, dict) else {}
+    names = list(keywords.values()) if keywords else list(columns)
+    missing = [c for c in names if c is not None and c not in adata.obs.columns]
     if missing:
         why = f" (needed for {purpose})" if purpose else ""
+        keyword = next((k for k, v in keywords.items() if v == missing[0]), None)
         raise MissingColumnError(
             f"adata.obs has no column {', '.join(map(repr, missing))}{why}. Available columns: "
             f"{list(adata.obs.columns)[:20]}. Add the column, or pass the name of the column that holds it, "
-            f"e.g. {_keyword_hint(missing[0])}."
+            f"e.g. {_keyword_hint(missing[0], keyword)}."
         )
 
 
-def _keyword_hint(column: str) -> str:
+def _keyword_hint(column: str, keyword: str | None = None) -> str:
+    if keyword is not None:
+        return f"{keyword}='<your column>'"
     for kw, default in DEFAULT_KEYS.items():
         if default == column:
             return f"{kw}='my_{default}_column'"
@@ -177,8 +186,9 @@ def validate(
     exist; X (or ``layer``) is finite; ``control_key`` is boolean with at least one control row; ``dose_key`` and
     ``time_key`` are numeric. Never modifies ``adata``.
     """
-    keys = [cell_key, drug_key, dose_key, time_key, moa_key, control_key, smiles_key]
-    require_columns(adata, [k for k in keys if k is not None])
+    keys = {"cell_key": cell_key, "drug_key": drug_key, "dose_key": dose_key, "time_key": time_key,
+            "moa_key": moa_key, "control_key": control_key, "smiles_key": smiles_key}
+    require_columns(adata, {k: v for k, v in keys.items() if v is not None})
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise EmptyGroupError(f"adata is empty ({adata.n_obs} × {adata.n_vars}); load profiles into it first.")
     X = adata.X if layer is None else adata.layers[layer]

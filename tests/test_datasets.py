@@ -141,7 +141,8 @@ def test_bulk_smiles_are_real_unique_molecules(bulk):
     # the real parent drugs are in the library, with their real structure
     gefitinib = drugs.set_index("drug").loc["gefitinib", "smiles"]
     assert chem.MolToSmiles(chem.MolFromSmiles(gefitinib)) == chem.MolToSmiles(
-        chem.MolFromSmiles("COc1cc2ncnc(Nc3ccc(F)c(Cl)c3)c2cc1OCCCN1CCOCC1"))
+        chem.MolFromSmiles("COc1cc2ncnc(Nc3ccc(F)c(Cl)c3)c2cc1OCCCN1CCOCC1")
+    )
     # two-MOA compounds are conjugates: they contain both families' scaffolds
     two = drugs[drugs["n_moas"] == 2].iloc[0]
     host, guest = two["scaffold"].split("~")
@@ -192,8 +193,15 @@ def test_bulk_noise_free_layer_and_dose_response(bulk):
     ratio = np.linalg.norm(scaled, axis=1) / np.linalg.norm(sim["drug_latent"][index], axis=1)
     assert (ratio > 0).all() and (ratio <= 1).all()
     # higher dose, same drug and time: a stronger (never weaker) response
-    frame = pd.DataFrame({"drug": obs["drug"].to_numpy(), "time": obs["time"].to_numpy(),
-                          "cell": obs["cell_line"].to_numpy(), "dose": obs["dose"].to_numpy(), "ratio": ratio})
+    frame = pd.DataFrame(
+        {
+            "drug": obs["drug"].to_numpy(),
+            "time": obs["time"].to_numpy(),
+            "cell": obs["cell_line"].to_numpy(),
+            "dose": obs["dose"].to_numpy(),
+            "ratio": ratio,
+        }
+    )
     for _, group in frame.groupby(["drug", "time", "cell"]):
         group = group.sort_values("dose")
         assert (np.diff(group["ratio"].to_numpy()) >= -1e-9).all()
@@ -207,13 +215,16 @@ def test_simulators_write_h5ad(tmp_path, bulk, morphology, single_cell):
         adata.copy().write_h5ad(path)  # a copy: writing turns string columns into categoricals in place
         back = ad.read_h5ad(path)
         assert back.shape == adata.shape
-        np.testing.assert_array_equal(back.uns["simulation"]["moa_prototypes"], adata.uns["simulation"]["moa_prototypes"])
+        np.testing.assert_array_equal(
+            back.uns["simulation"]["moa_prototypes"], adata.uns["simulation"]["moa_prototypes"]
+        )
         assert list(back.uns["simulation"]["drugs"]["smiles"]) == list(adata.uns["simulation"]["drugs"]["smiles"])
 
 
 def test_bulk_options_and_errors():
-    adata = pk.datasets.simulate_bulk(n_drugs=80, n_moas=8, n_genes=30, n_cell_lines=3, cell_lines=["A", "B", "C"],
-                                      baseline=2.0)
+    adata = pk.datasets.simulate_bulk(
+        n_drugs=80, n_moas=8, n_genes=30, n_cell_lines=3, cell_lines=["A", "B", "C"], baseline=2.0
+    )
     assert set(adata.obs["cell_line"]) == {"A", "B", "C"}
     ctrl = adata[adata.obs["control"].to_numpy()]
     means = pd.DataFrame(ctrl.X).groupby(ctrl.obs["cell_line"].to_numpy()).mean()
@@ -227,18 +238,34 @@ def test_bulk_options_and_errors():
 
 
 def test_bulk_with_real_compounds():
-    compounds = pd.DataFrame({
-        "drug": ["gefitinib", "erlotinib", "vorinostat", "entinostat", "dual", "nomoa"],
-        "moa": ["EGFR inhibitor", "EGFR inhibitor", "HDAC inhibitor", "HDAC inhibitor", "EGFR inhibitor|HDAC inhibitor", None],
-        "smiles": ["COc1cc2ncnc(Nc3ccc(F)c(Cl)c3)c2cc1OCCCN1CCOCC1", "COCCOc1cc2ncnc(Nc3cccc(C#C)c3)c2cc1OCCOC",
-                   "ONC(=O)CCCCCCC(=O)Nc1ccccc1", "Nc1ccccc1NC(=O)c1ccc(CNC(=O)OCc2cccnc2)cc1",
-                   "CCOCCNc1ccccc1", "CCO"],
-    })
+    compounds = pd.DataFrame(
+        {
+            "drug": ["gefitinib", "erlotinib", "vorinostat", "entinostat", "dual", "nomoa"],
+            "moa": [
+                "EGFR inhibitor",
+                "EGFR inhibitor",
+                "HDAC inhibitor",
+                "HDAC inhibitor",
+                "EGFR inhibitor|HDAC inhibitor",
+                None,
+            ],
+            "smiles": [
+                "COc1cc2ncnc(Nc3ccc(F)c(Cl)c3)c2cc1OCCCN1CCOCC1",
+                "COCCOc1cc2ncnc(Nc3cccc(C#C)c3)c2cc1OCCOC",
+                "ONC(=O)CCCCCCC(=O)Nc1ccccc1",
+                "Nc1ccccc1NC(=O)c1ccc(CNC(=O)OCc2cccnc2)cc1",
+                "CCOCCNc1ccccc1",
+                "CCO",
+            ],
+        }
+    )
     adata = pk.datasets.simulate_bulk(compounds=compounds, n_genes=40)
     sim = adata.uns["simulation"]
     assert list(sim["moa_names"]) == ["EGFR inhibitor", "HDAC inhibitor"]
     assert list(sim["drug_names"]) == ["gefitinib", "erlotinib", "vorinostat", "entinostat", "dual"]
-    np.testing.assert_allclose(sim["drug_latent"], sim["drug_moa_membership"] @ sim["moa_prototypes"] + sim["drug_deviation"], atol=1e-5)
+    np.testing.assert_allclose(
+        sim["drug_latent"], sim["drug_moa_membership"] @ sim["moa_prototypes"] + sim["drug_deviation"], atol=1e-5
+    )
     assert set(adata.obs.loc[~adata.obs["control"], "smiles"]) == set(compounds["smiles"][:5])
     with pytest.raises(PerturbkitInputError, match="smiles"):
         pk.datasets.simulate_bulk(compounds=compounds[["drug", "moa"]])
@@ -259,7 +286,9 @@ def _lsa_relative_errors(matrix, labels, groups):
             errors.append(np.nan)
             continue
         predicted = means.loc[a] - means.loc["DMSO"] + means.loc[b]
-        errors.append(np.linalg.norm(predicted - means.loc[group]) / np.linalg.norm(means.loc[group] - means.loc["DMSO"]))
+        errors.append(
+            np.linalg.norm(predicted - means.loc[group]) / np.linalg.norm(means.loc[group] - means.loc["DMSO"])
+        )
     return np.array(errors)
 
 
@@ -301,7 +330,9 @@ def test_morphology_feature_groups_are_real_compartments_and_channels(morphology
 
 
 def var_names_look_like_cellprofiler(names) -> bool:
-    pattern = re.compile(r"^(Cells|Cytoplasm|Nuclei)_(Intensity|Texture|Granularity|Correlation|AreaShape|RadialDistribution)_")
+    pattern = re.compile(
+        r"^(Cells|Cytoplasm|Nuclei)_(Intensity|Texture|Granularity|Correlation|AreaShape|RadialDistribution)_"
+    )
     return all(pattern.match(n) for n in names)
 
 
@@ -316,18 +347,25 @@ def test_morphology_polypharmacology_groups_and_latent_arithmetic(morphology):
 
     # exact-ish in the true latent space, per compound and per well (dose-scaled)
     sim = morphology.uns["simulation"]
-    per_drug = _lsa_relative_errors(np.vstack([sim["drug_latent"], np.zeros((1, sim["drug_latent"].shape[1]))]),
-                                    list(drugs["moa"]) + ["DMSO"], eligible)
+    per_drug = _lsa_relative_errors(
+        np.vstack([sim["drug_latent"], np.zeros((1, sim["drug_latent"].shape[1]))]),
+        list(drugs["moa"]) + ["DMSO"],
+        eligible,
+    )
     assert np.mean(per_drug) < 0.25
     rng = np.random.default_rng(0)
     latent = _lsa_relative_errors(morphology.obsm["latent_true"], moa, eligible)
-    shuffled_latent = np.nanmean([_lsa_relative_errors(morphology.obsm["latent_true"], rng.permutation(moa), eligible)
-                                  for _ in range(10)], axis=0)
+    shuffled_latent = np.nanmean(
+        [_lsa_relative_errors(morphology.obsm["latent_true"], rng.permutation(moa), eligible) for _ in range(10)],
+        axis=0,
+    )
     assert np.mean(latent) < 0.5 and np.mean(latent) < 0.5 * np.mean(shuffled_latent)
 
     # in feature space the arithmetic still beats shuffled labels, on average and for most groups
     features = _lsa_relative_errors(morphology.X, moa, eligible)
-    shuffled = np.nanmean([_lsa_relative_errors(morphology.X, rng.permutation(moa), eligible) for _ in range(10)], axis=0)
+    shuffled = np.nanmean(
+        [_lsa_relative_errors(morphology.X, rng.permutation(moa), eligible) for _ in range(10)], axis=0
+    )
     assert np.mean(features) < np.nanmean(shuffled)
     assert np.mean(features < shuffled) >= 0.8
     # ... but the nonlinear decoding makes it less exact than in the latent space
@@ -425,8 +463,13 @@ def _inject(monkeypatch, fname: str, content: bytes, *, alg: str = "sha256", url
     digest = hashlib.new(alg, content).hexdigest()
     old = _download.REGISTRY.get(fname)
     entry = _download.RegistryEntry(
-        fname, (url or (old.urls[0] if old else f"https://example.org/{fname}"),), f"{alg}:{digest}", len(content),
-        "test", decompress_to=old.decompress_to if old else None)
+        fname,
+        (url or (old.urls[0] if old else f"https://example.org/{fname}"),),
+        f"{alg}:{digest}",
+        len(content),
+        "test",
+        decompress_to=old.decompress_to if old else None,
+    )
     monkeypatch.setitem(_download.REGISTRY, fname, entry)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -442,15 +485,22 @@ def test_registry_urls_and_hashes_are_well_formed():
         alg, digest = row["known_hash"].split(":")
         assert len(digest) == {"sha256": 64, "sha512": 128}[alg] and re.fullmatch("[0-9a-f]+", digest)
     geo = table.loc["GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx.gz"]
-    assert geo["url"] == ("https://ftp.ncbi.nlm.nih.gov/geo/series/GSE70nnn/GSE70138/suppl/"
-                          "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx.gz")
+    assert geo["url"] == (
+        "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE70nnn/GSE70138/suppl/"
+        "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx.gz"
+    )
     assert geo["known_hash"].startswith("sha512:9d078903")
 
 
 def test_cached_file_is_returned_without_network_after_hash_check(cache, monkeypatch):
     content = b"sig_id\tpert_iname\tcell_id\nS1\tgefitinib\tMCF7\n"
-    _inject(monkeypatch, "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt.gz", gzip.compress(content, mtime=0),
-            alg="sha512", cache=cache)
+    _inject(
+        monkeypatch,
+        "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt.gz",
+        gzip.compress(content, mtime=0),
+        alg="sha512",
+        cache=cache,
+    )
     path = pk.datasets.lincs_l1000_level5(what="sig_info")
     assert path == cache / "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt.gz"
     assert _NoNetwork.calls == []
@@ -494,14 +544,34 @@ def test_lincs_signatures_are_decompressed_and_loaded(cache, monkeypatch, tmp_pa
     adata.obs_names = [f"SIG{i}" for i in range(6)]
     gctx = tmp_path / "small.gctx"
     pk.io.write_gctx(adata, gctx)
-    _inject(monkeypatch, _download.LINCS_L1000_FILES["signatures"], gzip.compress(gctx.read_bytes(), mtime=0),
-            alg="sha512", cache=cache)
-    sig_info = pd.DataFrame({"sig_id": adata.obs_names, "pert_iname": adata.obs["drug"].to_numpy(),
-                             "cell_id": adata.obs["cell_line"].to_numpy()})
-    _inject(monkeypatch, _download.LINCS_L1000_FILES["sig_info"],
-            gzip.compress(sig_info.to_csv(sep="\t", index=False).encode(), mtime=0), alg="sha512", cache=cache)
-    _inject(monkeypatch, _download.LINCS_L1000_FILES["gene_info"],
-            gzip.compress(genes.to_csv(sep="\t", index=False).encode(), mtime=0), alg="sha512", cache=cache)
+    _inject(
+        monkeypatch,
+        _download.LINCS_L1000_FILES["signatures"],
+        gzip.compress(gctx.read_bytes(), mtime=0),
+        alg="sha512",
+        cache=cache,
+    )
+    sig_info = pd.DataFrame(
+        {
+            "sig_id": adata.obs_names,
+            "pert_iname": adata.obs["drug"].to_numpy(),
+            "cell_id": adata.obs["cell_line"].to_numpy(),
+        }
+    )
+    _inject(
+        monkeypatch,
+        _download.LINCS_L1000_FILES["sig_info"],
+        gzip.compress(sig_info.to_csv(sep="\t", index=False).encode(), mtime=0),
+        alg="sha512",
+        cache=cache,
+    )
+    _inject(
+        monkeypatch,
+        _download.LINCS_L1000_FILES["gene_info"],
+        gzip.compress(genes.to_csv(sep="\t", index=False).encode(), mtime=0),
+        alg="sha512",
+        cache=cache,
+    )
 
     path = pk.datasets.lincs_l1000_level5()
     assert path == cache / "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx"

@@ -65,37 +65,53 @@ _CELL_PAINTING_CONSENSUS = {
     ("modz_feature_select", "2016_04_01_a549_48hr_batch1"): (
         "consensus/2016_04_01_a549_48hr_batch1/2016_04_01_a549_48hr_batch1_consensus_modz_feature_select.csv.gz",
         "60d85f6d33c512d257b0d2d6db1961d9063d3393",
-        "aa7c3f36874afceba2ef2d684dbd3ce653574bae9971e32639f74320e008bd90", 17889995),
+        "aa7c3f36874afceba2ef2d684dbd3ce653574bae9971e32639f74320e008bd90",
+        17889995,
+    ),
     ("median_feature_select", "2016_04_01_a549_48hr_batch1"): (
         "consensus/2016_04_01_a549_48hr_batch1/2016_04_01_a549_48hr_batch1_consensus_median_feature_select.csv.gz",
         "60d85f6d33c512d257b0d2d6db1961d9063d3393",
-        "4c28e5113ac296d0bbd95fde22af9d4e3a12555d3adee18026c5a072ae2f5129", 17414382),
+        "4c28e5113ac296d0bbd95fde22af9d4e3a12555d3adee18026c5a072ae2f5129",
+        17414382,
+    ),
     ("modz", "2016_04_01_a549_48hr_batch1"): (
         "consensus/2016_04_01_a549_48hr_batch1/2016_04_01_a549_48hr_batch1_consensus_modz.csv.gz",
         "10d0fb44a8e87c076881a9c228fffb375c92d9d4",
-        "bbbea278c3507bba380f896282e27399f41d467301c250efbbaabfae873db0e1", 65264064),
+        "bbbea278c3507bba380f896282e27399f41d467301c250efbbaabfae873db0e1",
+        65264064,
+    ),
     ("spherized_modz", "2016_04_01_a549_48hr_batch1"): (
         "spherized_profiles/consensus/2016_04_01_a549_48hr_batch1_dmso_spherized_profiles_with_input_normalized_by_dmso_consensus_modz.csv.gz",
         "cdcffb04d1a9d8b2b531ab38259e83c82cf7e538",
-        "1e04d0be306996057fff2e61aa10a0c986cc28bc32e002ad7a9c385247e4ba56", 42308746),
+        "1e04d0be306996057fff2e61aa10a0c986cc28bc32e002ad7a9c385247e4ba56",
+        42308746,
+    ),
     ("spherized_median", "2016_04_01_a549_48hr_batch1"): (
         "spherized_profiles/consensus/2016_04_01_a549_48hr_batch1_dmso_spherized_profiles_with_input_normalized_by_dmso_consensus_median.csv.gz",
         "cdcffb04d1a9d8b2b531ab38259e83c82cf7e538",
-        "b63a8aff24e30e17e639e713b4cea3e71574c9ac68c29ab36f25bf2cb2f4ee7b", 42260762),
+        "b63a8aff24e30e17e639e713b4cea3e71574c9ac68c29ab36f25bf2cb2f4ee7b",
+        42260762,
+    ),
     ("modz_feature_select", "2017_12_05_Batch2"): (
         "consensus/2017_12_05_Batch2/2017_12_05_Batch2_consensus_modz_feature_select.csv.gz",
         "60d85f6d33c512d257b0d2d6db1961d9063d3393",
-        "54d84a9bfbff9e620e5ccc9a7f66acb7d1f870c9e7e2249ac7dc6d2a880be95a", 29887775),
+        "54d84a9bfbff9e620e5ccc9a7f66acb7d1f870c9e7e2249ac7dc6d2a880be95a",
+        29887775,
+    ),
     ("spherized_modz", "2017_12_05_Batch2"): (
         "spherized_profiles/consensus/2017_12_05_Batch2_dmso_spherized_profiles_with_input_normalized_by_dmso_consensus_modz.csv.gz",
         "cdcffb04d1a9d8b2b531ab38259e83c82cf7e538",
-        "69a465f78ca348e459d3f54ae7fd9f47027851469ed9c7659724fce89b521df2", 28795994),
+        "69a465f78ca348e459d3f54ae7fd9f47027851469ed9c7659724fce89b521df2",
+        28795994,
+    ),
 }
 #: Per-plate (level 4) profiles: the commit they are fetched from, and the plates whose hash is known.
 _PLATE_COMMIT = "6b03638d73845b54c78bc45b70128591e8e5fe75"
 _PLATE_HASHES = {
     ("2016_04_01_a549_48hr_batch1", "SQ00015054"): (
-        "09f824d1c29a0dc4aab00d33e16cbf6b2a1b468dea1802edf0c95f661e689f74", 582443),
+        "09f824d1c29a0dc4aab00d33e16cbf6b2a1b468dea1802edf0c95f661e689f74",
+        582443,
+    ),
 }
 
 
@@ -104,13 +120,19 @@ def _build_registry() -> dict[str, RegistryEntry]:
     geo = {
         LINCS_L1000_FILES["signatures"]: (
             "sha512:9d078903d3d028f37b0bae584c1afe48f5bab0082e61f6e542de471674c78946"
-            "cff710132b8e95beb997a39dc2dd6442fdda0fbb1cc9b2399ef21cf636975c9f", 5365179698),
+            "cff710132b8e95beb997a39dc2dd6442fdda0fbb1cc9b2399ef21cf636975c9f",
+            5365179698,
+        ),
         LINCS_L1000_FILES["sig_info"]: (
             "sha512:8d16dfc3a8fdfba572797f2519f9bc96b687c3666c78d386b53fc997164dd2a8"
-            "ab5953c0b323795ec7f62de5de4ddbd0285e79f8be48487156479dc8ee0128c9", 1943865),
+            "ab5953c0b323795ec7f62de5de4ddbd0285e79f8be48487156479dc8ee0128c9",
+            1943865,
+        ),
         LINCS_L1000_FILES["gene_info"]: (
             "sha512:b2df105ebf7a69799b23130d03b7da769bfd6ab83fd69cbb419c91c78ae069ae"
-            "3e5d474e09d36e3ac4271f3b7fc56b24caaf1ac5ece9554ea7738b15535dfefd", 216692),
+            "3e5d474e09d36e3ac4271f3b7fc56b24caaf1ac5ece9554ea7738b15535dfefd",
+            216692,
+        ),
     }
     for fname, (digest, size) in geo.items():
         unpack = fname[: -len(".gz")] if fname.endswith(".gctx.gz") else None
@@ -118,13 +140,15 @@ def _build_registry() -> dict[str, RegistryEntry]:
     reg["kang_2018.h5ad"] = RegistryEntry(
         "kang_2018.h5ad",
         ("https://exampledata.scverse.org/pertpy/kang_2018.h5ad", "https://ndownloader.figshare.com/files/34464122"),
-        "sha256:e6a5adac64dcdeb36eaba27db49b63e0c64bb0ed4a64c6705971506b41c39830", 38356412,
+        "sha256:e6a5adac64dcdeb36eaba27db49b63e0c64bb0ed4a64c6705971506b41c39830",
+        38356412,
         "pertpy's kang_2018 file (scverse example data; figshare 34464122), SHA-256 pinned by public projects",
     )
     for (_, _), (path, commit, digest, size) in _CELL_PAINTING_CONSENSUS.items():
         fname = path.rsplit("/", 1)[1]
-        reg[fname] = RegistryEntry(fname, (_LFS.format(commit=commit, path=path),), f"sha256:{digest}", size,
-                                   _LFS_SOURCE.format(commit=commit))
+        reg[fname] = RegistryEntry(
+            fname, (_LFS.format(commit=commit, path=path),), f"sha256:{digest}", size, _LFS_SOURCE.format(commit=commit)
+        )
     for (batch, plate), (digest, size) in _PLATE_HASHES.items():
         reg[_plate_fname(plate)] = _plate_entry(batch, plate, f"sha256:{digest}", size)
     return reg
@@ -147,8 +171,14 @@ def registry() -> pd.DataFrame:
     """Every file the downloaders know: name, URL(s), hash (``None`` where unknown), size in bytes, hash source."""
     return pd.DataFrame(
         [
-            {"file": e.fname, "url": e.urls[0], "mirrors": list(e.urls[1:]), "known_hash": e.known_hash,
-             "size": e.size, "hash_source": e.source}
+            {
+                "file": e.fname,
+                "url": e.urls[0],
+                "mirrors": list(e.urls[1:]),
+                "known_hash": e.known_hash,
+                "size": e.size,
+                "hash_source": e.source,
+            }
             for e in REGISTRY.values()
         ]
     ).set_index("file")
@@ -192,18 +222,24 @@ def fetch(name: str, *, progressbar: bool | None = None, entry: RegistryEntry | 
             stacklevel=3,
         )
         return folder / entry.decompress_to
-    corrupted = target.exists() and not _hash_matches(target, entry.known_hash)
     progressbar = settings.progress_bar if progressbar is None else progressbar
     processor = pooch.Decompress(method="gzip", name=entry.decompress_to) if entry.decompress_to else None
     failures = []
     for url in entry.urls:
         try:
-            path = pooch.retrieve(url, known_hash=entry.known_hash, fname=entry.fname, path=folder,
-                                  processor=processor, downloader=_downloader(progressbar))
+            path = pooch.retrieve(
+                url,
+                known_hash=entry.known_hash,
+                fname=entry.fname,
+                path=folder,
+                processor=processor,
+                downloader=_downloader(progressbar),
+            )
         except Exception as err:  # network errors, HTTP errors, hash mismatch of the downloaded file
             failures.append(f"  {url}: {type(err).__name__}: {err}")
             continue
         return Path(path)
+    corrupted = target.exists() and not _hash_matches(target, entry.known_hash)
     state = (
         f"A cached copy exists at {target} but its hash does not match the known {entry.known_hash}, so it was "
         f"rejected (it is corrupted or a different version); delete or replace it."
@@ -216,12 +252,17 @@ def fetch(name: str, *, progressbar: bool | None = None, entry: RegistryEntry | 
         f"If this machine has no internet access, download the file elsewhere from\n  {entry.urls[0]}\n"
         f"and place it, under exactly this name, at\n  {target}\n"
         f"(the cache folder is pk.settings.datadir, or the PERTURBKIT_DATADIR environment variable). "
-        + (f"It is checked against {entry.known_hash}." if entry.known_hash else "Its hash is not known, so it is not checked.")
+        + (
+            f"It is checked against {entry.known_hash}."
+            if entry.known_hash
+            else "Its hash is not known, so it is not checked."
+        )
     )
 
 
-def lincs_l1000_level5(*, what: str = "signatures", load: bool = False, landmark_only: bool = True,
-                       progressbar: bool | None = None):
+def lincs_l1000_level5(
+    *, what: str = "signatures", load: bool = False, landmark_only: bool = True, progressbar: bool | None = None
+):
     """LINCS L1000 phase 2 level 5 signatures (GEO GSE70138), or their signature / gene tables.
 
     Parameters
@@ -273,9 +314,15 @@ def kang_pbmc(*, load: bool = False, progressbar: bool | None = None):
     return read_h5ad(path, condition_key="label", control_value="ctrl")
 
 
-def lincs_cell_painting(*, consensus: str = "modz_feature_select", plate: str | None = None,
-                        batch: str = "2016_04_01_a549_48hr_batch1", known_hash: str | None = None,
-                        load: bool = False, progressbar: bool | None = None):
+def lincs_cell_painting(
+    *,
+    consensus: str = "modz_feature_select",
+    plate: str | None = None,
+    batch: str = "2016_04_01_a549_48hr_batch1",
+    known_hash: str | None = None,
+    load: bool = False,
+    progressbar: bool | None = None,
+):
     """LINCS Cell Painting profiles of A549 cells (Broad Institute, github.com/broadinstitute/lincs-cell-painting).
 
     Parameters
@@ -304,7 +351,9 @@ def lincs_cell_painting(*, consensus: str = "modz_feature_select", plate: str | 
         key = (consensus, batch)
         if key not in _CELL_PAINTING_CONSENSUS:
             options = sorted(f"consensus={c!r}, batch={b!r}" for c, b in _CELL_PAINTING_CONSENSUS)
-            raise PerturbkitInputError(f"No consensus file for consensus={consensus!r}, batch={batch!r}; known: {options}.")
+            raise PerturbkitInputError(
+                f"No consensus file for consensus={consensus!r}, batch={batch!r}; known: {options}."
+            )
         path = fetch(_CELL_PAINTING_CONSENSUS[key][0].rsplit("/", 1)[1], progressbar=progressbar)
     if not load:
         return path

@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 
 from .._schema import MOA_SEPARATOR, PerturbkitInputError, split_moa
-from ._smiles import LINKERS, MOA_FAMILIES, SCAFFOLDS, SUBSTITUENTS, fill_template, shift_ring_digits, smiles_ngram_features
+from ._smiles import (
+    LINKERS,
+    MOA_FAMILIES,
+    SCAFFOLDS,
+    SUBSTITUENTS,
+    fill_template,
+    shift_ring_digits,
+    smiles_ngram_features,
+)
 
 DMSO_SMILES = "CS(C)=O"
 
@@ -90,14 +98,18 @@ def make_library(
     potency_range: tuple[float, float] = (-1.0, 0.5),
     potency_sd: float = 0.35,
     pair_group_size: int = 4,
-    min_single_per_moa: int = 2,
     compounds: pd.DataFrame | None = None,
 ) -> DrugLibrary:
     """Build a drug library with a latent MOA model (see :func:`perturbkit.datasets.simulate_bulk`)."""
     if compounds is not None:
         return _library_from_compounds(
-            rng, compounds, n_drugs=n_drugs, latent_dim=latent_dim, deviation_scale=deviation_scale,
-            potency_range=potency_range, potency_sd=potency_sd,
+            rng,
+            compounds,
+            n_drugs=n_drugs,
+            latent_dim=latent_dim,
+            deviation_scale=deviation_scale,
+            potency_range=potency_range,
+            potency_sd=potency_sd,
         )
     if not 1 <= n_moas <= len(MOA_FAMILIES):
         raise PerturbkitInputError(
@@ -109,7 +121,7 @@ def make_library(
         raise PerturbkitInputError(f"frac_two_moas={frac_two_moas} must be in [0, 1).")
     n_two = int(round(frac_two_moas * n_drugs)) if n_moas >= 2 else 0
     n_single = n_drugs - n_two
-    if n_single < n_moas * min(min_single_per_moa, 1):
+    if n_single < n_moas:
         raise PerturbkitInputError(
             f"n_drugs={n_drugs} is too small for n_moas={n_moas}: every MOA needs at least one single-MOA drug. "
             f"Raise n_drugs or lower n_moas / frac_two_moas."
@@ -123,9 +135,7 @@ def make_library(
     sub_potency = rng.normal(0.0, potency_sd, n_sub)
     sub_potency[0] = 0.0
     templates = {moa: SCAFFOLDS[moa] for moa in moa_names}
-    scaffold_potency = {
-        parent: rng.uniform(*potency_range) for moa in moa_names for parent, _ in templates[moa]
-    }
+    scaffold_potency = {parent: rng.uniform(*potency_range) for moa in moa_names for parent, _ in templates[moa]}
 
     names, moas, smiles, scaffold, subs, latent, deviation, potency = [], [], [], [], [], [], [], []
     counters: dict[str, int] = {}
@@ -143,7 +153,9 @@ def make_library(
         combos = [(t, 0, 0) for t in range(len(fam))]
         rest = [(t, a, b) for t in range(len(fam)) for a in range(n_sub) for b in range(n_sub) if (a, b) != (0, 0)]
         if single_counts[m] > len(combos) + len(rest):
-            raise PerturbkitInputError(f"n_drugs={n_drugs} needs more analogs per family than the scaffold table allows.")
+            raise PerturbkitInputError(
+                f"n_drugs={n_drugs} needs more analogs per family than the scaffold table allows."
+            )
         order = rng.permutation(len(rest))[: max(0, single_counts[m] - len(combos))]
         combos = (combos + [rest[i] for i in order])[: single_counts[m]]
         for t, a, b in combos:
@@ -169,9 +181,14 @@ def make_library(
             for _ in range(count):
                 for _attempt in range(1000):
                     key = (
-                        ma, mb, int(rng.integers(len(templates[moa_names[ma]]))),
-                        int(rng.integers(len(templates[moa_names[mb]]))), int(rng.integers(n_sub)),
-                        int(rng.integers(n_sub)), int(rng.integers(n_sub)), int(rng.integers(len(LINKERS))),
+                        ma,
+                        mb,
+                        int(rng.integers(len(templates[moa_names[ma]]))),
+                        int(rng.integers(len(templates[moa_names[mb]]))),
+                        int(rng.integers(n_sub)),
+                        int(rng.integers(n_sub)),
+                        int(rng.integers(n_sub)),
+                        int(rng.integers(len(LINKERS))),
                     )
                     if key not in used:
                         break
@@ -193,14 +210,25 @@ def make_library(
                 latent.append(prototypes[ma] + prototypes[mb] + dev)
                 potency.append(
                     0.5 * (scaffold_potency[host_parent] + scaffold_potency[guest_parent])
-                    + sub_potency[a] + sub_potency[c] + sub_potency[d]
+                    + sub_potency[a]
+                    + sub_potency[c]
+                    + sub_potency[d]
                 )
     return DrugLibrary(
-        names=names, moas=moas, smiles=smiles, scaffold=scaffold, substituents=subs,
-        latent=np.asarray(latent), deviation=np.asarray(deviation), log10_ec50=np.asarray(potency),
-        moa_names=list(moa_names), prototypes=prototypes,
-        extra={"substituent_names": np.asarray([s[0] for s in SUBSTITUENTS], dtype=object),
-               "substituent_effects": (deviation_scale * sub_effect).astype(np.float32)},
+        names=names,
+        moas=moas,
+        smiles=smiles,
+        scaffold=scaffold,
+        substituents=subs,
+        latent=np.asarray(latent),
+        deviation=np.asarray(deviation),
+        log10_ec50=np.asarray(potency),
+        moa_names=list(moa_names),
+        prototypes=prototypes,
+        extra={
+            "substituent_names": np.asarray([s[0] for s in SUBSTITUENTS], dtype=object),
+            "substituent_effects": (deviation_scale * sub_effect).astype(np.float32),
+        },
     )
 
 
@@ -231,11 +259,20 @@ def _library_from_compounds(rng, compounds, *, n_drugs, latent_dim, deviation_sc
     feats = np.stack([smiles_ngram_features(str(s), n_buckets) for s in table["smiles"]])
     deviation = deviation_scale * np.sqrt(2.0) * feats @ projection
     latent = np.stack([prototypes[[index[p] for p in parts]].sum(axis=0) for parts in moas]) + deviation
-    potency = np.array([moa_potency[[index[p] for p in parts]].mean() for parts in moas]) + potency_sd * feats @ potency_proj
+    potency = (
+        np.array([moa_potency[[index[p] for p in parts]].mean() for parts in moas]) + potency_sd * feats @ potency_proj
+    )
     return DrugLibrary(
-        names=[str(d) for d in table["drug"]], moas=moas, smiles=[str(s) for s in table["smiles"]],
-        scaffold=[str(d) for d in table["drug"]], substituents=["real compound"] * len(table),
-        latent=latent, deviation=deviation, log10_ec50=potency, moa_names=moa_names, prototypes=prototypes,
+        names=[str(d) for d in table["drug"]],
+        moas=moas,
+        smiles=[str(s) for s in table["smiles"]],
+        scaffold=[str(d) for d in table["drug"]],
+        substituents=["real compound"] * len(table),
+        latent=latent,
+        deviation=deviation,
+        log10_ec50=potency,
+        moa_names=moa_names,
+        prototypes=prototypes,
     )
 
 

@@ -47,7 +47,7 @@ class CellDrugProfiles:
         Control rows (``control_key``) are left out. With ``average=False`` each (cell line, drug) must have exactly
         one row. ``cell_lines`` restricts and orders the cell lines.
         """
-        require_columns(adata, [cell_key, drug_key], purpose="pairing profiles across cell lines")
+        require_columns(adata, {"cell_key": cell_key, "drug_key": drug_key}, purpose="pairing profiles across cell lines")
         keep = np.ones(adata.n_obs, dtype=bool)
         if control_key is not None and control_key in adata.obs and adata.obs[control_key].astype(bool).any():
             keep &= ~control_mask(adata, control_key)
