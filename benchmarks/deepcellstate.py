@@ -23,7 +23,6 @@ def main() -> None:
     parser.add_argument("--n-drugs", type=int, default=1750)
     parser.add_argument("--folds", type=int, default=10, help="how many of the 10 folds to run")
     parser.add_argument("--device", default="all", help="cpu, cuda or all")
-    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -36,7 +35,7 @@ def main() -> None:
     for device in available_devices(args.device):
         with measure(device) as m:
             cv = pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", n_folds=10,
-                                                    folds=range(args.folds), device=device, lr=args.lr)
+                                                    folds=range(args.folds), device=device)
         summary = pk.tl.deepcellstate_compare_to_baseline(cv)
         rows.append({"device": device, "folds": args.folds, "test drugs": len(cv), "wall s": m["seconds"],
                      "s/fold": m["seconds"] / args.folds, "peak MB": m["peak_memory_mb"],

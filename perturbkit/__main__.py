@@ -26,8 +26,7 @@ def demo(args) -> int:
     test = np.sort(np.random.default_rng(args.seed).permutation(both)[: max(2, len(both) // 10)])
     print(f"Training DeepCellState on all drugs but {len(test)} held-out ones, then predicting their {target} "
           f"profiles from {source} ...")
-    results = evaluate_holdout(profiles, test, source=source, target=target, seed=args.seed,
-                               train_options={"lr": args.lr})
+    results = evaluate_holdout(profiles, test, source=source, target=target, seed=args.seed)
     summary = compare_to_baseline(results)
     print(f"\nHeld-out drugs: {len(results)}   ({time.perf_counter() - start:.0f} s)")
     print(f"  DeepCellState  mean PCC {results.pcc.mean():.3f}")
@@ -44,7 +43,6 @@ def main(argv=None) -> int:
     p.add_argument("--source", default="PC3")
     p.add_argument("--target", default="MCF7")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--n-drugs", type=int, default=None, help="number of simulated drugs (default: the simulator's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=demo)

@@ -10,8 +10,7 @@ from perturbkit._schema import GeneMismatchError, MissingColumnError, UnknownCat
 from perturbkit.models._profiles import CellDrugProfiles
 from perturbkit.models.deepcellstate import DeepCellState, compare_to_baseline
 
-FAST = {"lr": 1e-3}
-TINY = {"latent_dim": 16, "hidden": (64, 32), "lr": 1e-3, "max_epochs": 15, "max_rounds": 3}
+TINY = {"latent_dim": 16, "hidden": (64, 32), "max_epochs": 15, "max_rounds": 3}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def small():
 @pytest.fixture(scope="module")
 def cv(bulk):
     # two folds of the drug-held-out 10-fold split keep CI short; the full run is benchmarks/deepcellstate.py
-    return pk.tl.cross_validate_deepcellstate(bulk, source="PC3", target="MCF7", n_folds=10, folds=[0, 1], **FAST)
+    return pk.tl.cross_validate_deepcellstate(bulk, source="PC3", target="MCF7", n_folds=10, folds=[0, 1])
 
 
 def test_cross_validation_beats_naive_baseline_and_ridge(cv):
@@ -60,8 +59,8 @@ def test_multi_source_beats_single_source():
 
     candidates = np.flatnonzero(profiles.drugs_in_all(cells))
     test = np.random.default_rng(0).permutation(candidates)[:40]
-    one = evaluate_holdout(profiles, test, source=sources[0], target=target, train_options=FAST, ridge=False)
-    several = evaluate_holdout(profiles, test, source=sources, target=target, train_options=FAST, ridge=False)
+    one = evaluate_holdout(profiles, test, source=sources[0], target=target, ridge=False)
+    several = evaluate_holdout(profiles, test, source=sources, target=target, ridge=False)
     assert several.pcc.mean() > one.pcc.mean() + 0.01, (several.pcc.mean(), one.pcc.mean())
     assert several.baseline_pcc.mean() > one.baseline_pcc.mean()  # averaging sources denoises the baseline too
 

@@ -22,7 +22,7 @@ from ._model import DeepCellState
 
 MODEL_OPTIONS = ("latent_dim", "hidden", "input_dropout", "l1", "skip", "decoder_dropout", "device")
 TRAIN_OPTIONS = ("validation_fraction", "lr", "decoder_lr", "batch_size", "max_epochs", "patience", "epochs_per_round",
-                 "max_rounds", "pretrain")
+                 "max_rounds", "decoder_epochs", "pretrain")
 
 
 def split_options(options: dict) -> tuple[dict, dict]:
