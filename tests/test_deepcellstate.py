@@ -166,3 +166,16 @@ def test_experiments_return_tidy_frames(small):
     fewer = pk.tl.deepcellstate_fewer_profiles(small, **kw)
     assert list(fewer.removed) == ["none", "PC3", "MCF7", "both"]
     assert np.isfinite(fewer.pcc).all()
+
+
+def test_loss_of_function_perturbations_are_scored_alone(small):
+    adata = small.copy()
+    drugs = adata.obs.loc[~adata.obs.control, "drug"].unique()
+    knockdowns = set(drugs[:12])  # treat these as shRNA signatures: perturbation type is just data
+    adata.obs["pert_type"] = np.where(adata.obs.drug.isin(knockdowns), "trt_sh", "trt_cp")
+    lof = adata.obs.loc[adata.obs.pert_type == "trt_sh", "drug"].unique()
+    cv = pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", n_folds=3, folds=[0],
+                                            test_drugs=lof, **TINY)
+    assert set(cv.drug) <= knockdowns and len(cv) >= 2
+    with pytest.raises(pk._schema.EmptyGroupError, match="test_drugs"):
+        pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", test_drugs=["nope"], **TINY)

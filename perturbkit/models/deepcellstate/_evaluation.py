@@ -110,15 +110,21 @@ def _paired_candidates(profiles: CellDrugProfiles, source, target: str) -> np.nd
 
 
 def cross_validate(profiles: CellDrugProfiles, *, source: str, target: str, n_folds: int = 10, split: str = "drug",
-                   folds=None, seed: int = 0, **options) -> pd.DataFrame:
+                   folds=None, test_drugs=None, seed: int = 0, **options) -> pd.DataFrame:
     """K-fold cross-validation over the drugs measured in the source(s) and the target (test drugs are unseen in
     every cell line). ``source`` may list several cell lines (decoded outputs averaged).
 
-    ``folds`` runs only some folds (e.g. ``[0, 1]``) of the same K-fold split. Returns one row per test drug with
-    columns fold, drug, moa, pcc, baseline_pcc, ridge_pcc.
+    ``folds`` runs only some folds (e.g. ``[0, 1]``) of the same K-fold split. ``test_drugs`` restricts the
+    perturbations that are held out and scored (the others always train), e.g. the loss-of-function ones. Returns
+    one row per test drug with columns fold, drug, moa, pcc, baseline_pcc, ridge_pcc.
     """
     model_options, train_options = split_options(options)
     candidates = _paired_candidates(profiles, source, target)
+    if test_drugs is not None:
+        candidates = candidates[profiles.drugs[candidates].isin([str(d) for d in test_drugs])]
+        if len(candidates) < n_folds:
+            raise EmptyGroupError(f"only {len(candidates)} of test_drugs are measured in {source} and {target}; "
+                                  f"need at least n_folds={n_folds}.")
     fold_of = assign_folds(profiles, candidates, n_folds=n_folds, split=split, seed=seed)
     run = range(n_folds) if folds is None else [int(f) for f in folds]
     results = []
