@@ -11,8 +11,17 @@ from ._deepcellstate import (
     pcc_scatter,
     profile,
 )
+from ._vae import (
+    l2_distributions,
+    latent_correlation_heatmap,
+    projection,
+    training_curves,
+    traversal_heatmap,
+    zscore_scatter,
+)
 
 __all__ = [
+    # DeepCellState
     "ablation",
     "embedding",
     "evaluation_curve",
@@ -22,4 +31,11 @@ __all__ = [
     "latent_correlation",
     "pcc_scatter",
     "profile",
+    # VAEs and latent space arithmetic
+    "training_curves",
+    "projection",
+    "latent_correlation_heatmap",
+    "traversal_heatmap",
+    "l2_distributions",
+    "zscore_scatter",
 ]

@@ -1,5 +1,6 @@
 """Tools (``pk.tl``): train models and run analyses, scanpy-style."""
 
+from ._arithmetic import latent_arithmetic, lsa_groups, lsa_robustness
 from ._deepcellstate import (
     cross_validate_deepcellstate,
     deepcellstate_ablation,
@@ -15,8 +16,23 @@ from ._deepcellstate import (
     tf_targets,
     train_deepcellstate,
 )
+from ._embedding import embed, project_reconstructions
+from ._vae import (
+    latent_traversal,
+    pca_loadings_by_group,
+    select_beta,
+    simulate,
+    train_vae,
+    traversal_contributions,
+    tune_vae,
+    vae_feature_reconstruction,
+    vae_latent_correlation,
+    vae_reconstruction_metrics,
+    vae_shuffled_control,
+)
 
 __all__ = [
+    # DeepCellState
     "train_deepcellstate",
     "cross_validate_deepcellstate",
     "deepcellstate_compare_to_baseline",
@@ -30,4 +46,22 @@ __all__ = [
     "pair_distance_ratio",
     "diagonal_summary",
     "tf_targets",
+    # VAEs and latent space arithmetic
+    "train_vae",
+    "latent_traversal",
+    "traversal_contributions",
+    "pca_loadings_by_group",
+    "simulate",
+    "select_beta",
+    "tune_vae",
+    "vae_shuffled_control",
+    "vae_reconstruction_metrics",
+    "vae_latent_correlation",
+    "vae_feature_reconstruction",
+    "latent_arithmetic",
+    "lsa_groups",
+    "lsa_robustness",
+    # embeddings
+    "embed",
+    "project_reconstructions",
 ]

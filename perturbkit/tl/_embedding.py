@@ -1,0 +1,232 @@
+"""2-D embeddings of profiles: scanpy-style :func:`embed`, and the VAE paper's UMAP projection of reconstructed and
+simulated profiles into a UMAP fitted on the original data (methods.md §2).
+
+Both only read the model; neither trains anything.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._schema import PerturbkitInputError, check_finite, dense_matrix
+
+__all__ = ["embed", "project_reconstructions"]
+
+SOURCES = ("original", "reconstructed", "simulated")
+BASES = ("umap", "tsne", "pca")
+
+
+def _as_array(values, *, what: str) -> np.ndarray:
+    """A dense float64 2-D array from whatever a model returns (array, tensor, DataFrame, AnnData)."""
+    if hasattr(values, "obs") and hasattr(values, "X"):  # AnnData
+        values = values.X
+    if hasattr(values, "toarray"):
+        values = values.toarray()
+    if hasattr(values, "detach"):  # torch tensor
+        values = values.detach().cpu().numpy()
+    if isinstance(values, (pd.DataFrame, pd.Series)):
+        values = values.to_numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2:
+        raise PerturbkitInputError(f"{what} must be 2-D (rows × features), got shape {arr.shape}.")
+    return arr
+
+
+def _model_columns(adata, model, X: np.ndarray) -> np.ndarray:
+    """``X`` with its columns in the model's feature order (when the model records ``var_names``)."""
+    names = getattr(model, "var_names", None)
+    if names is None:
+        return X
+    names = pd.Index([str(n) for n in names])
+    have = pd.Index(adata.var_names.astype(str))
+    if names.equals(have):
+        return X
+    pos = have.get_indexer(names)
+    if (pos < 0).any():
+        raise PerturbkitInputError(
+            f"the model was trained on {len(names)} features, of which {int((pos < 0).sum())} are not in adata "
+            f"(e.g. {list(names[pos < 0][:5])}); pass profiles with the model's features (model.var_names).")
+    return X[:, pos]
+
+
+def project_reconstructions(adata, *, model, n_simulated: int | None = None, seed: int = 0, layer: str | None = None,
+                            n_neighbors: int = 15, min_dist: float = 0.1, obs_keys=None) -> ad.AnnData:
+    """Fit a UMAP on the original profiles and project the model's reconstructions and simulations into it.
+
+    This is the paper's UMAP figure (methods.md §2): the map is learned from the original (test) data only, then
+    ``model.inverse_transform(model.transform(X))`` (reconstructions) and ``model.sample(n_simulated)`` (profiles
+    decoded from prior samples) are placed in it with ``UMAP.transform``. Good models give reconstructions and
+    simulations that overlay the original points.
+
+    Parameters
+    ----------
+    adata
+        The original profiles (e.g. the test split), in the units the model was trained on (min-max scaled
+        morphology for the paper). Columns are put in ``model.var_names`` order when the model has them.
+    model
+        A VAE from :func:`perturbkit.tl.train_vae`, or any object with ``transform`` / ``inverse_transform``
+        (e.g. a fitted sklearn PCA) and, for simulations, ``sample(n, seed=)``.
+    n_simulated
+        How many simulated profiles (default: as many as original rows; ``0``: none, which any model without
+        ``sample`` needs).
+    seed
+        Seeds the UMAP (``random_state``) and the prior samples.
+    layer
+        Read the profiles from ``adata.layers[layer]`` instead of X.
+    n_neighbors, min_dist
+        UMAP settings (``n_neighbors`` is capped at the number of rows − 1).
+    obs_keys
+        obs columns copied to the original and reconstructed rows (for hover / colour); default all of them.
+
+    Returns
+    -------
+    AnnData with the original, reconstructed and simulated rows stacked (in that order) in X, obs ``source``
+    (categorical: original, reconstructed, simulated), ``index`` (the original row a reconstruction came from;
+    empty for simulations) and the copied obs columns, ``obsm['X_umap']``, and ``uns['project_reconstructions']``
+    with the parameters and the reconstruction MSE.
+    """
+    import umap  # imported here: the first import compiles numba code (~20 s)
+
+    if not (hasattr(model, "transform") and hasattr(model, "inverse_transform")):
+        raise PerturbkitInputError("model needs transform and inverse_transform (a VAE from pk.tl.train_vae or a "
+                                   f"fitted PCA); got {type(model).__name__}.")
+    X = _model_columns(adata, model, dense_matrix(adata, layer, dtype=np.float64))
+    check_finite(X, where=f"adata.layers[{layer!r}]" if layer else "adata.X")
+    n = X.shape[0]
+    if n < 3:
+        raise PerturbkitInputError(f"a UMAP needs at least 3 original rows, got {n}.")
+    n_sim = n if n_simulated is None else int(n_simulated)
+    if n_sim < 0:
+        raise PerturbkitInputError(f"n_simulated must be ≥ 0, got {n_simulated}.")
+    if n_sim > 0 and not hasattr(model, "sample"):
+        raise PerturbkitInputError(f"{type(model).__name__} has no sample(n, seed=) to simulate profiles from the "
+                                   f"prior; pass n_simulated=0 to project reconstructions only.")
+
+    recon = _as_array(model.inverse_transform(model.transform(X)), what="model.inverse_transform(model.transform(X))")
+    if recon.shape != X.shape:
+        raise PerturbkitInputError(f"the reconstructions have shape {recon.shape}, not the data's {X.shape}.")
+    parts = [X, recon]
+    if n_sim > 0:
+        sim = _as_array(model.sample(n_sim, seed=seed), what="model.sample(n)")
+        if sim.shape != (n_sim, X.shape[1]):
+            raise PerturbkitInputError(f"model.sample({n_sim}) returned shape {sim.shape}, expected "
+                                       f"{(n_sim, X.shape[1])}.")
+        parts.append(sim)
+    stacked = np.vstack(parts)
+    check_finite(stacked[n:], where="the reconstructed / simulated profiles")
+
+    reducer = umap.UMAP(n_neighbors=max(2, min(int(n_neighbors), n - 1)), min_dist=min_dist, random_state=seed,
+                        n_jobs=1)
+    # float32, like scanpy: numba compiles one specialisation for both (the first compile takes tens of seconds)
+    fitted = reducer.fit_transform(X.astype(np.float32))
+    projected = reducer.transform(stacked[n:].astype(np.float32))
+    coords = np.vstack([fitted, projected]).astype(np.float32)
+
+    names = adata.obs_names.astype(str)
+    keys = list(adata.obs.columns) if obs_keys is None else list(obs_keys)
+    missing = [k for k in keys if k not in adata.obs]
+    if missing:
+        raise PerturbkitInputError(f"obs_keys {missing} are not columns of adata.obs ({list(adata.obs.columns)}).")
+    source = np.repeat(np.array(SOURCES[: len(parts)]), [n, n, n_sim][: len(parts)])
+    obs = pd.DataFrame({
+        "source": pd.Categorical(source, categories=list(SOURCES)),
+        "index": list(names) * 2 + [""] * n_sim,
+    })
+    for key in keys:
+        if key in ("source", "index"):
+            continue
+        col = adata.obs[key]
+        values = pd.concat([col, col, pd.Series([None] * n_sim, dtype=object)], ignore_index=True)
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            values = pd.Categorical(values, categories=col.cat.categories)
+        obs[key] = values
+    obs.index = ([f"original:{x}" for x in names] + [f"reconstructed:{x}" for x in names]
+                 + [f"simulated:{i}" for i in range(n_sim)])
+    out = ad.AnnData(X=stacked.astype(np.float32), obs=obs,
+                     var=pd.DataFrame(index=pd.Index(adata.var_names.astype(str)) if getattr(model, "var_names", None)
+                                      is None else pd.Index([str(v) for v in model.var_names])))
+    out.obsm["X_umap"] = coords
+    out.uns["project_reconstructions"] = {
+        "n_original": int(n), "n_reconstructed": int(n), "n_simulated": int(n_sim), "seed": int(seed),
+        "n_neighbors": int(reducer.n_neighbors), "min_dist": float(min_dist), "layer": layer,
+        "model": type(model).__name__, "kind": str(getattr(model, "hparams", {}).get("kind", "")),
+        "reconstruction_mse": float(np.mean((recon - X) ** 2)),
+    }
+    return out
+
+
+def embed(adata, *, basis: str = "umap", use_rep: str | None = None, key_added: str | None = None, seed: int = 0,
+          n_neighbors: int = 15, n_comps: int = 50, n_jobs: int | None = None, recompute: bool = False,
+          copy: bool = False):
+    """Compute a 2-D (or PCA) embedding with scanpy and cache it in ``adata.obsm['X_<basis>']``.
+
+    ``basis="pca"`` runs ``sc.pp.pca``; ``"umap"`` runs ``sc.pp.neighbors`` then ``sc.tl.umap``; ``"tsne"`` runs
+    ``sc.tl.tsne``. When the key is already in ``obsm`` nothing is computed, unless ``recompute=True`` or the stored
+    settings (``adata.uns['embed'][key]``, written by this function) differ from the ones asked for; an embedding
+    computed elsewhere (no record) is kept as it is.
+
+    Parameters
+    ----------
+    adata
+        Profiles (rows × features).
+    basis
+        ``"umap"``, ``"tsne"`` or ``"pca"``.
+    use_rep
+        The representation for the neighbours / t-SNE: ``"X"``, or an ``obsm`` key such as ``"X_vae"`` (latent
+        means from :func:`perturbkit.tl.train_vae`). Default: scanpy's choice (``X_pca`` when there are more than
+        50 features, else X). Ignored for ``"pca"``, which always uses X.
+    key_added
+        ``obsm`` key of the result (default ``"X_<basis>"``).
+    seed
+        ``random_state`` of every step.
+    n_neighbors
+        Neighbours for the UMAP graph (capped at the number of rows − 1).
+    n_comps
+        PCA components (capped at min(rows, features) − 1).
+    n_jobs
+        Threads for t-SNE (default: scanpy's ``settings.n_jobs``). ``1`` avoids a slow first run on a busy machine
+        (OpenMP threads waiting for cores).
+    recompute
+        Compute even when the key is present.
+    copy
+        Return a copy with the embedding and leave ``adata`` untouched; otherwise write into ``adata`` and return
+        None.
+    """
+    import scanpy as sc
+
+    if basis not in BASES:
+        raise PerturbkitInputError(f"basis must be one of {', '.join(map(repr, BASES))}, got {basis!r}.")
+    if use_rep is not None and use_rep != "X" and use_rep not in adata.obsm:
+        raise PerturbkitInputError(f"use_rep={use_rep!r} is not in adata.obsm ({list(adata.obsm.keys())}); pass "
+                                   f"'X' or an obsm key, e.g. 'X_vae' after pk.tl.train_vae.")
+    if adata.n_obs < 3:
+        raise PerturbkitInputError(f"an embedding needs at least 3 rows, got {adata.n_obs}.")
+    data = adata.copy() if copy else adata
+    key = key_added or f"X_{basis}"
+    settings = {"basis": basis, "use_rep": use_rep, "seed": int(seed)}
+    if basis == "umap":
+        settings["n_neighbors"] = int(n_neighbors)
+    if basis == "pca":
+        settings["n_comps"] = int(n_comps)
+    stored = data.uns.get("embed", {}).get(key)
+    if key in data.obsm and not recompute and (stored is None or dict(stored) == settings):
+        return data if copy else None
+
+    if basis == "pca":
+        comps = max(1, min(int(n_comps), min(data.n_obs, data.n_vars) - 1))
+        sc.pp.pca(data, n_comps=comps, random_state=seed, key_added=None if key == "X_pca" else key)
+    elif basis == "umap":
+        neighbors_key = "neighbors" if key == "X_umap" else f"{key}_neighbors"
+        sc.pp.neighbors(data, n_neighbors=max(2, min(int(n_neighbors), data.n_obs - 1)), use_rep=use_rep,
+                        random_state=seed, key_added=None if neighbors_key == "neighbors" else neighbors_key)
+        sc.tl.umap(data, random_state=seed, neighbors_key=neighbors_key, key_added=None if key == "X_umap" else key)
+    else:
+        perplexity = float(min(30.0, max(2.0, (data.n_obs - 1) / 3.0)))
+        sc.tl.tsne(data, use_rep=use_rep, random_state=seed, perplexity=perplexity, n_jobs=n_jobs,
+                   key_added=None if key == "X_tsne" else key)
+    record = dict(data.uns.get("embed", {}))
+    record[key] = settings
+    data.uns["embed"] = record
+    return data if copy else None
