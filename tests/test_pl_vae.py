@@ -225,6 +225,7 @@ def test_project_reconstructions_and_projection(small):
     np.testing.assert_allclose(fig.data[1].x, xy[160:320, 0])
     assert "160 original, 160 reconstructed, 50 simulated" in fig.layout.title.text
     assert fig.layout.xaxis.title.text == "UMAP 1" and "customdata" in fig.data[0].hovertemplate
+    assert list(fig.data[1].customdata[:2, 1]) == ["reconstructed:w0", "reconstructed:w1"]
     by_moa = pl.projection(proj, color="moa")
     assert [t.name for t in by_moa.data] == [f"MOA{k} (80)" for k in range(4)] + ["no MOA (50)"]
     assert set(by_moa.data[0].marker.symbol) == {"circle", "diamond"}
@@ -267,3 +268,27 @@ def test_embed_caches_and_copy(small):
         embed(adata, basis="mds")
     with pytest.raises(PerturbkitInputError, match="X_vae"):
         embed(adata, use_rep="X_vae")
+
+
+def test_figures_read_a_trained_vae():
+    """The real tool outputs (tiny VAE, 3 epochs) go into the figures as they are."""
+    import perturbkit as pk
+
+    adata = pk.datasets.simulate_morphology(n_compounds=30, n_features=60, n_replicates=2, n_plates=3, seed=0)
+    pk.pp.scale(adata, method="minmax")
+    options = dict(kind="mmd", latent_dim=4, hidden=(16,), max_epochs=3, patience=None)
+    model = pk.tl.train_vae(adata, **options)
+    curves = pk.pl.training_curves(model.history_frame)
+    np.testing.assert_allclose(curves.data[0].y, model.history_frame.train_loss)
+    control = pk.tl.vae_shuffled_control(adata, **options)
+    assert {t.name for t in pk.pl.training_curves(control).data} >= {"real, train loss", "shuffled, validation loss"}
+    contributions = pk.tl.traversal_contributions(model, groupby="sim_group")
+    heat = pk.pl.traversal_heatmap(contributions).data[0]
+    named = contributions.set_axis(contributions.index.map(str), axis=0).set_axis(contributions.columns.map(str), axis=1)
+    np.testing.assert_allclose(np.asarray(heat.z), named.loc[list(heat.y), list(heat.x)].to_numpy())
+    corr = pk.tl.vae_latent_correlation(model, adata)
+    np.testing.assert_allclose(np.asarray(pk.pl.latent_correlation_heatmap(corr).data[0].z), corr.to_numpy())
+    proj = project_reconstructions(adata[:120], model=model, n_simulated=30, n_neighbors=10)
+    assert proj.obs.source.value_counts().to_dict() == {"original": 120, "reconstructed": 120, "simulated": 30}
+    assert np.isfinite(proj.obsm["X_umap"]).all()
+    assert len(pk.pl.projection(proj).data) == 3

@@ -142,8 +142,8 @@ def _projection_frame(proj, basis: str) -> tuple[pd.DataFrame, dict]:
             raise PerturbkitInputError(f"proj.obsm has no {basis!r} (it has {list(proj.obsm.keys())}); compute it "
                                        f"with pk.tl.project_reconstructions.")
         coords = np.asarray(proj.obsm[key], dtype=float)
-        frame = proj.obs.reset_index(drop=False).rename(columns={proj.obs.index.name or "index": "name"})
-        frame = frame.assign(x=coords[:, 0], y=coords[:, 1])
+        frame = proj.obs.reset_index(drop=True).assign(name=proj.obs_names.astype(str).to_numpy(), x=coords[:, 0],
+                                                        y=coords[:, 1])
         return frame, dict(proj.uns.get("project_reconstructions", {}))
     if isinstance(proj, pd.DataFrame):
         for cx, cy in (("x", "y"), ("umap1", "umap2"), ("UMAP1", "UMAP2"), ("umap_1", "umap_2"), ("UMAP_1", "UMAP_2")):
@@ -332,8 +332,8 @@ def l2_distributions(results, *, kind: str = "violin", normalise: bool = True, t
         ``{model name: pk.tl.latent_arithmetic(...) DataFrame}`` (columns ``l2`` and ``l2_shuffled``), or one such
         DataFrame. Models whose table is empty (no eligible A|B group) are left out and named in the title.
     kind
-        ``"violin"`` (split violins: real left, shuffled right) or ``"histogram"`` (overlaid, one panel row per
-        model is not needed: all models share the normalised axis).
+        ``"violin"`` (one split violin per model: real on the left, shuffled on the right) or ``"histogram"``
+        (overlaid densities, a real and a shuffled histogram per model on the shared normalised axis).
     normalise
         Zero-one normalise per model: (v − min) / (max − min) over that model's real and shuffled values together,
         so models with different L2 scales share one axis (the paper's figure). The title gives the raw means.
