@@ -30,3 +30,14 @@ def shared_file(relative: str) -> Path:
 def shared_data():
     """Callable fixture: ``shared_data('l1000/test_l1000.gct.gz')`` gives the path or skips."""
     return shared_file
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tiny networks on one torch thread (as fast, and immune to a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from perturbkit._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError
 from perturbkit._stats import pearson_rows
@@ -53,16 +52,10 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def model(data):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny network: one thread is as fast and immune to a busy machine
-    try:
-        profiles = CellDrugProfiles.from_adata(data)
-        m = DeepCellState(data.var_names, cell_lines=profiles.cell_lines, latent_dim=16, hidden=(64, 32), device="cpu")
-        m.train(profiles, max_epochs=20, max_rounds=10, lr=1e-3, batch_size=32)
-        yield m
-    finally:
-        torch.set_num_threads(threads)
+def model(data, one_torch_thread):
+    profiles = CellDrugProfiles.from_adata(data)
+    m = DeepCellState(data.var_names, cell_lines=profiles.cell_lines, latent_dim=16, hidden=(64, 32), device="cpu")
+    return m.train(profiles, max_epochs=20, max_rounds=10, lr=1e-3, batch_size=32)
 
 
 # --------------------------------------------------------------------------------------------- embeddings

@@ -19,13 +19,7 @@ from perturbkit.tl import _vae as tl
 FAST = dict(max_epochs=15, patience=None, device="cpu", hidden=(64,))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny networks on a busy machine: one torch thread is ~20x faster than two fighting for the cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,12 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from sklearn.decomposition import PCA
 
 import perturbkit as pk
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny networks run far faster single-threaded on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

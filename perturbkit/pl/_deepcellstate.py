@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from .._schema import PerturbkitInputError
 from .._stats import pearson_rows
 from ._utils import (
+    hover_data,
     SYMBOLS,
     categories,
     finish,
@@ -39,16 +40,6 @@ __all__ = [
 ]
 
 _GREY = "rgba(110, 110, 110, 0.9)"
-
-
-def _hover(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
-    """customdata and hovertemplate lines for the columns of ``df`` that exist."""
-    present = [c for c in dict.fromkeys(columns) if c is not None and c in df.columns]
-    if not present:
-        return None, ""
-    data = np.column_stack([df[c].astype(str).to_numpy() for c in present])
-    lines = "".join(f"<br>{label(c)}: %{{customdata[{i}]}}" for i, c in enumerate(present))
-    return data, lines
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -87,7 +78,7 @@ def pcc_scatter(cv: pd.DataFrame, *, x: str = "baseline_pcc", y: str = "pcc", co
                                                     for c in categories(data[color].astype(str))]
     colors = palette(len(groups))
     for (name, part), col in zip(groups, colors):
-        custom, lines = _hover(part, ["drug", "moa", "fold"])
+        custom, lines = hover_data(part, ["drug", "moa", "fold"])
         fig.add_trace(go.Scatter(
             x=part[x].to_numpy(dtype=float), y=part[y].to_numpy(dtype=float), mode="markers",
             name="drugs" if name is None else str(name), customdata=custom, marker=dict(color=col, size=7, opacity=0.8),
@@ -402,7 +393,7 @@ def embedding(emb, *, basis: str = "X_umap", color: str | None = "cell_line", sy
         lx, ly = _pair_segments(obs[drug_key].astype(str).to_numpy(), xy)
         fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", name="same drug", hoverinfo="skip",
                                  line=dict(color="rgba(120, 120, 120, 0.3)", width=1)))
-    custom, lines = _hover(obs, [drug_key, cell_key, moa_key, color, symbol])
+    custom, lines = hover_data(obs, [drug_key, cell_key, moa_key, color, symbol])
     template = f"{lines[4:]}<extra></extra>" if lines else "%{x:.2f}, %{y:.2f}<extra></extra>"
     numeric_color = color is not None and not is_categorical(obs[color])
     color_groups = [None] if color is None or numeric_color else categories(obs[color])

@@ -180,3 +180,13 @@ def position_of(obj, drug, drug_key: str = "drug") -> int | None:
         hits = np.flatnonzero(obj.index.astype(str) == str(drug))
         return int(hits[0]) if len(hits) else None
     return None
+
+
+def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
+    """customdata and hovertemplate lines for the columns of ``df`` that exist."""
+    present = [c for c in dict.fromkeys(columns) if c is not None and c in df.columns]
+    if not present:
+        return None, ""
+    data = np.column_stack([df[c].astype(str).to_numpy() for c in present])
+    lines = "".join(f"<br>{label(c)}: %{{customdata[{i}]}}" for i, c in enumerate(present))
+    return data, lines

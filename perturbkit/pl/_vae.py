@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .._schema import PerturbkitInputError
-from ._utils import categories, finish, is_categorical, label, palette, require_frame_columns
+from ._utils import categories, finish, hover_data, is_categorical, label, palette, require_frame_columns
 
 __all__ = [
     "training_curves",
@@ -29,16 +29,6 @@ _GREY = "rgba(110, 110, 110, 0.9)"
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf", re.IGNORECASE)
 _SPLIT_DASH = {"train": "solid", "validation": "dash", "valid": "dash", "val": "dash", "test": "dot"}
 _SOURCE_COLORS = {"original": "rgba(120, 120, 120, 0.55)", "reconstructed": "#1f77b4", "simulated": "#d62728"}
-
-
-def _hover(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
-    """customdata and hovertemplate lines for the columns of ``df`` that exist."""
-    present = [c for c in dict.fromkeys(columns) if c is not None and c in df.columns]
-    if not present:
-        return None, ""
-    data = np.column_stack([df[c].astype(str).to_numpy() for c in present])
-    lines = "".join(f"<br>{label(c)}: %{{customdata[{i}]}}" for i, c in enumerate(present))
-    return data, lines
 
 
 # ------------------------------------------------------------------------------------------ training curves
@@ -176,7 +166,7 @@ def projection(proj, *, color: str = "source", basis: str = "X_umap", marker_siz
     frame = frame[np.isfinite(frame["x"].astype(float)) & np.isfinite(frame["y"].astype(float))]
     if frame.empty:
         raise PerturbkitInputError("the projection has no finite coordinates.")
-    custom, lines = _hover(frame, ["source", "name", "drug", "moa", "dose", color])
+    custom, lines = hover_data(frame, ["source", "name", "drug", "moa", "dose", color])
     template = f"UMAP %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
     fig = go.Figure()
     if not is_categorical(frame[color]):
