@@ -1,5 +1,6 @@
 """Metrics (``pk.metrics``) shared by every model and baseline."""
 
 from .._stats import pearson_rows
+from ._response import METRICS, evaluate_response, explained_variance_rows, r2_rows, summarise_response
 
-__all__ = ["pearson_rows"]
+__all__ = ["METRICS", "evaluate_response", "explained_variance_rows", "pearson_rows", "r2_rows", "summarise_response"]

@@ -1,0 +1,277 @@
+"""Response metrics shared by every model and baseline: predicted vs measured mean profiles per group.
+
+:func:`evaluate_response` follows cycleCDR's evaluation (Huang, Zhu, Liu): per perturbation group, the mean
+predicted and the mean measured profile are compared by r² (as ``sklearn.metrics.r2_score`` over genes, clipped at
+0 as the reference code does), explained variance (``sklearn.metrics.explained_variance_score``) and Pearson, on all
+genes and on the top-N differentially expressed genes (largest |mean(group) − mean(control)|), plus Pearson on the
+deltas from the control mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._schema import (
+    EmptyGroupError,
+    GeneMismatchError,
+    PerturbkitInputError,
+    control_mask,
+    require_columns,
+)
+from .._stats import pearson_rows
+
+METRICS = ("r2", "r2_degs", "explained_variance", "explained_variance_degs", "pearson", "pearson_degs",
+           "pearson_delta")
+
+
+# --- vectorised per-row scores (row i of ``pred`` vs row i of ``truth``) ------------------------------------------
+def r2_rows(pred, truth, *, clip: bool = True) -> np.ndarray:
+    """``sklearn.metrics.r2_score(truth[i], pred[i])`` for each row (over genes), clipped at 0 when ``clip``.
+
+    Like sklearn, a constant ``truth`` row scores 1 when predicted exactly and 0 otherwise.
+    """
+    pred, truth = _as_2d(pred), _as_2d(truth)
+    ss_res = ((truth - pred) ** 2).sum(axis=1)
+    ss_tot = ((truth - truth.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    return _finish(ss_res, ss_tot, clip)
+
+
+def explained_variance_rows(pred, truth, *, clip: bool = False) -> np.ndarray:
+    """``sklearn.metrics.explained_variance_score(truth[i], pred[i])`` for each row: 1 − Var(truth − pred)/Var(truth)."""
+    pred, truth = _as_2d(pred), _as_2d(truth)
+    return _finish((truth - pred).var(axis=1), truth.var(axis=1), clip)
+
+
+def _finish(num, den, clip):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = 1.0 - num / den
+    constant = den == 0
+    score[constant] = np.where(num[constant] == 0, 1.0, 0.0)
+    return np.maximum(score, 0.0) if clip else score
+
+
+def _as_2d(a) -> np.ndarray:
+    return np.atleast_2d(np.asarray(a, dtype=np.float64))
+
+
+# --- grouping -----------------------------------------------------------------------------------------------------
+def _matrix(adata, layer):
+    X = adata.X if layer is None else adata.layers[layer]
+    if X is None:
+        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    return X
+
+
+def _group_means(X, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean row per group code (rows with code −1 are skipped) and the group sizes; works on sparse X."""
+    keep = codes >= 0
+    rows = np.flatnonzero(keep)
+    indicator = sp.csr_matrix((np.ones(len(rows)), (codes[keep], rows)), shape=(n_groups, X.shape[0]))
+    counts = np.asarray(indicator.sum(axis=1)).ravel()
+    sums = indicator @ X
+    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts[:, None], counts.astype(int)
+
+
+def _keys(obs: pd.DataFrame, groupby: list[str]) -> list[tuple | None]:
+    frame = obs[groupby].astype(object)
+    missing = frame.isna().any(axis=1).to_numpy()
+    return [None if m else k for k, m in zip(frame.itertuples(index=False, name=None), missing)]
+
+
+def _codes(keys: list, index: dict) -> np.ndarray:
+    return np.asarray([index.get(k, -1) if k is not None else -1 for k in keys], dtype=np.int64)
+
+
+def _align_genes(pred, truth):
+    """Column indices of ``pred`` matching ``truth.var_names`` (raise if the genes differ)."""
+    if pred.n_vars == truth.n_vars and (pred.var_names == truth.var_names).all():
+        return None
+    missing = truth.var_names.difference(pred.var_names)
+    if len(missing):
+        raise GeneMismatchError(
+            f"the predictions lack {len(missing)} of the measured genes (e.g. {missing[:5].tolist()}); predict the "
+            f"same genes as the measured data, or subset it: truth = truth[:, pred.var_names]."
+        )
+    return pred.var_names.get_indexer(truth.var_names)
+
+
+def _control_rows(control, truth) -> tuple[np.ndarray | None, object]:
+    """(mask of control rows in truth or None, AnnData of control profiles or None)."""
+    if control is None:
+        return None, None
+    if isinstance(control, str):
+        mask = control_mask(truth, control)
+        return mask, truth[mask]
+    if hasattr(control, "obs") and hasattr(control, "X"):
+        if control.n_obs == 0:
+            raise EmptyGroupError("control= is an empty AnnData; pass the control (vehicle) profiles.")
+        return None, control
+    mask = np.asarray(control)
+    if mask.dtype != bool or mask.shape != (truth.n_obs,):
+        raise PerturbkitInputError(
+            f"control= must be an AnnData of control profiles, the name of a boolean obs column of truth, or a boolean "
+            f"mask of length truth.n_obs={truth.n_obs}; got {type(control).__name__} "
+            f"{getattr(mask, 'dtype', '')} {getattr(mask, 'shape', '')}."
+        )
+    if not mask.any():
+        raise EmptyGroupError("the control mask selects no rows of truth.")
+    return mask, truth[mask]
+
+
+def evaluate_response(
+    pred,
+    truth,
+    *,
+    groupby: str | Sequence[str],
+    control=None,
+    n_degs: int = 50,
+    layer: str | None = None,
+    control_groupby: str | Sequence[str] | None = "auto",
+) -> pd.DataFrame:
+    """Compare mean predicted and mean measured profiles per group (e.g. cell line × drug).
+
+    Parameters
+    ----------
+    pred, truth
+        AnnData of predicted and measured profiles (one per row), with the ``groupby`` obs column(s). Only the
+        groups present in ``truth`` are scored; each must be present in ``pred`` (else an error lists the missing
+        ones). Genes are matched by name. Rows with a missing group value are ignored.
+    groupby
+        obs column(s) defining the groups, e.g. ``["cell_line", "drug"]``.
+    control
+        The control (vehicle) profiles: an AnnData, or the name of a boolean obs column of ``truth``, or a boolean
+        mask over ``truth``'s rows (those rows are then removed from the measured groups). Used for the DEGs and
+        the delta Pearson. **Without control**, the reference is the mean of all measured profiles (the DEGs are then
+        the genes where a group differs most from the average group, and ``pearson_delta`` compares deviations
+        from that average).
+    n_degs
+        Number of top DEGs per group: largest |mean(truth group) − mean(control)|.
+    layer
+        Use ``layers[layer]`` instead of ``X`` (in pred, truth and an AnnData control).
+    control_groupby
+        Columns on which a group is matched to its own controls (e.g. ``"cell_line"``: each cell line's DEGs are
+        computed against that cell line's control mean). ``"auto"`` uses the ``groupby`` columns that the controls'
+        obs also has and whose values cover every scored group (typically the cell line, not the drug); ``None``
+        uses one overall control mean.
+
+    Returns
+    -------
+    One row per group: the ``groupby`` columns, then ``r2``, ``r2_degs`` (clipped at 0), ``explained_variance``,
+    ``explained_variance_degs``, ``pearson``, ``pearson_degs``, ``pearson_delta`` (Pearson of pred − control vs
+    truth − control over all genes), ``n_pred`` and ``n_truth`` (rows averaged). ``df.attrs["reference"]`` says
+    whether the reference was ``"control"`` or ``"truth_mean"``.
+    """
+    groupby = [groupby] if isinstance(groupby, str) else list(groupby)
+    if not groupby:
+        raise PerturbkitInputError("groupby= needs at least one obs column, e.g. groupby=['cell_line', 'drug'].")
+    require_columns(truth, groupby, purpose="grouping the measured profiles")
+    require_columns(pred, groupby, purpose="grouping the predicted profiles")
+    if int(n_degs) < 1:
+        raise PerturbkitInputError(f"n_degs must be at least 1, got {n_degs}.")
+    genes = _align_genes(pred, truth)
+    n_genes = truth.n_vars
+
+    ctrl_mask, ctrl = _control_rows(control, truth)
+
+    # measured groups (controls excluded when they are rows of truth)
+    truth_keys = _keys(truth.obs, groupby)
+    if ctrl_mask is not None:
+        truth_keys = [None if m else k for k, m in zip(truth_keys, ctrl_mask)]
+    groups = list(dict.fromkeys(k for k in truth_keys if k is not None))
+    if not groups:
+        raise EmptyGroupError(f"truth has no (non-control) rows with values in {groupby}.")
+    index = {k: i for i, k in enumerate(groups)}
+    truth_mean, n_truth = _group_means(_matrix(truth, layer), _codes(truth_keys, index), len(groups))
+
+    pred_X = _matrix(pred, layer)
+    if genes is not None:
+        pred_X = pred_X[:, genes]
+    pred_mean, n_pred = _group_means(pred_X, _codes(_keys(pred.obs, groupby), index), len(groups))
+    absent = [g for g, n in zip(groups, n_pred) if n == 0]
+    if absent:
+        shown = [g[0] if len(g) == 1 else g for g in absent[:10]]
+        raise EmptyGroupError(
+            f"{len(absent)} of the {len(groups)} measured groups ({', '.join(groupby)}) have no predictions: "
+            f"{shown}{' ...' if len(absent) > 10 else ''}. Predict every group of truth, or subset truth to the "
+            f"predicted groups."
+        )
+
+    reference = _reference_means(ctrl, truth, groups, groupby, layer, control_groupby)
+
+    delta_truth = truth_mean - reference
+    k = min(int(n_degs), n_genes)
+    degs = np.argpartition(-np.abs(delta_truth), k - 1, axis=1)[:, :k] if k < n_genes else \
+        np.tile(np.arange(n_genes), (len(groups), 1))
+    pred_degs = np.take_along_axis(pred_mean, degs, axis=1)
+    truth_degs = np.take_along_axis(truth_mean, degs, axis=1)
+
+    df = pd.DataFrame(groups, columns=groupby)
+    df["r2"] = r2_rows(pred_mean, truth_mean)
+    df["r2_degs"] = r2_rows(pred_degs, truth_degs)
+    df["explained_variance"] = explained_variance_rows(pred_mean, truth_mean)
+    df["explained_variance_degs"] = explained_variance_rows(pred_degs, truth_degs)
+    df["pearson"] = pearson_rows(pred_mean, truth_mean)
+    df["pearson_degs"] = pearson_rows(pred_degs, truth_degs)
+    df["pearson_delta"] = pearson_rows(pred_mean - reference, delta_truth)
+    df["n_pred"] = n_pred
+    df["n_truth"] = n_truth
+    df.attrs["reference"] = "truth_mean" if ctrl is None else "control"
+    df.attrs["n_degs"] = k
+    return df
+
+
+def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby) -> np.ndarray:
+    """The control mean profile of each group, (n_groups, n_genes)."""
+    n_groups = len(groups)
+    if ctrl is None:
+        X = _matrix(truth, layer)
+        mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+        return np.tile(mean, (n_groups, 1))
+    genes = _align_genes(ctrl, truth)
+    X = _matrix(ctrl, layer)
+    if genes is not None:
+        X = X[:, genes]
+    if control_groupby == "auto":
+        cols = []
+        for i, c in enumerate(groupby):
+            if c in ctrl.obs.columns:
+                values = set(ctrl.obs[c].dropna().astype(object))
+                if all(g[i] in values for g in groups):
+                    cols.append(c)
+    elif control_groupby is None:
+        cols = []
+    else:
+        cols = [control_groupby] if isinstance(control_groupby, str) else list(control_groupby)
+        unknown = [c for c in cols if c not in groupby]
+        if unknown:
+            raise PerturbkitInputError(f"control_groupby columns {unknown} must be among groupby={groupby}.")
+        require_columns(ctrl, cols, purpose="matching groups to their controls")
+    if not cols:
+        mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+        return np.tile(mean, (n_groups, 1))
+    positions = [groupby.index(c) for c in cols]
+    sub_keys = [tuple(g[p] for p in positions) for g in groups]
+    sub_groups = list(dict.fromkeys(sub_keys))
+    sub_index = {k: i for i, k in enumerate(sub_groups)}
+    means, counts = _group_means(X, _codes(_keys(ctrl.obs, cols), sub_index), len(sub_groups))
+    lacking = [g for g, n in zip(sub_groups, counts) if n == 0]
+    if lacking:
+        raise EmptyGroupError(
+            f"no control profiles for {cols} = {lacking[:10]}; add their controls, or pass control_groupby=None to "
+            f"use one overall control mean."
+        )
+    return means[[sub_index[k] for k in sub_keys]]
+
+
+def summarise_response(df: pd.DataFrame) -> pd.Series:
+    """Mean of each metric column of an :func:`evaluate_response` table (NaNs skipped)."""
+    cols = [c for c in METRICS if c in df.columns]
+    if not cols:
+        raise PerturbkitInputError(f"no metric columns {list(METRICS)} in the table; pass evaluate_response's output.")
+    return df[cols].mean(axis=0, skipna=True)
