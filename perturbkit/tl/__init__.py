@@ -1,6 +1,16 @@
 """Tools (``pk.tl``): train models and run analyses, scanpy-style."""
 
+from ..metrics import evaluate_response
 from ._arithmetic import latent_arithmetic, lsa_groups, lsa_robustness
+from ._cyclecdr import (
+    control_means,
+    cyclecdr_ablation,
+    cyclecdr_baselines,
+    mean_treated_response,
+    predict_mean_response,
+    predict_no_change,
+    train_cyclecdr,
+)
 from ._deepcellstate import (
     cross_validate_deepcellstate,
     deepcellstate_ablation,
@@ -61,6 +71,15 @@ __all__ = [
     "latent_arithmetic",
     "lsa_groups",
     "lsa_robustness",
+    # cycleCDR and response metrics
+    "train_cyclecdr",
+    "evaluate_response",
+    "predict_no_change",
+    "predict_mean_response",
+    "mean_treated_response",
+    "cyclecdr_baselines",
+    "cyclecdr_ablation",
+    "control_means",
     # embeddings
     "embed",
     "project_reconstructions",

@@ -1,0 +1,298 @@
+"""cycleCDR: predict drug-treated profiles from control profiles, for known and unseen drugs (methods.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from ..._schema import PerturbkitInputError, UnknownCategoryError, numeric_column, require_columns
+from ...train import BaseModel, Objective, fit, split_indices
+from ._module import CycleCDRNetwork
+from ._pairing import control_profiles, random_controls
+
+_CHUNK = 8192  # rows per forward pass at inference
+
+
+def _make_drug_encoder(kind: str, *, dim: int, drugs: dict):
+    # imported here so this module imports even while the drug encoders are being written
+    from ._drug_encoders import make_drug_encoder
+
+    return make_drug_encoder(kind, dim=dim, drugs=drugs)
+
+
+class CycleCDR(BaseModel):
+    """The dual encoder-decoder of cycleCDR (Huang, Zhu, Liu); build and train it with ``pk.tl.train_cyclecdr``.
+
+    Parameters
+    ----------
+    var_names
+        Feature (gene) names, in order.
+    drugs
+        ``{name: SMILES}`` of the training drugs (the one-hot encoder knows exactly these).
+    drug_encoder
+        ``"gat"``, ``"fingerprint"`` or ``"onehot"`` (see ``_drug_encoders.make_drug_encoder``).
+    latent_dim, hidden
+        Latent size and hidden sizes (reference L1000: 978-512-512-128).
+    single_autoencoder
+        Tie F' = F and G' = G (the paper's ablation).
+    paired
+        Paired (bulk) data: paired MSE both ways. Unpaired: discriminators and adversarial losses.
+    use_reconstruction, use_cycle, cycle_weight, identity_weight, adversarial_weight
+        Loss switches and weights. ``use_cycle=None`` means on for unpaired data, off for paired data (the paper's
+        bulk loss is reconstruction + MSE); ``identity_weight=None`` means 1 for unpaired data, 0 for paired.
+    gene_weights
+        Weight each gene's squared error in the paired MSE by ``1 + gene_weight_scale · |y − x|`` (the pair's
+        absolute log fold change in scaled units; the reference code's |log2 FC|·10).
+    use_dose
+        Multiply the drug embedding by a learned dose factor (needs ``data_keys['dose_key']``).
+    data_keys
+        The obs keys the model was trained with; :meth:`predict` reuses them.
+    """
+
+    def __init__(self, var_names, *, drugs: Mapping[str, str], drug_encoder: str = "gat", latent_dim: int = 128,
+                 hidden=(512, 512), single_autoencoder: bool = False, paired: bool = True,
+                 use_reconstruction: bool = True, use_cycle: bool | None = None, cycle_weight: float = 10.0,
+                 identity_weight: float | None = None, adversarial_weight: float = 1.0, gene_weights: bool = False,
+                 gene_weight_scale: float = 10.0, use_dose: bool = False, data_keys: dict | None = None, **kwargs):
+        drugs = {str(k): str(v) for k, v in dict(drugs).items()}
+        if not drugs:
+            raise PerturbkitInputError("CycleCDR needs at least one training drug.")
+        paired = bool(paired)
+        identity_weight = (0.0 if paired else 1.0) if identity_weight is None else identity_weight
+        data_keys = dict({"drug_key": "drug", "control_key": "control", "smiles_key": "smiles", "dose_key": None,
+                          "cell_key": "cell_line", "plate_key": None, "control_obs": None}, **(data_keys or {}))
+        super().__init__(var_names, drugs=drugs, drug_encoder=str(drug_encoder), latent_dim=int(latent_dim),
+                         hidden=tuple(int(h) for h in hidden), single_autoencoder=bool(single_autoencoder),
+                         paired=paired, use_reconstruction=bool(use_reconstruction),
+                         use_cycle=(not paired) if use_cycle is None else bool(use_cycle),
+                         cycle_weight=float(cycle_weight),
+                         identity_weight=float(identity_weight),
+                         adversarial_weight=float(adversarial_weight), gene_weights=bool(gene_weights),
+                         gene_weight_scale=float(gene_weight_scale), use_dose=bool(use_dose), data_keys=data_keys,
+                         **kwargs)
+
+    def _build_module(self):
+        h = self.hparams
+        encoder = _make_drug_encoder(h["drug_encoder"], dim=h["latent_dim"], drugs=h["drugs"])
+        return CycleCDRNetwork(self.n_vars, encoder, hidden=h["hidden"], latent_dim=h["latent_dim"],
+                               single_autoencoder=h["single_autoencoder"], use_dose=h["use_dose"],
+                               discriminators=not h["paired"])
+
+    @property
+    def drug_names(self) -> list[str]:
+        return list(self.hparams["drugs"])
+
+    # ------------------------------------------------------------------------------------------------ training data
+    def training_arrays(self, adata, *, layer=None, seed: int | None = 0):
+        """(controls, treated, drug index, dose) of ``adata``'s treated rows, scaled, in the model's gene order."""
+        keys = self.hparams["data_keys"]
+        require_columns(adata, {"drug_key": keys["drug_key"]}, purpose="naming the drugs")
+        X = self.feature_matrix(adata, layer=layer)
+        if self.hparams["paired"]:
+            treated, controls = control_profiles(adata, X, control_key=keys["control_key"], cell_key=keys["cell_key"],
+                                                 plate_key=keys["plate_key"], control_obs=keys["control_obs"])
+        else:
+            treated, control_rows = random_controls(adata, control_key=keys["control_key"], cell_key=keys["cell_key"],
+                                                    seed=seed)
+            controls = X[control_rows]
+        names = adata.obs[keys["drug_key"]].astype(str).to_numpy()[treated]
+        index = pd.Index(self.drug_names).get_indexer(names)
+        if (index < 0).any():
+            raise UnknownCategoryError(f"drugs {list(pd.unique(names[index < 0]))[:5]} are not among the model's "
+                                       f"training drugs.")
+        dose = (numeric_column(adata, keys["dose_key"])[treated] if self.hparams["use_dose"]
+                else np.zeros(len(treated)))
+        x = self.scaler.transform(controls).astype(np.float32)
+        y = self.scaler.transform(X[treated]).astype(np.float32)
+        return x, y, index.astype(np.int64), dose.astype(np.float32)
+
+    # ----------------------------------------------------------------------------------------------------- losses
+    def _smiles(self) -> dict:
+        return self.hparams["drugs"]
+
+    def _generator_loss(self, adversarial: bool):
+        h = self.hparams
+        net = self.module
+        names, smiles = self.drug_names, self._smiles()
+
+        def loss(batch):
+            x, y, index, dose = batch
+            emb = net.drug_embedding(names, index, smiles, dose)
+            y_hat = net.to_treated(x, emb)
+            x_hat = net.to_control(y, emb)
+            zero = torch.zeros((), device=x.device)
+            terms = {}
+            terms["reconstruction"] = (torch.mean((net.reconstruct_control(x) - x) ** 2)
+                                       + torch.mean((net.reconstruct_treated(y) - y) ** 2)
+                                       if h["use_reconstruction"] else zero)
+            if h["paired"]:
+                weight = 1.0 + h["gene_weight_scale"] * (y - x).abs() if h["gene_weights"] else 1.0
+                terms["mse"] = torch.mean(weight * (y_hat - y) ** 2) + torch.mean(weight * (x_hat - x) ** 2)
+            if h["use_cycle"]:
+                terms["cycle"] = h["cycle_weight"] * (torch.mean((net.to_control(y_hat, emb) - x) ** 2)
+                                                      + torch.mean((net.to_treated(x_hat, emb) - y) ** 2))
+            if h["identity_weight"]:
+                terms["identity"] = h["identity_weight"] * torch.mean((net.identity_treated(y) - y) ** 2)
+            if adversarial:
+                cond = emb.detach()
+                fake_t = net.discriminator_treated(torch.cat([y_hat, cond], 1))
+                fake_c = net.discriminator_control(torch.cat([x_hat, cond], 1))
+                bce = torch.nn.functional.binary_cross_entropy_with_logits
+                terms["adversarial"] = h["adversarial_weight"] * (bce(fake_t, torch.ones_like(fake_t))
+                                                                  + bce(fake_c, torch.ones_like(fake_c)))
+            return {"loss": sum(terms.values()), **terms}
+
+        return loss
+
+    def _discriminator_loss(self):
+        net = self.module
+        names, smiles = self.drug_names, self._smiles()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+        def loss(batch):
+            x, y, index, dose = batch
+            with torch.no_grad():
+                emb = net.drug_embedding(names, index, smiles, dose)
+                y_hat = net.to_treated(x, emb)
+                x_hat = net.to_control(y, emb)
+            terms = {}
+            for name, disc, real, fake in (("treated", net.discriminator_treated, y, y_hat),
+                                           ("control", net.discriminator_control, x, x_hat)):
+                r = disc(torch.cat([real, emb], 1))
+                f = disc(torch.cat([fake, emb], 1))
+                terms[name] = bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))
+            return {"loss": terms["treated"] + terms["control"], **terms}
+
+        return loss
+
+    def _validation_loss(self):
+        """Paired data: MSE of ŷ; unpaired: the generator's reconstruction + cycle + identity terms."""
+        net = self.module
+        names, smiles = self.drug_names, self._smiles()
+        if not self.hparams["paired"]:
+            return self._generator_loss(adversarial=False)
+
+        def loss(batch):
+            x, y, index, dose = batch
+            mse = torch.mean((net.to_treated(x, net.drug_embedding(names, index, smiles, dose)) - y) ** 2)
+            return {"loss": mse}
+
+        return loss
+
+    def train(self, adata, *, layer=None, lr: float = 1e-3, weight_decay: float = 1e-6,
+              discriminator_lr: float | None = None, batch_size: int = 512, max_epochs: int = 100,
+              patience: int | None = 10, validation_fraction: float = 0.1, seed: int | None = 0,
+              fit_scaler: bool = True) -> CycleCDR:
+        """Train on ``adata``'s treated rows and their controls (Adam, weight decay 1e-6, batch 512 as the reference).
+
+        ``validation_fraction`` of the drugs (whole drugs) is held out for early stopping on the paired MSE
+        (paired data); unpaired data validate on random cells. GAN training (unpaired) runs the generator
+        objective, then the discriminator objective, on every batch (one engine ``fit`` with two objectives).
+        """
+        if fit_scaler or self.scaler is None:
+            from ...pp import Scaler
+
+            self.scaler = Scaler("zscore", per_feature=True).fit(self.feature_matrix(adata, layer=layer))
+        arrays = self.training_arrays(adata, layer=layer, seed=seed)
+        # unseen-drug validation for the structure encoders; the one-hot encoder can only validate on known drugs
+        groups = arrays[2] if self.hparams["paired"] and self.hparams["drug_encoder"] != "onehot" else None
+        train_rows, val_rows = split_indices(len(arrays[0]), validation_fraction=validation_fraction,
+                                             seed=0 if seed is None else seed, groups=groups)
+        if len(train_rows) > batch_size and len(train_rows) % batch_size == 1:
+            batch_size += 1  # batch norm cannot train on a last minibatch of one row
+        net = self.module
+        # the generator comes first so that, without validation rows, early stopping watches its loss
+        objectives = [Objective(self._generator_loss(adversarial=not self.hparams["paired"]),
+                                net.generator_parameters(), lr=lr, weight_decay=weight_decay, name="generator")]
+        if not self.hparams["paired"]:
+            objectives.append(Objective(self._discriminator_loss(), net.discriminator_parameters(),
+                                        lr=lr if discriminator_lr is None else discriminator_lr,
+                                        weight_decay=weight_decay, name="discriminator"))
+        fit(net, objectives, tuple(a[train_rows] for a in arrays),
+            validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
+            validation_loss=self._validation_loss(), max_epochs=max_epochs, batch_size=batch_size,
+            patience=patience, device=self.device, seed=seed, stage="cyclecdr", history=self.history)
+        net.eval()
+        return self
+
+    # ------------------------------------------------------------------------------------------------- prediction
+    def _resolve_drugs(self, drugs) -> tuple[list[str], dict]:
+        """Names to predict and the SMILES lookup (training drugs plus any given ``{name: SMILES}``)."""
+        lookup = dict(self.hparams["drugs"])
+        if isinstance(drugs, Mapping):
+            names = [str(d) for d in drugs]
+            lookup.update({str(k): str(v) for k, v in drugs.items()})
+        else:
+            names = [str(d) for d in ([drugs] if isinstance(drugs, str) else drugs)]
+            unknown = [d for d in names if d not in lookup]
+            if unknown:
+                raise UnknownCategoryError(
+                    f"drugs {unknown[:5]} are not among the model's {len(lookup)} training drugs and have no SMILES. "
+                    f"Pass drugs={{name: SMILES}} for unseen drugs (with the 'gat' or 'fingerprint' encoder)."
+                )
+        if not names:
+            raise PerturbkitInputError("drugs is empty; name at least one drug to predict.")
+        return names, lookup
+
+    @torch.no_grad()
+    def predict_array(self, X: np.ndarray, drug_names: list[str], *, smiles: dict | None = None,
+                      doses=None) -> np.ndarray:
+        """Treated profiles (data units) for control rows ``X`` (data units) and one drug name per row."""
+        net = self.module.eval()
+        lookup = dict(self.hparams["drugs"], **(smiles or {}))
+        names = sorted(set(drug_names))
+        index = torch.from_numpy(pd.Index(names).get_indexer(drug_names).astype(np.int64))
+        dose = torch.zeros(len(drug_names)) if doses is None else torch.as_tensor(np.asarray(doses, np.float32))
+        x = torch.from_numpy(np.asarray(self.scaler.transform(np.asarray(X, np.float32)), np.float32))
+        out = []
+        for start in range(0, len(x), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            emb = net.drug_embedding(names, index[part].to(self.device), lookup, dose[part].to(self.device))
+            out.append(net.to_treated(x[part].to(self.device), emb).cpu().numpy())
+        return np.asarray(self.scaler.inverse_transform(np.concatenate(out)), dtype=np.float32)
+
+    def predict(self, adata_controls, *, drugs, doses=None, layer=None) -> ad.AnnData:
+        """Predicted treated profiles: one row for every (control row, drug), in the data's units.
+
+        Parameters
+        ----------
+        adata_controls
+            Control profiles (e.g. one row per cell line: the control means, or single control cells).
+        drugs
+            A list of drug names the model knows, or ``{name: SMILES}`` (unseen drugs need the ``"gat"`` or
+            ``"fingerprint"`` encoder; the one-hot encoder refuses them).
+        doses
+            One dose for every drug (or a single dose for all), used when the model was trained with doses.
+
+        Returns
+        -------
+        AnnData with obs ``drug_key`` (drug), ``control`` (the control row's obs name), the control's cell line
+        (``cell_key``, when present) and ``dose``.
+        """
+        keys = self.hparams["data_keys"]
+        names, lookup = self._resolve_drugs(drugs)
+        X = self.feature_matrix(adata_controls, layer=layer)
+        if doses is None:
+            if self.hparams["use_dose"]:
+                raise PerturbkitInputError("this model was trained with doses; pass doses= (one per drug, or one).")
+            dose_per_drug = np.zeros(len(names))
+        else:
+            dose_per_drug = np.broadcast_to(np.asarray(doses, dtype=float), (len(names),)).copy()
+        n = adata_controls.n_obs
+        rows = np.tile(np.arange(n), len(names))
+        drug_rows = np.repeat(np.arange(len(names)), n)
+        row_names = [names[d] for d in drug_rows]
+        out = self.predict_array(X[rows], row_names, smiles=lookup, doses=dose_per_drug[drug_rows])
+        obs = pd.DataFrame({keys["drug_key"]: row_names,
+                            "control_row": adata_controls.obs_names.astype(str)[rows],
+                            "dose": dose_per_drug[drug_rows]})
+        if keys["cell_key"] in adata_controls.obs:
+            obs[keys["cell_key"]] = adata_controls.obs[keys["cell_key"]].astype(str).to_numpy()[rows]
+        obs.index = [f"{c}|{d}" for c, d in zip(obs["control_row"], row_names)]
+        result = ad.AnnData(out, obs=obs, var=pd.DataFrame(index=self.var_names))
+        result.uns["cyclecdr_prediction"] = {"drugs": names, "n_controls": int(n)}
+        return result

@@ -1,0 +1,105 @@
+"""Match treated profiles with their control profiles (paired bulk data) or with random controls (unpaired cells)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..._schema import EmptyGroupError, PerturbkitInputError, control_mask, require_columns
+
+
+def _group_labels(obs: pd.DataFrame, cell_key: str, plate_key: str | None) -> pd.Series:
+    labels = obs[cell_key].astype(str)
+    if plate_key is not None:
+        labels = labels + " / plate " + obs[plate_key].astype(str)
+    return labels
+
+
+def control_profiles(adata, X: np.ndarray, *, control_key: str = "control", cell_key: str = "cell_line",
+                     plate_key: str | None = None, control_obs: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The control profile matched to every treated row of ``adata``.
+
+    Each treated row gets the mean of the control rows of its cell line (and plate, when ``plate_key`` is given),
+    or, with ``control_obs``, the control row whose obs name that column holds.
+
+    Parameters
+    ----------
+    adata
+        Profiles with ``obs[control_key]`` (bool) and ``obs[cell_key]`` (and ``obs[plate_key]``).
+    X
+        ``adata``'s profiles as a dense array (rows aligned with ``adata.obs``), e.g. from ``model.feature_matrix``.
+
+    Returns
+    -------
+    ``(treated_rows, controls)``: the positions of the treated rows and a float32 array of their controls.
+
+    Raises
+    ------
+    EmptyGroupError
+        When a treated row's cell line (/plate) has no control rows, naming the group and the fix.
+    """
+    is_control = control_mask(adata, control_key)
+    treated = np.flatnonzero(~is_control)
+    if len(treated) == 0:
+        raise EmptyGroupError(f"No treated rows: obs[{control_key!r}] is True for all {adata.n_obs} rows.")
+    if control_obs is not None:
+        require_columns(adata, {"control_obs": control_obs}, purpose="naming each treated row's control row")
+        names = adata.obs[control_obs].iloc[treated].astype(str)
+        position = pd.Index(adata.obs_names.astype(str)).get_indexer(names)
+        bad = names[position < 0]
+        if len(bad):
+            raise EmptyGroupError(
+                f"obs[{control_obs!r}] names control rows that are not in the data for {len(bad)} treated rows "
+                f"(e.g. {bad.iloc[:3].tolist()}). It must hold the obs name of each treated row's control row."
+            )
+        not_control = names[~is_control[position]]
+        if len(not_control):
+            raise PerturbkitInputError(
+                f"obs[{control_obs!r}] points at rows that are not controls (e.g. {not_control.iloc[:3].tolist()}); "
+                f"their obs[{control_key!r}] must be True."
+            )
+        return treated, X[position].astype(np.float32)
+    keys = {"cell_key": cell_key} | ({"plate_key": plate_key} if plate_key is not None else {})
+    require_columns(adata, keys, purpose="matching treated rows with their controls")
+    labels = _group_labels(adata.obs, cell_key, plate_key).to_numpy()
+    control_labels = labels[is_control]
+    groups = pd.Index(pd.unique(control_labels))
+    sums = np.zeros((len(groups), X.shape[1]), dtype=np.float64)
+    code = groups.get_indexer(control_labels)
+    np.add.at(sums, code, X[is_control])
+    means = sums / np.bincount(code, minlength=len(groups))[:, None]
+    position = groups.get_indexer(labels[treated])
+    if (position < 0).any():
+        missing = pd.unique(labels[treated][position < 0])
+        where = "cell line / plate" if plate_key is not None else "cell line"
+        raise EmptyGroupError(
+            f"{len(missing)} {where} group(s) have treated rows but no control rows: {list(missing[:5])}. Add their "
+            f"vehicle (DMSO) controls (obs[{control_key!r}] True), drop those treated rows"
+            + (", match on the cell line only (plate_key=None)" if plate_key is not None else "")
+            + ", or name each treated row's control row with control_obs=."
+        )
+    return treated, means[position].astype(np.float32)
+
+
+def random_controls(adata, *, control_key: str = "control", cell_key: str = "cell_line",
+                    seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unpaired data: for every treated row, the position of a random control row of the same cell line (type).
+
+    Returns ``(treated_rows, control_rows)``; raises :class:`EmptyGroupError` for a cell line without controls.
+    """
+    require_columns(adata, {"cell_key": cell_key}, purpose="drawing controls of the same cell type")
+    is_control = control_mask(adata, control_key)
+    labels = adata.obs[cell_key].astype(str).to_numpy()
+    treated = np.flatnonzero(~is_control)
+    rng = np.random.default_rng(seed)
+    chosen = np.empty(len(treated), dtype=np.int64)
+    for label in pd.unique(labels[treated]):
+        pool = np.flatnonzero(is_control & (labels == label))
+        rows = np.flatnonzero(labels[treated] == label)
+        if len(pool) == 0:
+            raise EmptyGroupError(
+                f"cell line {label!r} has treated cells but no control cells; add its controls "
+                f"(obs[{control_key!r}] True) or drop its treated cells."
+            )
+        chosen[rows] = rng.choice(pool, size=len(rows), replace=True)
+    return treated, chosen
