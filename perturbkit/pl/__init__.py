@@ -1,5 +1,6 @@
 """pk.pl: plotly figures; every function returns a ``plotly.graph_objects.Figure`` and only reads results."""
 
+from ._cyclecdr import prediction_umap, response_bars, response_boxes
 from ._deepcellstate import (
     ablation,
     embedding,
@@ -38,4 +39,8 @@ __all__ = [
     "traversal_heatmap",
     "l2_distributions",
     "zscore_scatter",
+    # cycleCDR
+    "response_bars",
+    "response_boxes",
+    "prediction_umap",
 ]

@@ -27,6 +27,7 @@ from ._deepcellstate import (
     train_deepcellstate,
 )
 from ._embedding import embed, project_reconstructions
+from ._response_embedding import embed_predictions
 from ._vae import (
     latent_traversal,
     pca_loadings_by_group,
@@ -83,4 +84,5 @@ __all__ = [
     # embeddings
     "embed",
     "project_reconstructions",
+    "embed_predictions",
 ]
