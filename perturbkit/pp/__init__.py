@@ -10,6 +10,7 @@ from ._aggregate import aggregate
 from ._annotate import annotate
 from ._control import control_diff
 from ._feature_select import feature_select
+from ._markers import PBMC_MARKERS, annotate_cell_types
 from ._scale import Scaler, scale, unscale
 
-__all__ = ["validate", "annotate", "aggregate", "scale", "unscale", "Scaler", "feature_select", "control_diff"]
+__all__ = ["validate", "annotate", "aggregate", "scale", "unscale", "Scaler", "feature_select", "control_diff", "annotate_cell_types", "PBMC_MARKERS"]

@@ -27,6 +27,7 @@ from ._deepcellstate import (
     train_deepcellstate,
 )
 from ._embedding import embed, project_reconstructions
+from ._kang import kang_holdout, preprocess_pbmc
 from ._response_embedding import embed_predictions
 from ._vae import (
     latent_traversal,
@@ -81,6 +82,8 @@ __all__ = [
     "cyclecdr_baselines",
     "cyclecdr_ablation",
     "control_means",
+    "preprocess_pbmc",
+    "kang_holdout",
     # embeddings
     "embed",
     "project_reconstructions",
