@@ -13,7 +13,16 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .._schema import PerturbkitInputError
-from ._utils import categories, finish, hover_data, is_categorical, label, mean_sd, palette, require_frame_columns
+from ._utils import (
+    categories,
+    finish,
+    hover_data,
+    label,
+    mean_sd,
+    palette,
+    require_frame_columns,
+    source_scatter,
+)
 
 __all__ = ["response_bars", "response_boxes", "prediction_umap"]
 
@@ -198,40 +207,9 @@ def prediction_umap(embedding, truth=None, *, color: str = "source", marker_size
     if color not in frame.columns:
         raise PerturbkitInputError(f"no column {color!r} to colour by; the embedding has "
                                    f"{list(embedding.obs.columns)}.")
-    custom, lines = hover_data(frame, ["source", "drug", "cell_line", "name", color])
-    template = f"UMAP %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
-    fig = go.Figure()
-    if not is_categorical(frame[color]):
-        fig.add_trace(go.Scatter(
-            x=frame["x"], y=frame["y"], mode="markers", name="profiles", customdata=custom, hovertemplate=template,
-            marker=dict(size=marker_size, color=frame[color].to_numpy(dtype=float), colorscale="Viridis",
-                        showscale=True, colorbar=dict(title=label(color)), opacity=0.8, line=dict(width=0)),
-        ))
-    else:
-        values = frame[color].astype(str)
-        groups = categories(frame[color]) if isinstance(frame[color].dtype, pd.CategoricalDtype) else categories(values)
-        colors = dict(zip(groups, palette(len(groups))))
-        if color == "source":
-            colors.update({g: _SOURCE_COLORS[g] for g in groups if g in _SOURCE_COLORS})
-        symbols = None
-        if color != "source" and "source" in frame.columns:
-            symbols = frame["source"].astype(str).map({"predicted": "diamond", "measured": "circle"}).fillna("circle")
-            symbols = symbols.to_numpy()
-        for g in groups:
-            mask = (values == str(g)).to_numpy()
-            if not mask.any():
-                continue
-            fig.add_trace(go.Scatter(
-                x=frame["x"].to_numpy()[mask], y=frame["y"].to_numpy()[mask], mode="markers",
-                name=f"{g} ({int(mask.sum())})", customdata=None if custom is None else custom[mask],
-                hovertemplate=template,
-                marker=dict(size=marker_size, color=colors[g], opacity=0.75, line=dict(width=0),
-                            symbol=None if symbols is None else symbols[mask]),
-            ))
-    counts = ""
-    if "source" in frame.columns:
-        counts = ", ".join(f"{int((frame['source'].astype(str) == s).sum())} {s}"
-                           for s in categories(frame["source"].astype(str)))
+    fig, counts = source_scatter(frame, color=color, marker_size=marker_size, source_colors=_SOURCE_COLORS,
+                                 hover_columns=["source", "drug", "cell_line", "name", color],
+                                 source_symbols={"predicted": "diamond", "measured": "circle"})
     default = f"UMAP of predicted and measured profiles<br><sup>{counts or f'{len(frame)} points'}</sup>"
     finish(fig, title=title or default, xlabel="UMAP 1", ylabel="UMAP 2", legend_title_text=label(color))
     return fig

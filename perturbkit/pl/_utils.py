@@ -190,3 +190,52 @@ def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
     data = np.column_stack([df[c].astype(str).to_numpy() for c in present])
     lines = "".join(f"<br>{label(c)}: %{{customdata[{i}]}}" for i, c in enumerate(present))
     return data, lines
+
+
+def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover_columns, source_colors=None,
+                   source_symbols=None) -> tuple[go.Figure, str]:
+    """Scatter of ``frame.x`` / ``frame.y`` coloured by ``color`` (numeric: a colour scale; categorical: one trace
+    per value, missing values as a grey "no …" trace). When ``color`` is not ``source``, a ``source`` column keeps
+    its groups apart by marker symbol (``source_symbols``, or one shape per source in order). Returns the figure
+    and a "count source, …" summary for the title."""
+    custom, lines = hover_data(frame, hover_columns)
+    template = f"UMAP %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
+    fig = go.Figure()
+    if not is_categorical(frame[color]):
+        fig.add_trace(go.Scatter(
+            x=frame["x"], y=frame["y"], mode="markers", name="profiles", customdata=custom, hovertemplate=template,
+            marker=dict(size=marker_size, color=frame[color].to_numpy(dtype=float), colorscale="Viridis",
+                        showscale=True, colorbar=dict(title=label(color)), opacity=0.8, line=dict(width=0)),
+        ))
+    else:
+        groups = categories(frame[color].astype(str)) if not isinstance(frame[color].dtype, pd.CategoricalDtype) \
+            else categories(frame[color])
+        colors = dict(zip(groups, palette(len(groups))))
+        if color == "source" and source_colors:
+            colors.update({g: source_colors[g] for g in groups if g in source_colors})
+        missing = frame[color].isna().to_numpy()
+        if missing.any():  # e.g. simulated profiles have no drug or MOA
+            groups = [g for g in groups if str(g) != "nan"] + [None]
+            colors[None] = "rgba(170, 170, 170, 0.5)"
+        symbol = None
+        if color != "source" and "source" in frame.columns:
+            sources = categories(frame["source"].astype(str))
+            shapes = source_symbols or dict(zip(sources, ["circle", "diamond", "x", "square", "triangle-up"]))
+            symbol = frame["source"].astype(str).map(shapes).fillna("circle").to_numpy()
+        for g in groups:
+            mask = missing if g is None else ((frame[color].astype(str) == str(g)).to_numpy() & ~missing)
+            if not mask.any():
+                continue
+            fig.add_trace(go.Scatter(
+                x=frame["x"].to_numpy()[mask], y=frame["y"].to_numpy()[mask], mode="markers",
+                name=f"{g if g is not None else 'no ' + label(color)} ({int(mask.sum())})",
+                customdata=None if custom is None else custom[mask], hovertemplate=template,
+                marker=dict(size=marker_size, color=colors[g], opacity=0.75, line=dict(width=0),
+                            symbol=None if symbol is None else symbol[mask]),
+            ))
+    counts = ""
+    if "source" in frame.columns:
+        counts = ", ".join(f"{int((frame['source'].astype(str) == s).sum())} {s}"
+                           for s in categories(frame["source"].astype(str)))
+    return fig, counts
+

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .._schema import PerturbkitInputError
-from ._utils import categories, finish, hover_data, is_categorical, label, palette, require_frame_columns
+from ._utils import categories, finish, label, palette, require_frame_columns, source_scatter
 
 __all__ = [
     "training_curves",
@@ -166,45 +166,8 @@ def projection(proj, *, color: str = "source", basis: str = "X_umap", marker_siz
     frame = frame[np.isfinite(frame["x"].astype(float)) & np.isfinite(frame["y"].astype(float))]
     if frame.empty:
         raise PerturbkitInputError("the projection has no finite coordinates.")
-    custom, lines = hover_data(frame, ["source", "name", "drug", "moa", "dose", color])
-    template = f"UMAP %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
-    fig = go.Figure()
-    if not is_categorical(frame[color]):
-        fig.add_trace(go.Scatter(
-            x=frame["x"], y=frame["y"], mode="markers", name="profiles", customdata=custom, hovertemplate=template,
-            marker=dict(size=marker_size, color=frame[color].to_numpy(dtype=float), colorscale="Viridis",
-                        showscale=True, colorbar=dict(title=label(color)), opacity=0.8, line=dict(width=0)),
-        ))
-    else:
-        groups = categories(frame[color].astype(str)) if not isinstance(frame[color].dtype, pd.CategoricalDtype) \
-            else categories(frame[color])
-        colors = dict(zip(groups, palette(len(groups))))
-        if color == "source":
-            colors.update({g: _SOURCE_COLORS[g] for g in groups if g in _SOURCE_COLORS})
-        missing = frame[color].isna().to_numpy()
-        if missing.any():  # e.g. simulated profiles have no drug or MOA
-            groups.append(None)
-            colors[None] = "rgba(170, 170, 170, 0.5)"
-        symbol = None
-        if color != "source" and "source" in frame.columns:  # keep the sources apart by marker symbol
-            sources = categories(frame["source"].astype(str))
-            shapes = dict(zip(sources, ["circle", "diamond", "x", "square", "triangle-up"]))
-            symbol = frame["source"].astype(str).map(shapes).fillna("circle").to_numpy()
-        for g in groups:
-            mask = missing if g is None else ((frame[color].astype(str) == str(g)).to_numpy() & ~missing)
-            if not mask.any():
-                continue
-            fig.add_trace(go.Scatter(
-                x=frame["x"].to_numpy()[mask], y=frame["y"].to_numpy()[mask], mode="markers",
-                name=f"{g if g is not None else 'no ' + label(color)} ({int(mask.sum())})",
-                customdata=None if custom is None else custom[mask], hovertemplate=template,
-                marker=dict(size=marker_size, color=colors[g], opacity=0.75, line=dict(width=0),
-                            symbol=None if symbol is None else symbol[mask]),
-            ))
-    counts = ""
-    if "source" in frame.columns:
-        counts = ", ".join(f"{int((frame['source'].astype(str) == s).sum())} {s}"
-                           for s in categories(frame["source"].astype(str)))
+    fig, counts = source_scatter(frame, color=color, marker_size=marker_size, source_colors=_SOURCE_COLORS,
+                                 hover_columns=["source", "name", "drug", "moa", "dose", color])
     kind = f" {info['kind']}" if info.get("kind") else ""
     mse = f"; reconstruction MSE {info['reconstruction_mse']:.4g}" if "reconstruction_mse" in info else ""
     default = (f"UMAP fitted on the original profiles, {kind.strip() + ' ' if kind else ''}model outputs projected"
