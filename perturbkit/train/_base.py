@@ -84,6 +84,11 @@ class BaseModel:
         check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
         return X
 
+    def scale_rows(self, X) -> np.ndarray:
+        """Rows ``X`` (the data's units, model feature order) on the model's scale, as float32."""
+        X = np.asarray(X, dtype=np.float32)
+        return X if self.scaler is None else np.asarray(self.scaler.transform(X), dtype=np.float32)
+
     def check_features(self, adata) -> None:
         """Raise :class:`GeneMismatchError` unless ``adata`` has every feature the model was trained on."""
         names = pd.Index(adata.var_names.astype(str))

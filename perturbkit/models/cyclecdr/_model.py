@@ -247,7 +247,7 @@ class CycleCDR(BaseModel):
         names = sorted(set(drug_names))
         index = torch.from_numpy(pd.Index(names).get_indexer(drug_names).astype(np.int64))
         dose = torch.zeros(len(drug_names)) if doses is None else torch.as_tensor(np.asarray(doses, np.float32))
-        x = torch.from_numpy(np.asarray(self.scaler.transform(np.asarray(X, np.float32)), np.float32))
+        x = torch.from_numpy(self.scale_rows(X))
         out = []
         for start in range(0, len(x), _CHUNK):
             part = slice(start, start + _CHUNK)

@@ -64,10 +64,6 @@ def _cell_positions(profiles: CellDrugProfiles, cell_lines) -> list[int]:
     return [profiles.cell_index(str(c)) for c in np.atleast_1d(cell_lines)]
 
 
-def _scaled(model, X: np.ndarray) -> np.ndarray:
-    return np.asarray(model.scaler.transform(np.asarray(X, dtype=np.float32)), dtype=np.float32)
-
-
 def _check_trained(model) -> None:
     if model.scaler is None:
         raise PerturbkitInputError("this DeepCellState has no fitted scaler: train it first "
@@ -359,10 +355,10 @@ def gene_importance(model, adata, *, target, source, n_subsets: int = 100, subse
     top = min(int(top), int(n_subsets))
     module, device = model.module, model.device
     module.eval()
-    x = _scaled(model, profiles.values[d_pos, s])
+    x = model.scale_rows(profiles.values[d_pos, s])
     reference = np.zeros_like(x)
     if measured.any():
-        reference[measured] = _scaled(model, profiles.values[d_pos[measured], t])
+        reference[measured] = model.scale_rows(profiles.values[d_pos[measured], t])
     if not measured.all():
         out, _ = module(torch.from_numpy(x[~measured]).to(device), cell)
         reference[~measured] = out.cpu().numpy()

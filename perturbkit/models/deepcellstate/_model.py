@@ -213,7 +213,7 @@ class DeepCellState(BaseModel):
         """Decode profiles ``X`` (rows, in the data's units) into cell line ``target``; returns the data's units."""
         cell = self.cell_index(target)
         self.module.eval()
-        x = torch.from_numpy(np.asarray(self.scaler.transform(np.asarray(X, dtype=np.float32)), dtype=np.float32))
+        x = torch.from_numpy(self.scale_rows(X))
         out, _ = self.module(x.to(self.device), cell)
         return np.asarray(self.scaler.inverse_transform(out.cpu().numpy()), dtype=np.float32)
 
@@ -221,7 +221,7 @@ class DeepCellState(BaseModel):
     def encode_array(self, X: np.ndarray) -> np.ndarray:
         """Latent codes of profiles ``X`` (rows, in the data's units)."""
         self.module.eval()
-        x = torch.from_numpy(np.asarray(self.scaler.transform(np.asarray(X, dtype=np.float32)), dtype=np.float32))
+        x = torch.from_numpy(self.scale_rows(X))
         return self.module.encode(x.to(self.device))[1].cpu().numpy()
 
     def predict(self, adata, *, target: str, sources=None, layer=None) -> ad.AnnData:

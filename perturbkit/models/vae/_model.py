@@ -188,9 +188,7 @@ class VAE(BaseModel):
             raise PerturbkitInputError(f"expected a (rows × {self.n_vars}) matrix in the model's feature order, "
                                        f"got shape {X.shape}; pass an AnnData to encode() to align features by name.")
         check_finite(X, where="the profiles")
-        if self.scaler is not None:
-            X = np.asarray(self.scaler.transform(X), dtype=np.float32)
-        return X
+        return self.scale_rows(X)
 
     @torch.no_grad()
     def _run(self, function, X: np.ndarray) -> np.ndarray:
