@@ -18,6 +18,7 @@ def test_notebook_executes(path, monkeypatch):
         pytest.skip(f"notebooks read the real data in {SHARED_DATA}, which is missing")
     monkeypatch.setenv("PERTURBKIT_SHARED_DATA", str(SHARED_DATA))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PERTURBKIT_FAST", "1")  # paper notebooks: CI-sized runs (their parameter cell reads this)
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]

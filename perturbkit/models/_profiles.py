@@ -144,3 +144,16 @@ def _positions(index: pd.Index, selector) -> np.ndarray:
     if (pos < 0).any():
         raise UnknownCategoryError(f"{list(selector[pos < 0][:5])} not found; known: {list(index[:10])}...")
     return pos
+
+
+def model_profiles(model, adata, *, layer=None) -> CellDrugProfiles:
+    """Per-(drug, cell line) treated profiles of ``adata`` in ``model``'s feature order, collected with the obs keys
+    the model was trained with (``model.hparams['data_keys']``)."""
+    import anndata as ad
+
+    keys = model.hparams["data_keys"]
+    X = model.feature_matrix(adata, layer=layer)
+    aligned = ad.AnnData(X, obs=adata.obs, var=pd.DataFrame(index=model.var_names))
+    return CellDrugProfiles.from_adata(aligned, cell_key=keys["cell_key"], drug_key=keys["drug_key"],
+                                       control_key=keys.get("control_key"), moa_key=keys.get("moa_key"),
+                                       average=keys.get("average", True))

@@ -193,17 +193,18 @@ def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
 
 
 def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover_columns, source_colors=None,
-                   source_symbols=None) -> tuple[go.Figure, str]:
-    """Scatter of ``frame.x`` / ``frame.y`` coloured by ``color`` (numeric: a colour scale; categorical: one trace
+                   source_symbols=None, axis_name: str = "UMAP") -> tuple[go.Figure, str]:
+    """Scatter of ``frame.x`` / ``frame.y`` (point ``ids``: ``frame.index``) coloured by ``color`` (numeric: a colour scale; categorical: one trace
     per value, missing values as a grey "no …" trace). When ``color`` is not ``source``, a ``source`` column keeps
     its groups apart by marker symbol (``source_symbols``, or one shape per source in order). Returns the figure
     and a "count source, …" summary for the title."""
     custom, lines = hover_data(frame, hover_columns)
-    template = f"UMAP %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
+    template = f"{axis_name} %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
     fig = go.Figure()
     if not is_categorical(frame[color]):
         fig.add_trace(go.Scatter(
             x=frame["x"], y=frame["y"], mode="markers", name="profiles", customdata=custom, hovertemplate=template,
+            ids=frame.index.astype(str).to_numpy(),
             marker=dict(size=marker_size, color=frame[color].to_numpy(dtype=float), colorscale="Viridis",
                         showscale=True, colorbar=dict(title=label(color)), opacity=0.8, line=dict(width=0)),
         ))
@@ -228,6 +229,7 @@ def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover
                 continue
             fig.add_trace(go.Scatter(
                 x=frame["x"].to_numpy()[mask], y=frame["y"].to_numpy()[mask], mode="markers",
+                ids=frame.index.astype(str).to_numpy()[mask],
                 name=f"{g if g is not None else 'no ' + label(color)} ({int(mask.sum())})",
                 customdata=None if custom is None else custom[mask], hovertemplate=template,
                 marker=dict(size=marker_size, color=colors[g], opacity=0.75, line=dict(width=0),

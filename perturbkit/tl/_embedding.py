@@ -176,7 +176,7 @@ def embed(adata, *, basis: str = "umap", use_rep: str | None = None, key_added: 
     use_rep
         The representation for the neighbours / t-SNE: ``"X"``, or an ``obsm`` key such as ``"X_vae"`` (latent
         means from :func:`perturbkit.tl.train_vae`). Default: scanpy's choice (``X_pca`` when there are more than
-        50 features, else X). Ignored for ``"pca"``, which always uses X.
+        50 features, else X). With ``"pca"`` and an obsm key, the PCA is of that representation.
     key_added
         ``obsm`` key of the result (default ``"X_<basis>"``).
     seed
@@ -214,7 +214,13 @@ def embed(adata, *, basis: str = "umap", use_rep: str | None = None, key_added: 
     if key in data.obsm and not recompute and (stored is None or dict(stored) == settings):
         return data if copy else None
 
-    if basis == "pca":
+    if basis == "pca" and use_rep not in (None, "X"):
+        from sklearn.decomposition import PCA
+
+        rep = np.asarray(data.obsm[use_rep], dtype=np.float64)
+        comps = max(1, min(int(n_comps), min(rep.shape) - 1))
+        data.obsm[key] = PCA(n_components=comps, random_state=seed).fit_transform(rep).astype(np.float32)
+    elif basis == "pca":
         comps = max(1, min(int(n_comps), min(data.n_obs, data.n_vars) - 1))
         sc.pp.pca(data, n_comps=comps, random_state=seed, key_added=None if key == "X_pca" else key)
     elif basis == "umap":

@@ -89,6 +89,22 @@ class BaseModel:
         X = np.asarray(X, dtype=np.float32)
         return X if self.scaler is None else np.asarray(self.scaler.transform(X), dtype=np.float32)
 
+    # --- the latent interface (panels such as pk.widgets.LatentTraversal use it) ---------------------
+    #: Names of the decoders :meth:`decode_array` can use (one per cell line for DeepCellState).
+    decoder_names: ClassVar[tuple[str, ...]] = ()
+
+    def encode_array(self, X) -> np.ndarray:
+        """Latent codes of profiles ``X`` (rows, the data's units, model feature order)."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent space to encode into.")
+
+    def decode_array(self, Z, *, decoder: str | None = None, inputs=None) -> np.ndarray:
+        """Profiles (the data's units) decoded from latent codes ``Z`` by ``decoder`` (default: the first one).
+
+        ``inputs`` are the profiles the codes came from, for decoders that also see their input (DeepCellState's
+        skip connection); other models ignore it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no decoder.")
+
     def check_features(self, adata) -> None:
         """Raise :class:`GeneMismatchError` unless ``adata`` has every feature the model was trained on."""
         names = pd.Index(adata.var_names.astype(str))

@@ -255,6 +255,29 @@ class CycleCDR(BaseModel):
             out.append(net.to_treated(x[part].to(self.device), emb).cpu().numpy())
         return np.asarray(self.scaler.inverse_transform(np.concatenate(out)), dtype=np.float32)
 
+    decoder_names = ("treated (G)", "control (G')")
+
+    @torch.no_grad()
+    def encode_array(self, X) -> np.ndarray:
+        """Latent codes F(x) of control profiles ``X`` (rows, the data's units), before the drug is added."""
+        self.module.eval()
+        x = torch.from_numpy(self.scale_rows(X)).to(self.device)
+        return self.module.encoder_control(x).cpu().numpy()
+
+    @torch.no_grad()
+    def decode_array(self, Z, *, decoder: str | None = None, inputs=None) -> np.ndarray:
+        """Decode latent codes with G (``"treated (G)"``, the default) or G' (``"control (G')"``); data units."""
+        name = self.decoder_names[0] if decoder is None else str(decoder)
+        if name not in self.decoder_names:
+            raise UnknownCategoryError(f"decoder {decoder!r} is unknown; cycleCDR has {list(self.decoder_names)}.")
+        Z = np.atleast_2d(np.asarray(Z, dtype=np.float32))
+        if Z.shape[1] != self.hparams["latent_dim"]:
+            raise PerturbkitInputError(f"latent codes must be (rows × {self.hparams['latent_dim']}), got {Z.shape}.")
+        net = self.module.eval()
+        g = net.decoder_treated if name == self.decoder_names[0] else net.g_prime
+        out = g(torch.from_numpy(Z).to(self.device)).cpu().numpy()
+        return np.asarray(self.scaler.inverse_transform(out), dtype=np.float32)
+
     def predict(self, adata_controls, *, drugs, doses=None, layer=None) -> ad.AnnData:
         """Predicted treated profiles: one row for every (control row, drug), in the data's units.
 

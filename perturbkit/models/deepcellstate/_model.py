@@ -12,7 +12,7 @@ import torch
 from ..._schema import PerturbkitInputError, UnknownCategoryError
 from ..._settings import seed_everything, settings
 from ...train import BaseModel, EarlyStopping, History, Objective, fit, split_indices
-from .._profiles import CellDrugProfiles
+from .._profiles import CellDrugProfiles, model_profiles
 from ._module import DeepCellStateNetwork
 
 
@@ -201,12 +201,7 @@ class DeepCellState(BaseModel):
     # ---------------------------------------------------------------------------------------------- prediction
     def profiles_from(self, adata, *, layer=None) -> CellDrugProfiles:
         """Per-(drug, cell line) profiles of ``adata`` in the model's gene order, built as in training."""
-        keys = self.hparams["data_keys"]
-        X = self.feature_matrix(adata, layer=layer)
-        aligned = ad.AnnData(X, obs=adata.obs, var=pd.DataFrame(index=self.var_names))
-        return CellDrugProfiles.from_adata(aligned, cell_key=keys["cell_key"], drug_key=keys["drug_key"],
-                                           control_key=keys["control_key"], moa_key=keys["moa_key"],
-                                           average=keys["average"])
+        return model_profiles(self, adata, layer=layer)
 
     @torch.no_grad()
     def predict_array(self, X: np.ndarray, *, target: str) -> np.ndarray:
@@ -223,6 +218,28 @@ class DeepCellState(BaseModel):
         self.module.eval()
         x = torch.from_numpy(self.scale_rows(X))
         return self.module.encode(x.to(self.device))[1].cpu().numpy()
+
+    @property
+    def decoder_names(self) -> tuple[str, ...]:
+        """One decoder per cell line."""
+        return tuple(self.cell_lines)
+
+    @torch.no_grad()
+    def decode_array(self, Z, *, decoder: str | None = None, inputs=None) -> np.ndarray:
+        """Decode latent codes ``Z`` with cell line ``decoder``'s decoder (default: the first cell line).
+
+        The skip connection feeds each decoder the input profile too: ``inputs`` (rows, the data's units) are the
+        profiles the codes came from; ``None`` feeds zeros, i.e. the decoder's output from the latent code alone.
+        """
+        cell = self.cell_index(self.cell_lines[0] if decoder is None else decoder)
+        Z = np.atleast_2d(np.asarray(Z, dtype=np.float32))
+        if Z.shape[1] != self.hparams["latent_dim"]:
+            raise PerturbkitInputError(f"latent codes must be (rows × {self.hparams['latent_dim']}), got {Z.shape}.")
+        skip = (np.zeros((len(Z), self.n_vars), dtype=np.float32) if inputs is None
+                else self.scale_rows(np.broadcast_to(np.asarray(inputs, dtype=np.float32), (len(Z), self.n_vars))))
+        self.module.eval()
+        out = self.module.decode(torch.from_numpy(skip).to(self.device), torch.from_numpy(Z).to(self.device), cell)
+        return np.asarray(self.scaler.inverse_transform(out.cpu().numpy()), dtype=np.float32)
 
     def predict(self, adata, *, target: str, sources=None, layer=None) -> ad.AnnData:
         """Predict profiles in cell line ``target`` from the drugs' profiles in ``sources``.

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..._schema import MissingColumnError, PerturbkitInputError, check_finite
+from ..._schema import MissingColumnError, PerturbkitInputError, UnknownCategoryError, check_finite
 from ...train import BaseModel, Objective, fit, split_indices
 from ._module import KINDS, OUTPUTS, VAENetwork, vae_loss
 
@@ -217,6 +217,18 @@ class VAE(BaseModel):
         if self.scaler is not None:
             out = np.asarray(self.scaler.inverse_transform(out))
         return out.astype(np.float32)
+
+    decoder_names = ("VAE decoder",)
+
+    def encode_array(self, X) -> np.ndarray:
+        """Latent means of profiles ``X`` (the latent interface; same as :meth:`transform`)."""
+        return self.transform(X)
+
+    def decode_array(self, Z, *, decoder: str | None = None, inputs=None) -> np.ndarray:
+        """Decode latent vectors (the latent interface; same as :meth:`inverse_transform`)."""
+        if decoder is not None and decoder not in self.decoder_names:
+            raise UnknownCategoryError(f"decoder {decoder!r} is unknown; a VAE has one decoder, {self.decoder_names}.")
+        return self.inverse_transform(Z)
 
     def encode(self, adata, *, layer=None) -> np.ndarray:
         """Latent means of ``adata``'s rows (features aligned by name; missing ones raise GeneMismatchError)."""

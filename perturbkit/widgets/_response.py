@@ -1,0 +1,205 @@
+"""ResponseExplorer: a drug's input, predicted and measured profiles, for DeepCellState and cycleCDR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import ipywidgets as widgets
+from plotly.subplots import make_subplots
+
+from .._schema import PerturbkitInputError, numeric_column
+from .._stats import pearson_rows
+from ..metrics import r2_rows
+from ..models._profiles import model_profiles
+from ..tl._cyclecdr import control_means
+from ._base import Panel, dropdown, figure_widget, message
+
+COLOURS = {"input": "#BAB0AC", "predicted": "#E45756", "measured": "#4C78A8"}
+
+
+def _kind(model) -> str:
+    name = type(model).__name__
+    if name not in ("DeepCellState", "CycleCDR"):
+        raise PerturbkitInputError(f"ResponseExplorer takes a DeepCellState or CycleCDR model, got {name}.")
+    return name
+
+
+class ResponseExplorer(Panel):
+    """Pick a drug, a source and a target; compare the input, predicted and measured profiles.
+
+    DeepCellState: the input is the drug's profile in the source cell line, the prediction its decoding into the
+    target cell line, the measurement the drug's profile there. cycleCDR: the input is the source cell line's mean
+    control profile, the prediction ``G(F(control) + drug embedding)`` (drugs the model never saw are embedded from
+    ``obs[smiles_key]``), the measurement the drug's mean treated profile in that cell line (target = source).
+    Profiles are averaged over doses, times and replicates, as in training.
+
+    The left plot shows the ``n_genes`` genes that the measured response moves most (or the prediction, when the
+    target was not measured); the right one every gene, predicted against measured, with the Pearson correlation
+    and r² (clipped at 0, as in :func:`perturbkit.metrics.evaluate_response`) of the prediction and, for reference,
+    of the input.
+
+    Attributes
+    ----------
+    figure
+        FigureWidget: bars of input, predicted, measured (traces 0–2); gene scatter (3) and identity line (4).
+    controls
+        ``drug``, ``source`` and ``target`` dropdowns.
+    result
+        The profiles and scores shown now (dict).
+    """
+
+    def __init__(self, model, adata, *, layer: str | None = None, n_genes: int = 40, height: int = 520):
+        self.kind = _kind(model)
+        self.model, self.n_genes = model, int(n_genes)
+        keys = model.hparams["data_keys"]
+        self.data_keys = keys
+        self.profiles = model_profiles(model, adata, layer=layer)
+        self.genes = pd.Index(model.var_names)
+        if self.kind == "CycleCDR":
+            means = control_means(adata, control_key=keys["control_key"], cell_key=keys["cell_key"], layer=layer)
+            self.controls_by_cell = dict(zip(means.obs_names, model.feature_matrix(means)))
+            smiles_key = keys.get("smiles_key")
+            self.smiles = ({} if smiles_key not in adata.obs else
+                           dict(zip(adata.obs[keys["drug_key"]].astype(str), adata.obs[smiles_key].astype(str))))
+            self.doses = self._median_doses(adata) if model.hparams.get("use_dose") else None
+        drugs = list(self.profiles.drugs)
+        controls = {"drug": dropdown("drug", drugs), "source": dropdown("source", []),
+                    "target": dropdown("target", [])}
+        controls["drug"].observe(lambda _: self._refresh_sources(), names="value")
+        controls["source"].observe(lambda _: self._refresh_targets(), names="value")
+        controls["target"].observe(lambda _: self.redraw(), names="value")
+
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.08,
+                            subplot_titles=(f"top {self.n_genes} responding genes", "all genes"))
+        for name, colour in COLOURS.items():
+            fig.add_trace(go.Bar(name=name, marker_color=colour, hovertemplate="%{x}: %{y:.3f}"), row=1, col=1)
+        fig.add_trace(go.Scattergl(name="genes", mode="markers", marker=dict(size=4, color="#4C78A8", opacity=0.6),
+                                   text=self.genes.to_numpy(), showlegend=False,
+                                   hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra></extra>"),
+                      row=1, col=2)
+        fig.add_trace(go.Scatter(name="y = x", mode="lines", line=dict(color="black", dash="dot", width=1),
+                                 showlegend=False, hoverinfo="skip"), row=1, col=2)
+        fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.12, x=0))
+        fig.update_xaxes(title_text="measured", row=1, col=2)
+        fig.update_yaxes(title_text="predicted", row=1, col=2)
+        fig.update_yaxes(title_text="expression (data units)", row=1, col=1)
+        self._figure = figure_widget(fig, height=height)
+        self.result: dict = {}
+        self._holding = False
+        super().__init__([message(), widgets.HBox(list(controls.values())), self._figure],
+                         figure=self._figure, controls=controls)
+        self._refresh_sources()
+
+    def _median_doses(self, adata) -> dict:
+        keys = self.data_keys
+        doses = pd.Series(numeric_column(adata, keys["dose_key"]), index=adata.obs[keys["drug_key"]].astype(str))
+        return doses.groupby(level=0).median().to_dict()
+
+    # ---------------------------------------------------------------------------------------------- options
+    def source_options(self, drug) -> list[str]:
+        d = self.profiles.drugs.get_loc(drug)
+        if self.kind == "DeepCellState":
+            return [str(c) for c, p in zip(self.profiles.cell_lines, self.profiles.present[d]) if p]
+        return [c for c in self.controls_by_cell if c in self.profiles.cell_lines]
+
+    def target_options(self, source) -> list[str]:
+        if self.kind == "CycleCDR":
+            return [source]
+        return [c for c in self.model.cell_lines if c != source]
+
+    def _refresh_sources(self) -> None:
+        c = self.controls
+        self._holding = True
+        try:
+            sources = self.source_options(c["drug"].value)
+            c["source"].options = sources
+            c["source"].value = c["source"].value if c["source"].value in sources else sources[0]
+            targets = self.target_options(c["source"].value)
+            c["target"].options = targets
+            c["target"].disabled = self.kind == "CycleCDR"
+            if targets:
+                c["target"].value = c["target"].value if c["target"].value in targets else targets[0]
+        finally:
+            self._holding = False
+        self.redraw()
+
+    def _refresh_targets(self) -> None:
+        if not self._holding:
+            self._refresh_sources()
+
+    def select(self, drug, source=None, target=None) -> None:
+        """Choose a drug (and source / target) from code; redraws once."""
+        c = self.controls
+        if drug not in c["drug"].options:
+            raise PerturbkitInputError(f"drug {drug!r} has no treated profile in the data; e.g. {list(c['drug'].options)[:8]}.")
+        self._holding = True
+        try:
+            c["drug"].value = drug
+        finally:
+            self._holding = False
+        self._refresh_sources()
+        for name, value in (("source", source), ("target", target)):
+            if value is not None:
+                if value not in c[name].options:
+                    raise PerturbkitInputError(f"{name}={value!r} is not available for {drug!r}; choose one of "
+                                               f"{list(c[name].options)}.")
+                c[name].value = value
+
+    # ---------------------------------------------------------------------------------------------- numbers
+    def compute(self, drug: str, source: str, target: str) -> dict:
+        """Input, predicted and measured profiles of ``drug`` (model gene order) and the scores."""
+        P = self.profiles
+        d = P.drugs.get_loc(drug)
+        if self.kind == "DeepCellState":
+            x = P.values[d, P.cell_index(source)]
+            predicted = self.model.predict_array(x[None, :], target=target)[0]
+        else:
+            x = self.controls_by_cell[source]
+            dose = None if self.doses is None else [self.doses[drug]]
+            predicted = self.model.predict_array(x[None, :], [drug], smiles=self.smiles, doses=dose)[0]
+        measured = None
+        if target in P.cell_lines and P.present[d, P.cell_index(target)]:
+            measured = P.values[d, P.cell_index(target)]
+        out = {"drug": drug, "source": source, "target": target, "input": np.asarray(x, float),
+               "predicted": np.asarray(predicted, float), "measured": measured}
+        if measured is not None:
+            pair = np.stack([predicted, x]).astype(float)
+            truth = np.stack([measured, measured]).astype(float)
+            (out["pcc"], out["pcc_input"]) = pearson_rows(pair, truth)
+            (out["r2"], out["r2_input"]) = r2_rows(pair, truth)
+        return out
+
+    def redraw(self) -> None:
+        """Recompute for the chosen drug, source and target and update the figure."""
+        c = self.controls
+        if self._holding or c["target"].value is None:
+            return
+        with self._timed():
+            try:
+                r = self.result = self.compute(c["drug"].value, c["source"].value, c["target"].value)
+            except PerturbkitInputError as error:  # e.g. an unseen drug without SMILES
+                self.status.value = f"<b>Cannot predict:</b> {error}"
+                return
+            moved = (r["measured"] if r["measured"] is not None else r["predicted"]) - r["input"]
+            top = np.argsort(-np.abs(moved), kind="stable")[: self.n_genes]
+            names = self.genes.to_numpy()[top]
+            with self._figure.batch_update():
+                for trace, key in zip(self._figure.data[:3], ("input", "predicted", "measured")):
+                    values = r[key]
+                    trace.x, trace.y = (names, values[top]) if values is not None else ([], [])
+                scatter, line = self._figure.data[3:5]
+                if r["measured"] is not None:
+                    scatter.x, scatter.y = r["measured"], r["predicted"]
+                    lo, hi = float(min(r["measured"].min(), r["predicted"].min())), \
+                        float(max(r["measured"].max(), r["predicted"].max()))
+                    line.x, line.y = [lo, hi], [lo, hi]
+                else:
+                    scatter.x = scatter.y = line.x = line.y = []
+                where = (f"{r['source']} → {r['target']}" if self.kind == "DeepCellState"
+                         else f"{r['source']} control + drug")
+                scores = (f" · prediction PCC {r['pcc']:.3f}, r² {r['r2']:.3f} · input PCC {r['pcc_input']:.3f}, "
+                          f"r² {r['r2_input']:.3f}") if r["measured"] is not None else ""
+                self._figure.layout.title.text = f"{r['drug']}: {where}{scores}"
+            self.status.value = "" if r["measured"] is not None else \
+                f"<i>{r['drug']} was not measured in {r['target']}: the panel shows the prediction only.</i>"
