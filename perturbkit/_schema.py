@@ -63,6 +63,20 @@ class UnknownCategoryError(PerturbkitInputError):
     """A value (cell line, drug, ...) that the data or the model does not know."""
 
 
+def storable(value):
+    """``value`` in a form ``AnnData.write_h5ad`` can store in ``uns``: tuples become lists, ``None`` becomes
+    ``"None"`` and numpy scalars Python numbers, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {str(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    if value is None:
+        return "None"
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def require_columns(adata, columns, *, purpose: str = "") -> None:
     """Raise :class:`MissingColumnError` naming every absent ``obs`` column.
 

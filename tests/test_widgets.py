@@ -61,7 +61,7 @@ def test_traversal_sliders_match_latent_traversal(vae, morph):
             np.testing.assert_allclose(_y(panel.figure.data[0]), expected, rtol=1e-5, atol=1e-6)
             start = vae.inverse_transform(np.zeros((1, 6)))[0]
             np.testing.assert_allclose(_y(panel.figure.data[2]), expected - start, rtol=1e-4, atol=1e-5)
-            assert list(panel.figure.data[0].x) == list(vae.var_names)
+            assert list(panel.figure.data[0].text) == list(vae.var_names)
     assert f"{k}=+3.00" in panel.figure.layout.title.text
 
 
@@ -70,9 +70,9 @@ def test_traversal_order_start_point_and_errors(vae, morph):
     panel.controls["sliders"][1].value = 2.0
     panel.controls["order"].value = "sorted"
     y = _y(panel.figure.data[0])
-    assert np.all(np.diff(y) <= 0) and sorted(panel.figure.data[0].x) == sorted(vae.var_names)
+    assert np.all(np.diff(y) <= 0) and sorted(panel.figure.data[0].text) == sorted(vae.var_names)
     panel.controls["order"].value = "grouped"  # simulated morphology features carry a var 'group'
-    groups = vae.var_table["group"].astype(str).reindex(list(panel.figure.data[0].x)).to_numpy()
+    groups = vae.var_table["group"].astype(str).reindex(list(panel.figure.data[0].text)).to_numpy()
     assert all(groups[i] <= groups[i + 1] for i in range(len(groups) - 1))
 
     moa = sorted(morph.obs["moa"].astype(str).unique())[2]

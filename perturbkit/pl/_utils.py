@@ -193,20 +193,24 @@ def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
 
 
 def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover_columns, source_colors=None,
-                   source_symbols=None, axis_name: str = "UMAP") -> tuple[go.Figure, str]:
+                   source_symbols=None, axis_name: str = "UMAP", max_traces: int = 60) -> tuple[go.Figure, str]:
     """Scatter of ``frame.x`` / ``frame.y`` (point ``ids``: ``frame.index``) coloured by ``color`` (numeric: a colour scale; categorical: one trace
     per value, missing values as a grey "no …" trace). When ``color`` is not ``source``, a ``source`` column keeps
-    its groups apart by marker symbol (``source_symbols``, or one shape per source in order). Returns the figure
-    and a "count source, …" summary for the title."""
+    its groups apart by marker symbol (``source_symbols``, or one shape per source in order). A categorical column
+    with more than ``max_traces`` values (e.g. hundreds of drugs) is drawn as one trace coloured by category code,
+    without a legend (the value shows on hover). Returns the figure and a "count source, …" summary for the title."""
     custom, lines = hover_data(frame, hover_columns)
     template = f"{axis_name} %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
     fig = go.Figure()
-    if not is_categorical(frame[color]):
+    many = is_categorical(frame[color]) and frame[color].nunique() > max_traces
+    if many or not is_categorical(frame[color]):
+        values = (pd.factorize(frame[color].astype(str))[0] if many else frame[color].to_numpy(dtype=float))
         fig.add_trace(go.Scatter(
-            x=frame["x"], y=frame["y"], mode="markers", name="profiles", customdata=custom, hovertemplate=template,
+            x=frame["x"], y=frame["y"], mode="markers", customdata=custom, hovertemplate=template,
+            name=f"{frame[color].nunique()} {label(color)} values" if many else "profiles",
             ids=frame.index.astype(str).to_numpy(),
-            marker=dict(size=marker_size, color=frame[color].to_numpy(dtype=float), colorscale="Viridis",
-                        showscale=True, colorbar=dict(title=label(color)), opacity=0.8, line=dict(width=0)),
+            marker=dict(size=marker_size, color=values, colorscale="Turbo" if many else "Viridis", showscale=not many,
+                        colorbar=None if many else dict(title=label(color)), opacity=0.8, line=dict(width=0)),
         ))
     else:
         groups = categories(frame[color].astype(str)) if not isinstance(frame[color].dtype, pd.CategoricalDtype) \

@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, control_mask, dense_matrix, require_columns
+from .._schema import PerturbkitInputError, control_mask, dense_matrix, require_columns, storable
 from ..models.cyclecdr import CycleCDR
 from ..models.cyclecdr._pairing import control_profiles
 
@@ -102,14 +102,14 @@ def train_cyclecdr(
     summary = {"epochs": int(len(history))}
     if "validation_loss" in history and history["validation_loss"].notna().any():
         summary["best_validation_loss"] = float(history["validation_loss"].min())
-    adata.uns["cyclecdr"] = {
+    adata.uns["cyclecdr"] = storable({
         "params": {k: ("None" if v is None else v) for k, v in data_keys.items()}
         | {"paired": bool(paired), "drug_encoder": drug_encoder, "latent_dim": int(latent_dim),
            "single_autoencoder": bool(single_autoencoder), "use_reconstruction": bool(use_reconstruction),
            "use_cycle": bool(model.hparams["use_cycle"]), "seed": seed},
         "n_drugs": len(drugs),
         "summary": summary,
-    }
+    })
     return model
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .._schema import storable
 from ..models._profiles import CellDrugProfiles
 from ..models.deepcellstate import DeepCellState
 from ..models.deepcellstate import _evaluation as evaluation
@@ -74,7 +75,7 @@ def train_deepcellstate(
                           data_keys=data_keys, seed=seed, **model_options)
     model.train(profiles, seed=seed, **train_options)
     history = model.history_frame
-    adata.uns[key_added] = {
+    adata.uns[key_added] = storable({
         "params": {"cell_key": cell_key, "drug_key": drug_key, "cell_lines": list(profiles.cell_lines),
                    "latent_dim": latent_dim, "seed": seed, "average": average, "layer": layer,
                    **{k: v for k, v in {**model_options, **train_options}.items() if k != "device"}},
@@ -83,7 +84,7 @@ def train_deepcellstate(
         "n_epochs": len(history),
         "final_validation_loss": float(history["validation_loss"].dropna().iloc[-1])
         if "validation_loss" in history and history["validation_loss"].notna().any() else None,
-    }
+    })
     return model
 
 

@@ -10,7 +10,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, check_finite, dense_matrix
+from .._schema import PerturbkitInputError, check_finite, dense_matrix, storable
 
 __all__ = ["embed", "project_reconstructions"]
 
@@ -148,12 +148,12 @@ def project_reconstructions(adata, *, model, n_simulated: int | None = None, see
                      var=pd.DataFrame(index=pd.Index(adata.var_names.astype(str)) if getattr(model, "var_names", None)
                                       is None else pd.Index([str(v) for v in model.var_names])))
     out.obsm["X_umap"] = coords
-    out.uns["project_reconstructions"] = {
+    out.uns["project_reconstructions"] = storable({
         "n_original": int(n), "n_reconstructed": int(n), "n_simulated": int(n_sim), "seed": int(seed),
         "n_neighbors": int(reducer.n_neighbors), "min_dist": float(min_dist), "layer": layer,
         "model": type(model).__name__, "kind": str(getattr(model, "hparams", {}).get("kind", "")),
         "reconstruction_mse": float(np.mean((recon - X) ** 2)),
-    }
+    })
     return out
 
 
@@ -210,6 +210,7 @@ def embed(adata, *, basis: str = "umap", use_rep: str | None = None, key_added: 
         settings["n_neighbors"] = int(n_neighbors)
     if basis == "pca":
         settings["n_comps"] = int(n_comps)
+    settings = storable(settings)
     stored = data.uns.get("embed", {}).get(key)
     if key in data.obsm and not recompute and (stored is None or dict(stored) == settings):
         return data if copy else None

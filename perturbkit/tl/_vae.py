@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .._schema import storable
 from ..models.vae import VAE
 from ..models.vae import _analysis as analysis
 
@@ -78,7 +79,7 @@ def train_vae(
     adata.obsm[key_added] = model.encode(adata, layer=layer)
     history = model.history_frame
     has_val = "validation_loss" in history and history["validation_loss"].notna().any()
-    adata.uns["vae"] = {
+    adata.uns["vae"] = storable({
         "params": {"kind": kind, "latent_dim": int(latent_dim), "beta": float(beta), "lam": float(lam),
                    "hidden": list(hidden), "batch_norm": bool(batch_norm), "output": model.hparams["output"],
                    "seed": seed, "lr": float(lr), "batch_size": int(batch_size), "max_epochs": int(max_epochs),
@@ -88,7 +89,7 @@ def train_vae(
         "n_epochs": len(history),
         "final_train_loss": float(history["train_loss"].iloc[-1]),
         "best_validation_loss": float(history["validation_loss"].min()) if has_val else None,
-    }
+    })
     return model
 
 

@@ -39,10 +39,33 @@ class Panel(widgets.VBox):
             self.last_update_s = time.perf_counter() - start
 
 
-def figure_widget(fig: go.Figure, *, height: int) -> go.FigureWidget:
-    """``fig`` as a FigureWidget with the house template and a fixed height."""
-    fig.update_layout(template=TEMPLATE, height=height, margin=dict(l=60, r=20, t=60, b=40))
+FIGURE_WIDTH = 1000
+
+
+def figure_widget(fig: go.Figure, *, height: int, width: int = FIGURE_WIDTH) -> go.FigureWidget:
+    """``fig`` as a FigureWidget with the house template and a fixed size."""
+    margin = dict(l=60, r=20, t=60, b=40) | fig.layout.margin.to_plotly_json()  # keep margins set already
+    fig.update_layout(template=TEMPLATE, height=height, width=width, margin=margin)
     return go.FigureWidget(fig)
+
+
+def show_profile(trace, values: np.ndarray, names: np.ndarray, order: np.ndarray) -> None:
+    """Put a profile on a trace in the given feature order: x is the position (so every trace of the plot shares
+    one order, whatever order they had before), ``text`` the feature name shown on hover."""
+    trace.x, trace.y, trace.text = np.arange(len(order)), np.asarray(values)[order], np.asarray(names)[order]
+
+
+def label_features(axis, names) -> None:
+    """Tick labels of an axis of :func:`show_profile` traces: the feature names, when there are at most 60."""
+    few = len(names) <= 60
+    axis.showticklabels = few
+    axis.tickmode = "array" if few else "auto"
+    axis.tickvals, axis.ticktext = (np.arange(len(names)), np.asarray(names)) if few else (None, None)
+
+
+def legend_right(fig) -> None:
+    """Legend to the right of the plots, clear of titles."""
+    fig.update_layout(legend=dict(x=1.01, y=1.0, xanchor="left", yanchor="top"), margin=dict(r=160))
 
 
 def dropdown(description: str, options, value=None, **kwargs) -> widgets.Dropdown:

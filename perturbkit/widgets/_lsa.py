@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from .._schema import MOA_SEPARATOR, EmptyGroupError, PerturbkitInputError, check_finite, dense_matrix, \
     require_columns
 from ..models.vae._arithmetic import arithmetic_table, lsa_filter, resolve_model
-from ._base import Panel, dropdown, figure_widget, message
+from ._base import Panel, dropdown, figure_widget, label_features, legend_right, message, show_profile
 
 _MAX_LATENT_BARS = 40
 
@@ -94,17 +94,18 @@ class LSAExplorer(Panel):
                             vertical_spacing=0.14, horizontal_spacing=0.1,
                             subplot_titles=("profiles (features sorted by the real A|B)",
                                             "shuffled-label control", "latent vectors"))
-        fig.add_trace(go.Bar(name="real A|B", marker_color="#9ECAE9", hovertemplate="%{x}: %{y:.3f}"), row=1, col=1)
+        fig.add_trace(go.Bar(name="real A|B", marker_color="#9ECAE9", textposition="none", hovertemplate="%{text}: %{y:.3f}"), row=1, col=1)
         fig.add_trace(go.Scatter(name="predicted A|B", mode="lines", line=dict(color="#E45756", width=1.5),
-                                 hovertemplate="%{x}: %{y:.3f}"), row=1, col=1)
+                                 hovertemplate="%{text}: %{y:.3f}"), row=1, col=1)
         fig.add_trace(go.Histogram(name="shuffled L2", marker_color="#BAB0AC", nbinsx=20, showlegend=False),
                       row=2, col=1)
         fig.add_trace(go.Scatter(name="this L2", mode="lines", line=dict(color="#E45756", width=3), showlegend=False),
                       row=2, col=1)
         for name, colour in (("A", "#4C78A8"), ("B", "#F58518"), ("control", "#54A24B"), ("A − control + B", "#E45756")):
             fig.add_trace(go.Bar(name=f"z: {name}", marker_color=colour), row=2, col=2)
-        fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.08, x=0))
-        fig.update_xaxes(showticklabels=len(self.var_names) <= 60, row=1, col=1)
+        fig.update_layout(barmode="group")
+        legend_right(fig)
+        fig.update_xaxes(title_text="feature", row=1, col=1)
         fig.update_xaxes(title_text="L2 to the real A|B", row=2, col=1)
         fig.update_yaxes(title_text="shuffles", row=2, col=1)
         fig.update_xaxes(title_text="latent feature", row=2, col=2)
@@ -169,15 +170,19 @@ class LSAExplorer(Panel):
             r = self.result = self.compute(c["A"].value, c["B"].value, c["control"].value)
             reference = r["real"] if r["has_real"] else r["predicted"]
             order = np.argsort(-reference, kind="stable")
-            names = self.var_names.to_numpy()[order]
             latent_dims = self._latent_dims(r["latent"]["result"])
             with self._figure.batch_update():
                 real, pred, hist, line = self._figure.data[:4]
-                real.x, real.y = names, (r["real"][order] if r["has_real"] else [])
-                pred.x, pred.y = names, r["predicted"][order]
+                show_profile(real, r["real"] if r["has_real"] else np.zeros(0), self.var_names,
+                             order if r["has_real"] else np.zeros(0, dtype=int))
+                show_profile(pred, r["predicted"], self.var_names, order)
+                label_features(self._figure.layout.xaxis, self.var_names[order])
                 hist.x = r["l2_shuffled"]
                 top = max(1, len(r["l2_shuffled"]) // 3)
                 line.x, line.y = ([r["l2"], r["l2"]], [0, top]) if r["has_real"] else ([], [])
+                spread = [*r["l2_shuffled"], r["l2"]] if r["has_real"] else []
+                pad = 0.05 * (max(spread) - min(spread)) if spread else 0
+                self._figure.layout.xaxis2.range = [min(spread) - pad, max(spread) + pad] if spread else None
                 for trace, key in zip(self._figure.data[4:], ("A", "B", "control", "result")):
                     trace.x, trace.y = [str(k) for k in latent_dims], r["latent"][key][latent_dims]
                 self._figure.layout.title.text = (

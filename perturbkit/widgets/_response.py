@@ -13,7 +13,7 @@ from .._stats import pearson_rows
 from ..metrics import r2_rows
 from ..models._profiles import model_profiles
 from ..tl._cyclecdr import control_means
-from ._base import Panel, dropdown, figure_widget, message
+from ._base import Panel, dropdown, figure_widget, legend_right, message
 
 COLOURS = {"input": "#BAB0AC", "predicted": "#E45756", "measured": "#4C78A8"}
 
@@ -80,7 +80,8 @@ class ResponseExplorer(Panel):
                       row=1, col=2)
         fig.add_trace(go.Scatter(name="y = x", mode="lines", line=dict(color="black", dash="dot", width=1),
                                  showlegend=False, hoverinfo="skip"), row=1, col=2)
-        fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.12, x=0))
+        fig.update_layout(barmode="group")
+        legend_right(fig)
         fig.update_xaxes(title_text="measured", row=1, col=2)
         fig.update_yaxes(title_text="predicted", row=1, col=2)
         fig.update_yaxes(title_text="expression (data units)", row=1, col=1)

@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .._schema import DEFAULT_KEYS, PerturbkitInputError, UnknownCategoryError
-from ._base import ORDERS, Panel, dropdown, feature_groups, feature_order, figure_widget, group_colors, message, \
-    present_keys, row_means
+from ._base import ORDERS, Panel, dropdown, feature_groups, feature_order, figure_widget, group_colors, \
+    label_features, message, present_keys, row_means, show_profile
 
 ZERO = "zero vector"
 
@@ -22,6 +22,14 @@ def _latent_dim(model) -> int:
             f"{type(model).__name__} has no latent interface (encode_array / decode_array / decoder_names); pass a "
             f"trained VAE, DeepCellState or CycleCDR model.")
     return int(dim)
+
+
+def _slider_grid(low: float, high: float) -> tuple[float, float, float]:
+    """Slider bounds and step on a grid of round steps (about 200 of them) that contains 0."""
+    raw = (high - low) / 200
+    step = float(10 ** np.floor(np.log10(raw)))
+    step *= next(m for m in (1, 2, 5, 10) if m * step >= raw)
+    return float(np.floor(low / step) * step), float(np.ceil(high / step) * step), step
 
 
 class LatentTraversal(Panel):
@@ -98,8 +106,8 @@ class LatentTraversal(Panel):
 
         sliders = {}
         for k in self.features:
-            lo, hi = low_high[k]
-            sliders[k] = widgets.FloatSlider(value=0.0, min=lo, max=hi, step=(hi - lo) / 200, description=f"latent {k}",
+            lo, hi, step = _slider_grid(*low_high[k])
+            sliders[k] = widgets.FloatSlider(value=0.0, min=lo, max=hi, step=step, description=f"latent {k}",
                                              continuous_update=True, readout_format=".2f",
                                              style={"description_width": "initial"},
                                              layout=widgets.Layout(width="320px"))
@@ -128,15 +136,15 @@ class LatentTraversal(Panel):
                             subplot_titles=("decoded profile", "difference from the start point"))
         colors = group_colors(self.groups, len(self.var_names))
         self._colors = np.asarray(colors)
-        fig.add_trace(go.Bar(name="decoded", marker_color=colors, hovertemplate="%{x}: %{y:.3f}<extra>decoded</extra>"),
+        fig.add_trace(go.Bar(name="decoded", marker_color=colors, textposition="none", hovertemplate="%{text}: %{y:.3f}<extra>decoded</extra>"),
                       row=1, col=1)
         fig.add_trace(go.Scatter(name="start point", mode="lines", line=dict(color="black", width=1),
-                                 hovertemplate="%{x}: %{y:.3f}<extra>start</extra>"), row=1, col=1)
-        fig.add_trace(go.Bar(name="decoded − start", marker_color=colors,
-                             hovertemplate="%{x}: %{y:+.3f}<extra>difference</extra>"), row=2, col=1)
+                                 hovertemplate="%{text}: %{y:.3f}<extra>start</extra>"), row=1, col=1)
+        fig.add_trace(go.Bar(name="decoded − start", marker_color=colors, textposition="none",
+                             hovertemplate="%{text}: %{y:+.3f}<extra>difference</extra>"), row=2, col=1)
         fig.update_layout(showlegend=False, bargap=0)
-        fig.update_xaxes(showticklabels=len(self.var_names) <= 60, row=2, col=1)
         fig.update_xaxes(showticklabels=False, row=1, col=1)
+        fig.update_xaxes(title_text="feature", row=2, col=1)
         fig.update_yaxes(title_text="value (data units)", row=1, col=1)
         fig.update_yaxes(title_text="Δ", row=2, col=1)
         self._figure = figure_widget(fig, height=height)
@@ -193,6 +201,8 @@ class LatentTraversal(Panel):
             return
         for k, slider in self.controls["sliders"].items():
             if slider is change["owner"]:
+                if abs(slider.value - self.z[k]) <= slider.step / 2:
+                    return  # the browser snapping a value set from code to the slider's grid: not a move
                 self.z[k] = slider.value
         self.redraw()
 
@@ -258,14 +268,14 @@ class LatentTraversal(Panel):
             start = self._start_profile[1]
             current = self.decode(self.z)
             order = feature_order(current, self.controls["order"].value, self.groups)
-            names = self.var_names.to_numpy()[order]
             moved = [f"{k}={self.z[k]:+.2f}" for k in np.flatnonzero(np.abs(self.z - self.start) > 1e-6)]
             with self._figure.batch_update():
                 for i, values in enumerate((current, start, current - start)):
                     trace = self._figure.data[i]
-                    trace.x, trace.y = names, values[order]
+                    show_profile(trace, values, self.var_names, order)
                     if i != 1 and self.groups is not None:
                         trace.marker.color = self._colors[order]
+                label_features(self._figure.layout.xaxis2, self.var_names[order])
                 self._figure.layout.title.text = (f"{decoder} · start: {self.start_label}"
                                                   f" · moved: {', '.join(moved[:6]) or 'nothing'}"
                                                   f"{' …' if len(moved) > 6 else ''}")
