@@ -51,6 +51,13 @@ def jupyterlab(tmp_path):
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (settings / "@jupyterlab" / "docmanager-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings").write_text(
+        json.dumps({"autoStartDefaultKernel": True}))  # no "Select Kernel" dialog
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    # render every cell (no virtual scrolling), so the page holds every prompt and output to check
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"}))
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     token, port = uuid.uuid4().hex, _free_port()
@@ -95,6 +102,9 @@ def _run_all(page, n_code_cells: int, timeout_s: float = 420) -> None:
     deadline = time.time() + timeout_s
     started = False
     for _ in range(4):
+        dialog = page.locator(".jp-Dialog .jp-mod-accept")
+        if dialog.count():  # a kernel dialog despite the setting: accept the default kernel
+            dialog.first.click()
         page.locator(".jp-Notebook .jp-Cell").first.click()
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
@@ -132,6 +142,7 @@ def test_panels_tutorial_in_jupyterlab(jupyterlab):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            failed = True
             page.goto(url)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120000)
             _run_all(page, n_code)
@@ -166,5 +177,8 @@ def test_panels_tutorial_in_jupyterlab(jupyterlab):
                 output.scroll_into_view_if_needed()
                 page.wait_for_timeout(500)
                 output.screenshot(path=str(SCREENSHOTS / f"{i + 3:02d}_{name}.png"))
+            failed = False
         finally:
+            if failed:
+                page.screenshot(path=str(SCREENSHOTS / "failure.png"), full_page=True)
             browser.close()
