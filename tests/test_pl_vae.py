@@ -241,9 +241,17 @@ def test_project_reconstructions_and_projection(small):
 
 
 def test_embed_caches_and_copy(small):
+    import torch
+
     adata = small.copy()
     before = adata.X.copy()
-    out = embed(adata, basis="umap", use_rep="X", n_neighbors=10, copy=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = embed(adata, basis="umap", use_rep="X", n_neighbors=10, copy=True)
+        assert torch.get_num_threads() == 1  # numba's UMAP must not reset torch's thread count
+    finally:
+        torch.set_num_threads(threads)
     assert "X_umap" in out.obsm and out.obsm["X_umap"].shape == (160, 2)
     assert "X_umap" not in adata.obsm and "neighbors" not in adata.uns and "embed" not in adata.uns
     np.testing.assert_array_equal(adata.X, before)

@@ -6,6 +6,8 @@ Both only read the model; neither trains anything.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -13,6 +15,22 @@ import pandas as pd
 from .._schema import PerturbkitInputError, check_finite, dense_matrix, storable
 
 __all__ = ["embed", "project_reconstructions"]
+
+
+@contextmanager
+def torch_threads_kept():
+    """Restore torch's thread count after UMAP / t-SNE: numba (UMAP, pynndescent) sets the OpenMP thread count it
+    shares with torch back to its own default (all cores) when it finishes, which would silently change the number
+    of threads every later training uses."""
+    import torch
+
+    n_threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n_threads:
+            torch.set_num_threads(n_threads)
+
 
 SOURCES = ("original", "reconstructed", "simulated")
 BASES = ("umap", "tsne", "pca")
@@ -120,8 +138,9 @@ def project_reconstructions(adata, *, model, n_simulated: int | None = None, see
     reducer = umap.UMAP(n_neighbors=max(2, min(int(n_neighbors), n - 1)), min_dist=min_dist, random_state=seed,
                         n_jobs=1)
     # float32, like scanpy: numba compiles one specialisation for both (the first compile takes tens of seconds)
-    fitted = reducer.fit_transform(X.astype(np.float32))
-    projected = reducer.transform(stacked[n:].astype(np.float32))
+    with torch_threads_kept():
+        fitted = reducer.fit_transform(X.astype(np.float32))
+        projected = reducer.transform(stacked[n:].astype(np.float32))
     coords = np.vstack([fitted, projected]).astype(np.float32)
 
     names = adata.obs_names.astype(str)
@@ -226,13 +245,16 @@ def embed(adata, *, basis: str = "umap", use_rep: str | None = None, key_added: 
         sc.pp.pca(data, n_comps=comps, random_state=seed, key_added=None if key == "X_pca" else key)
     elif basis == "umap":
         neighbors_key = "neighbors" if key == "X_umap" else f"{key}_neighbors"
-        sc.pp.neighbors(data, n_neighbors=max(2, min(int(n_neighbors), data.n_obs - 1)), use_rep=use_rep,
-                        random_state=seed, key_added=None if neighbors_key == "neighbors" else neighbors_key)
-        sc.tl.umap(data, random_state=seed, neighbors_key=neighbors_key, key_added=None if key == "X_umap" else key)
+        with torch_threads_kept():
+            sc.pp.neighbors(data, n_neighbors=max(2, min(int(n_neighbors), data.n_obs - 1)), use_rep=use_rep,
+                            random_state=seed, key_added=None if neighbors_key == "neighbors" else neighbors_key)
+            sc.tl.umap(data, random_state=seed, neighbors_key=neighbors_key,
+                       key_added=None if key == "X_umap" else key)
     else:
         perplexity = float(min(30.0, max(2.0, (data.n_obs - 1) / 3.0)))
-        sc.tl.tsne(data, use_rep=use_rep, random_state=seed, perplexity=perplexity, n_jobs=n_jobs,
-                   key_added=None if key == "X_tsne" else key)
+        with torch_threads_kept():
+            sc.tl.tsne(data, use_rep=use_rep, random_state=seed, perplexity=perplexity, n_jobs=n_jobs,
+                       key_added=None if key == "X_tsne" else key)
     record = dict(data.uns.get("embed", {}))
     record[key] = settings
     data.uns["embed"] = record

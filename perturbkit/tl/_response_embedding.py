@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._schema import PerturbkitInputError, check_finite, control_mask, dense_matrix
+from ._embedding import torch_threads_kept
 
 __all__ = ["embed_predictions"]
 
@@ -84,7 +85,8 @@ def embed_predictions(pred, truth, *, seed: int = 0, n_neighbors: int = 15, n_pc
 
     reducer = umap.UMAP(n_neighbors=max(2, min(int(n_neighbors), n - 1)), min_dist=min_dist, random_state=seed,
                         n_jobs=1)
-    coords = reducer.fit_transform(pcs).astype(np.float32)
+    with torch_threads_kept():
+        coords = reducer.fit_transform(pcs).astype(np.float32)
 
     obs = pd.DataFrame({"source": pd.Categorical(np.repeat(RESPONSE_SOURCES, [n_pred, n_truth]),
                                                  categories=list(RESPONSE_SOURCES))})
