@@ -83,6 +83,13 @@ def test_traversal_order_start_point_and_errors(vae, morph):
     np.testing.assert_allclose(panel.z, expected_z, rtol=1e-5, atol=1e-6)
     assert [s.value for s in panel.controls["sliders"].values()] == pytest.approx(expected_z.tolist(), abs=1e-6)
     assert np.abs(_y(panel.figure.data[2])).max() < 1e-5  # at the start point, nothing moved
+    panel.controls["groupby"].value = "sample"
+    panel.controls["group"].value = morph.obs_names[5]
+    panel.controls["encode"].click()
+    np.testing.assert_allclose(panel.z, vae.encode(morph[5:6])[0], rtol=1e-5, atol=1e-6)
+    panel.controls["sliders"][0].value = panel.z[0] + 1.0
+    panel.controls["reset"].click()
+    np.testing.assert_allclose(panel.z, vae.encode(morph[5:6])[0], rtol=1e-5, atol=1e-6)
     panel.controls["zero"].click()
     assert not panel.z.any()
     panel.set_latent({4: 1.5})

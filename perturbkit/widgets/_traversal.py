@@ -13,6 +13,8 @@ from ._base import ORDERS, Panel, dropdown, feature_groups, feature_order, figur
     label_features, message, present_keys, row_means, show_profile
 
 ZERO = "zero vector"
+SAMPLE = "sample"  # start-point choice: one row, by obs name
+_MAX_SAMPLE_OPTIONS = 5000  # more rows than this make a dropdown unusable; start_from_group still takes any row
 
 
 def _latent_dim(model) -> int:
@@ -60,7 +62,8 @@ class LatentTraversal(Panel):
         range over the encodings, widened by a quarter on each side and always including 0 and ±3·SD (and ±3 for a
         VAE, whose prior is N(0, I)).
     groupby
-        obs columns offered for the start point (default: drug, MOA and cell line, where present).
+        obs columns offered for the start point (default: drug, MOA and cell line, where present); ``"sample"``
+        (one row, by name) is offered up to 5,000 rows.
     var_groupby
         The var column that colours and groups the features (``"auto"``: ``"group"`` when present).
     layer
@@ -76,8 +79,8 @@ class LatentTraversal(Panel):
     figure
         The plotly FigureWidget (trace 0: decoded profile; 1: start point's profile; 2: difference).
     controls
-        ``sliders`` (latent feature → FloatSlider), ``decoder``, ``order``, ``groupby``, ``group``, ``encode`` and
-        ``zero`` (buttons).
+        ``sliders`` (latent feature → FloatSlider), ``decoder``, ``order``, ``groupby``, ``group`` (dropdowns),
+        ``encode``, ``zero`` and ``reset`` (buttons: start from the group's encoding, from zero, back to the start).
     """
 
     def __init__(self, model, adata=None, *, features=None, n_sliders: int = 16, value_range=None, groupby=None,
@@ -117,7 +120,7 @@ class LatentTraversal(Panel):
                                       value="feature order", description="order",
                                       style={"button_width": "110px", "description_width": "initial"})
         start_keys = present_keys(self._obs, groupby or [DEFAULT_KEYS[k] for k in ("drug_key", "moa_key", "cell_key")]) \
-            if self._obs is not None else []
+            + ([SAMPLE] if len(self._obs) <= _MAX_SAMPLE_OPTIONS else []) if self._obs is not None else []
         group_by = dropdown("start from", start_keys, disabled=not start_keys)
         group = dropdown("", self._group_values(group_by.value), disabled=not start_keys)
         encode = widgets.Button(description="encode group", icon="crosshairs", disabled=not start_keys,
@@ -190,10 +193,14 @@ class LatentTraversal(Panel):
         hi = np.where(hi - lo > 0, hi, lo + 1.0)
         return [(float(a), float(b)) for a, b in zip(lo.round(3), hi.round(3))]
 
+    def _labels(self, key) -> np.ndarray:
+        return self._obs.index.astype(str).to_numpy() if key == SAMPLE else self._obs[key].astype(str).to_numpy()
+
     def _group_values(self, key) -> list[str]:
         if key is None or self._obs is None:
             return []
-        return sorted(pd.unique(self._obs[key].astype(str)))
+        values = self._labels(key)
+        return list(values) if key == SAMPLE else sorted(pd.unique(values))
 
     # ---------------------------------------------------------------------------------------------- actions
     def _on_slider(self, change) -> None:
@@ -232,14 +239,16 @@ class LatentTraversal(Panel):
         self._set_start(np.zeros_like(self.z), None, ZERO)
 
     def start_from_group(self, key: str, value) -> None:
-        """Make the mean encoding of the rows with ``obs[key] == value`` the start point and move there."""
+        """Make the mean encoding of the rows with ``obs[key] == value`` the start point and move there
+        (``key="sample"``: the row named ``value``)."""
         if self._obs is None:
             raise PerturbkitInputError("the panel has no data; pass adata= to start from a group's encoding.")
-        if key not in self._obs:
-            raise PerturbkitInputError(f"{key!r} is not an obs column; choose one of {list(self._obs.columns)}.")
-        labels = self._obs[key].astype(str).to_numpy()
+        if key != SAMPLE and key not in self._obs:
+            raise PerturbkitInputError(f"{key!r} is not an obs column; choose one of {list(self._obs.columns)} or "
+                                       f"{SAMPLE!r}.")
+        labels = self._labels(key)
         if str(value) not in set(labels):
-            raise UnknownCategoryError(f"no row has obs[{key!r}] == {value!r}.")
+            raise UnknownCategoryError(f"no row has {'the name' if key == SAMPLE else f'obs[{key!r}] =='} {value!r}.")
         self._set_start(row_means(self._codes, labels, str(value)), row_means(self._data, labels, str(value)),
                         f"{key} = {value}")
 
