@@ -150,6 +150,15 @@ def test_gat_ablation_dose_and_gene_weight_variants_train_and_predict():
     with pytest.raises(pk._schema.PerturbkitInputError, match="doses"):
         variant.predict(means, drugs=held)
 
+    from perturbkit.tl._cyclecdr import cyclecdr_ablation
+
+    test_drugs = sorted(adata.obs["drug"][~adata.obs["control"]].unique())[:2]
+    table = cyclecdr_ablation(adata, test_drugs=test_drugs, variants=["dual AE"], drug_encoder="fingerprint",
+                              dose_key="dose", baselines=False, **tiny)  # every measured dose is predicted
+    n_doses = adata.obs.loc[adata.obs["drug"].isin(test_drugs), ["drug", "dose"]].drop_duplicates().shape[0]
+    assert n_doses > 2 and table.loc["cycleCDR: dual AE", "n_groups"] == 2
+    assert np.isfinite(table.loc["cycleCDR: dual AE", "r2"])
+
 
 def test_unpaired_single_cell_gan_beats_no_change():
     adata = pk.datasets.simulate_single_cell(n_cells=1200, n_genes=200, n_drugs=4, cell_types=("A549", "K562"),

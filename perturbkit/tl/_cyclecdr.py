@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, control_mask, dense_matrix, require_columns, storable
+from .._schema import PerturbkitInputError, control_mask, dense_matrix, numeric_column, require_columns, storable
 from ..models.cyclecdr import CycleCDR
 from ..models.cyclecdr._pairing import control_profiles
 
@@ -202,6 +202,17 @@ def control_means(adata, *, control_key: str = "control", cell_key: str = "cell_
                       var=pd.DataFrame(index=adata.var_names.astype(str)))
 
 
+def _predict_test_drugs(model, sources, smiles: dict, test, *, drug_key: str, dose_key: str | None):
+    """The model's predictions for the test drugs; a model trained with doses predicts every dose they were given."""
+    if not model.hparams["use_dose"]:
+        return model.predict(sources, drugs=smiles)
+    doses = pd.DataFrame({"drug": test.obs[drug_key].astype(str).to_numpy(),
+                          "dose": numeric_column(test, dose_key)}).drop_duplicates()
+    parts = [model.predict(sources, drugs={d: smiles[d] for d in group["drug"]}, doses=dose)
+             for dose, group in doses.groupby("dose")]
+    return ad.concat(parts, index_unique="@")
+
+
 def cyclecdr_ablation(adata, *, test_drugs, variants=None, n_degs: int = 50, drug_key: str = "drug",
                       control_key: str = "control", smiles_key: str = "smiles", cell_key: str = "cell_line",
                       paired: bool = True, baselines: bool = True, **train_kwargs) -> pd.DataFrame:
@@ -210,7 +221,8 @@ def cyclecdr_ablation(adata, *, test_drugs, variants=None, n_degs: int = 50, dru
     Every variant of ``variants`` (names of :data:`ABLATIONS`, or ``{name: train_cyclecdr keyword overrides}``;
     default all) is trained on ``adata`` without ``test_drugs`` and predicts them — from each cell line's control
     mean (``paired=True``) or from every control cell (``paired=False``). ``train_kwargs`` go to every
-    :func:`train_cyclecdr` call (use a structure encoder, ``"gat"`` or ``"fingerprint"``: the drugs are unseen).
+    :func:`train_cyclecdr` call (use a structure encoder, ``"gat"`` or ``"fingerprint"``: the drugs are unseen);
+    with ``dose_key``, each test drug is predicted at every dose it was measured at.
 
     Returns
     -------
@@ -247,8 +259,10 @@ def cyclecdr_ablation(adata, *, test_drugs, variants=None, n_degs: int = 50, dru
     keys = dict(drug_key=drug_key, control_key=control_key, smiles_key=smiles_key, cell_key=cell_key)
     predictions = {}
     for name, overrides in variants.items():
-        model = train_cyclecdr(train, paired=paired, **keys, **{**train_kwargs, **overrides})
-        predictions[f"cycleCDR: {name}"] = model.predict(sources, drugs=smiles)
+        options = {**train_kwargs, **overrides}
+        model = train_cyclecdr(train, paired=paired, **keys, **options)
+        predictions[f"cycleCDR: {name}"] = _predict_test_drugs(model, sources, smiles, adata[is_test],
+                                                               drug_key=drug_key, dose_key=options.get("dose_key"))
     if baselines:
         baseline_predictions = cyclecdr_baselines(sources, drugs=list(smiles), training_data=train, drug_key=drug_key,
                                                   control_key=control_key, cell_key=cell_key)
