@@ -49,14 +49,14 @@ def figure_widget(fig: go.Figure, *, height: int, width: int = FIGURE_WIDTH) -> 
     return go.FigureWidget(fig)
 
 
-def show_profile(trace, values: np.ndarray, names: np.ndarray, order: np.ndarray) -> None:
+def set_profile_trace(trace, values: np.ndarray, names: np.ndarray, order: np.ndarray) -> None:
     """Put a profile on a trace in the given feature order: x is the position (so every trace of the plot shares
     one order, whatever order they had before), ``text`` the feature name shown on hover."""
     trace.x, trace.y, trace.text = np.arange(len(order)), np.asarray(values)[order], np.asarray(names)[order]
 
 
 def label_features(axis, names) -> None:
-    """Tick labels of an axis of :func:`show_profile` traces: the feature names, when there are at most 60."""
+    """Tick labels of an axis of :func:`set_profile_trace` traces: the feature names, when there are at most 60."""
     few = len(names) <= 60
     axis.showticklabels = few
     axis.tickmode = "array" if few else "auto"

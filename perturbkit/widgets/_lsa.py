@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from .._schema import MOA_SEPARATOR, EmptyGroupError, PerturbkitInputError, check_finite, dense_matrix, \
     require_columns
 from ..models.vae._arithmetic import arithmetic_table, lsa_filter, resolve_model
-from ._base import Panel, dropdown, figure_widget, label_features, legend_right, message, show_profile
+from ._base import Panel, dropdown, figure_widget, label_features, legend_right, message, set_profile_trace
 
 _MAX_LATENT_BARS = 40
 
@@ -173,9 +173,9 @@ class LSAExplorer(Panel):
             latent_dims = self._latent_dims(r["latent"]["result"])
             with self._figure.batch_update():
                 real, pred, hist, line = self._figure.data[:4]
-                show_profile(real, r["real"] if r["has_real"] else np.zeros(0), self.var_names,
+                set_profile_trace(real, r["real"] if r["has_real"] else np.zeros(0), self.var_names,
                              order if r["has_real"] else np.zeros(0, dtype=int))
-                show_profile(pred, r["predicted"], self.var_names, order)
+                set_profile_trace(pred, r["predicted"], self.var_names, order)
                 label_features(self._figure.layout.xaxis, self.var_names[order])
                 hist.x = r["l2_shuffled"]
                 top = max(1, len(r["l2_shuffled"]) // 3)

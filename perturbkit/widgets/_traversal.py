@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from .._schema import DEFAULT_KEYS, PerturbkitInputError, UnknownCategoryError
 from ._base import ORDERS, Panel, dropdown, feature_groups, feature_order, figure_widget, group_colors, \
-    label_features, message, present_keys, row_means, show_profile
+    label_features, message, present_keys, row_means, set_profile_trace
 
 ZERO = "zero vector"
 SAMPLE = "sample"  # start-point choice: one row, by obs name
@@ -281,7 +281,7 @@ class LatentTraversal(Panel):
             with self._figure.batch_update():
                 for i, values in enumerate((current, start, current - start)):
                     trace = self._figure.data[i]
-                    show_profile(trace, values, self.var_names, order)
+                    set_profile_trace(trace, values, self.var_names, order)
                     if i != 1 and self.groups is not None:
                         trace.marker.color = self._colors[order]
                 label_features(self._figure.layout.xaxis2, self.var_names[order])
