@@ -11,8 +11,7 @@ analyses), :mod:`pk.pl` (plotly figures), :mod:`pk.datasets` (simulators and dow
 
 from __future__ import annotations
 
-import importlib
-
+from ._lazy import lazy_submodules
 from ._settings import settings
 from ._version import __version__
 
@@ -21,12 +20,7 @@ _SUBMODULES = ("io", "pp", "tl", "pl", "datasets", "metrics", "train", "models",
 __all__ = ["settings", "__version__", *_SUBMODULES]
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        module = importlib.import_module(f".{name}", __name__)
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'perturbkit' has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
 
 
 def __dir__():

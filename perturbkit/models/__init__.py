@@ -6,16 +6,9 @@ first use, so ``pk.models.deepcellstate.DeepCellState.load(path)`` works in a fr
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_submodules
 
 _SUBPACKAGES = ("baselines", "cyclecdr", "deepcellstate", "vae")
 
 __all__ = list(_SUBPACKAGES)
-
-
-def __getattr__(name: str):
-    if name in _SUBPACKAGES:
-        module = importlib.import_module(f".{name}", __name__)
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'perturbkit.models' has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, _SUBPACKAGES)
