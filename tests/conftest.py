@@ -41,3 +41,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def morph():
+    """Small simulated Cell Painting-like profiles (40 compounds × 60 features), min-max scaled; one per module."""
+    adata = pk.datasets.simulate_morphology(n_compounds=40, n_features=60, n_plates=4, seed=0)
+    pk.pp.scale(adata, method="minmax")
+    return adata

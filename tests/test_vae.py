@@ -23,13 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def morph():
-    adata = pk.datasets.simulate_morphology(n_compounds=40, n_features=60, n_plates=4, seed=0)
-    pk.pp.scale(adata, method="minmax")
-    return adata
-
-
-@pytest.fixture(scope="module")
 def trained(morph):
     models = {}
     for kind in ("vanilla", "beta", "mmd"):

@@ -17,13 +17,6 @@ SMALL_VAE = dict(kind="beta", beta=0.3, latent_dim=6, hidden=(64,), max_epochs=1
 
 
 @pytest.fixture(scope="module")
-def morph():
-    adata = pk.datasets.simulate_morphology(n_compounds=40, n_features=60, n_plates=4, seed=0)
-    pk.pp.scale(adata, method="minmax")
-    return adata
-
-
-@pytest.fixture(scope="module")
 def vae(morph):
     return pk.tl.train_vae(morph.copy(), **SMALL_VAE)
 
