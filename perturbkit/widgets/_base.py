@@ -23,12 +23,24 @@ class Panel(widgets.VBox):
     """An interactive panel: an ipywidgets ``VBox`` to display, with its plotly ``figure`` (a ``FigureWidget``),
     its ``controls`` (name → widget) and ``last_update_s``, the Python time of the latest redraw."""
 
+    #: True while the panel sets several controls from code: their observers must not redraw (see :meth:`_muted`).
+    _muting = False
+
     def __init__(self, children, *, figure: go.FigureWidget, controls: dict):
         super().__init__(children)
         self.figure = figure
         self.controls = controls
         self.status = next((c for c in children if isinstance(c, widgets.HTML)), None)
         self.last_update_s: float | None = None
+
+    @contextmanager
+    def _muted(self):
+        """Set controls from code without each change redrawing; the caller redraws once afterwards."""
+        self._muting = True
+        try:
+            yield
+        finally:
+            self._muting = False
 
     @contextmanager
     def _timed(self):

@@ -111,7 +111,6 @@ class LSAExplorer(Panel):
         fig.update_xaxes(title_text="latent feature", row=2, col=2)
         self._figure = figure_widget(fig, height=height)
         self.result: dict = {}
-        self._holding = False
         controls["table"].add_class("pk-monospace")
         header = message(f"<style>.pk-monospace select {{font-family: monospace; white-space: pre}}</style>"
                          f"<b>Latent space arithmetic</b> in {self.model_name} space · {groups.message}")
@@ -135,13 +134,10 @@ class LSAExplorer(Panel):
         for name, value in (("A", a), ("B", b), ("control", control)):
             if value is not None and value not in c[name].options:
                 raise PerturbkitInputError(f"{name}={value!r} is not one of the groups {list(c[name].options)}.")
-        self._holding = True
-        try:
+        with self._muted():
             c["A"].value, c["B"].value = a, b
             if control is not None:
                 c["control"].value = control
-        finally:
-            self._holding = False
         self.redraw()
 
     def compute(self, a: str, b: str, control: str) -> dict:
@@ -150,7 +146,8 @@ class LSAExplorer(Panel):
         means = {g: self.Z[self.row_group == g].mean(axis=0) for g in (a, b, control)}
         latent = means[a] - means[control] + means[b]
         predicted = np.asarray(self.model.inverse_transform(latent[None, :]), dtype=np.float64)[0]
-        out = {"group": group, "A": a, "B": b, "control": control, "latent": {"A": means[a], "B": means[b], "control": means[control], "result": latent},
+        out = {"group": group, "A": a, "B": b, "control": control,
+               "latent": {"A": means[a], "B": means[b], "control": means[control], "result": latent},
                "predicted": predicted, "has_real": group in self.pairs and a != b,
                "real": None, "l2": np.nan, "pearson": np.nan, "l2_shuffled": [], "z": np.nan}
         if out["has_real"]:
@@ -163,7 +160,7 @@ class LSAExplorer(Panel):
 
     def redraw(self) -> None:
         """Recompute for the chosen A, B and control and update the figure."""
-        if getattr(self, "_holding", False):
+        if self._muting:
             return
         with self._timed():
             c = self.controls

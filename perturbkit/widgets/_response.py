@@ -66,8 +66,9 @@ class ResponseExplorer(Panel):
         drugs = list(self.profiles.drugs)
         controls = {"drug": dropdown("drug", drugs), "source": dropdown("source", []),
                     "target": dropdown("target", [])}
-        controls["drug"].observe(lambda _: self._refresh_sources(), names="value")
-        controls["source"].observe(lambda _: self._refresh_targets(), names="value")
+        controls["target"].disabled = self.kind == "CycleCDR"  # cycleCDR predicts within the source cell line
+        controls["drug"].observe(lambda _: self._on_drug(), names="value")
+        controls["source"].observe(lambda _: self._on_source(), names="value")
         controls["target"].observe(lambda _: self.redraw(), names="value")
 
         fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.08,
@@ -87,10 +88,9 @@ class ResponseExplorer(Panel):
         fig.update_yaxes(title_text="expression (data units)", row=1, col=1)
         self._figure = figure_widget(fig, height=height)
         self.result: dict = {}
-        self._holding = False
         super().__init__([message(), widgets.HBox(list(controls.values())), self._figure],
                          figure=self._figure, controls=controls)
-        self._refresh_sources()
+        self._on_drug()
 
     def _median_doses(self, adata) -> dict:
         keys = self.data_keys
@@ -109,43 +109,48 @@ class ResponseExplorer(Panel):
             return [source]
         return [c for c in self.model.cell_lines if c != source]
 
-    def _refresh_sources(self) -> None:
+    def _offer(self, name: str, options: list[str]) -> None:
+        """Set a dropdown's options, keeping its value when it is still one of them."""
+        control = self.controls[name]
+        previous = control.value
+        control.options = options
+        if options:
+            control.value = previous if previous in options else options[0]
+
+    def _on_drug(self) -> None:
+        if self._muting:
+            return
         c = self.controls
-        self._holding = True
-        try:
-            sources = self.source_options(c["drug"].value)
-            c["source"].options = sources
-            c["source"].value = c["source"].value if c["source"].value in sources else sources[0]
-            targets = self.target_options(c["source"].value)
-            c["target"].options = targets
-            c["target"].disabled = self.kind == "CycleCDR"
-            if targets:
-                c["target"].value = c["target"].value if c["target"].value in targets else targets[0]
-        finally:
-            self._holding = False
+        with self._muted():
+            self._offer("source", self.source_options(c["drug"].value))
+            self._offer("target", self.target_options(c["source"].value))
         self.redraw()
 
-    def _refresh_targets(self) -> None:
-        if not self._holding:
-            self._refresh_sources()
+    def _on_source(self) -> None:
+        if self._muting:
+            return
+        with self._muted():
+            self._offer("target", self.target_options(self.controls["source"].value))
+        self.redraw()
 
     def select(self, drug, source=None, target=None) -> None:
         """Choose a drug (and source / target) from code; redraws once."""
         c = self.controls
         if drug not in c["drug"].options:
-            raise PerturbkitInputError(f"drug {drug!r} has no treated profile in the data; e.g. {list(c['drug'].options)[:8]}.")
-        self._holding = True
-        try:
+            raise PerturbkitInputError(f"drug {drug!r} has no treated profile in the data; e.g. "
+                                       f"{list(c['drug'].options)[:8]}.")
+        with self._muted():
             c["drug"].value = drug
-        finally:
-            self._holding = False
-        self._refresh_sources()
-        for name, value in (("source", source), ("target", target)):
-            if value is not None:
-                if value not in c[name].options:
-                    raise PerturbkitInputError(f"{name}={value!r} is not available for {drug!r}; choose one of "
-                                               f"{list(c[name].options)}.")
-                c[name].value = value
+            self._offer("source", self.source_options(drug))
+            for name, value in (("source", source), ("target", target)):
+                if name == "target":
+                    self._offer("target", self.target_options(c["source"].value))
+                if value is not None:
+                    if value not in c[name].options:
+                        raise PerturbkitInputError(f"{name}={value!r} is not available for {drug!r}; choose one "
+                                                   f"of {list(c[name].options)}.")
+                    c[name].value = value
+        self.redraw()
 
     # ---------------------------------------------------------------------------------------------- numbers
     def compute(self, drug: str, source: str, target: str) -> dict:
@@ -174,7 +179,7 @@ class ResponseExplorer(Panel):
     def redraw(self) -> None:
         """Recompute for the chosen drug, source and target and update the figure."""
         c = self.controls
-        if self._holding or c["target"].value is None:
+        if self._muting or c["target"].value is None:
             return
         with self._timed():
             try:

@@ -105,7 +105,6 @@ class LatentTraversal(Panel):
         self.start_inputs = None
         self.start_label = ZERO
         self._start_profile = None
-        self._hold = False
 
         sliders = {}
         for k in self.features:
@@ -204,7 +203,7 @@ class LatentTraversal(Panel):
 
     # ---------------------------------------------------------------------------------------------- actions
     def _on_slider(self, change) -> None:
-        if self._hold:
+        if self._muting:
             return
         for k, slider in self.controls["sliders"].items():
             if slider is change["owner"]:
@@ -225,13 +224,10 @@ class LatentTraversal(Panel):
             if z.shape != self.z.shape:
                 raise PerturbkitInputError(f"expected {len(self.z)} latent values, got {z.shape[0]}.")
         self.z = z.astype(np.float32).copy()
-        self._hold = True
-        try:
+        with self._muted():
             for k, slider in self.controls["sliders"].items():
                 slider.min, slider.max = min(slider.min, float(self.z[k])), max(slider.max, float(self.z[k]))
                 slider.value = float(self.z[k])
-        finally:
-            self._hold = False
         self.redraw()
 
     def start_from_zero(self) -> None:
