@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 
 
 def lazy_submodules(package: str, names):
@@ -11,10 +10,8 @@ def lazy_submodules(package: str, names):
     names = tuple(names)
 
     def __getattr__(name: str):
-        if name in names:
-            module = importlib.import_module(f".{name}", package)
-            setattr(sys.modules[package], name, module)
-            return module
+        if name in names:  # importing a submodule also sets it as the package's attribute: this runs once per name
+            return importlib.import_module(f".{name}", package)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__

@@ -202,7 +202,7 @@ def validate(
     """
     keys = {"cell_key": cell_key, "drug_key": drug_key, "dose_key": dose_key, "time_key": time_key,
             "moa_key": moa_key, "control_key": control_key, "smiles_key": smiles_key}
-    require_columns(adata, {k: v for k, v in keys.items() if v is not None})
+    require_columns(adata, keys)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise EmptyGroupError(f"adata is empty ({adata.n_obs} × {adata.n_vars}); load profiles into it first.")
     X = adata.X if layer is None else adata.layers[layer]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .._schema import PerturbkitInputError, control_mask, dense_matrix, numeric_column, require_columns, storable
 from ..models.cyclecdr import CycleCDR
-from ..models.cyclecdr._pairing import control_profiles
+from ..models.cyclecdr._pairing import control_profiles, prediction_obs
 
 ENCODERS = ("gat", "fingerprint", "onehot")
 
@@ -103,27 +103,13 @@ def train_cyclecdr(
     if "validation_loss" in history and history["validation_loss"].notna().any():
         summary["best_validation_loss"] = float(history["validation_loss"].min())
     adata.uns["cyclecdr"] = storable({
-        "params": {k: ("None" if v is None else v) for k, v in data_keys.items()}
-        | {"paired": bool(paired), "drug_encoder": drug_encoder, "latent_dim": int(latent_dim),
+        "params": data_keys | {"paired": bool(paired), "drug_encoder": drug_encoder, "latent_dim": int(latent_dim),
            "single_autoencoder": bool(single_autoencoder), "use_reconstruction": bool(use_reconstruction),
            "use_cycle": bool(model.hparams["use_cycle"]), "seed": seed},
         "n_drugs": len(drugs),
         "summary": summary,
     })
     return model
-
-
-def _prediction_frame(adata_controls, names, *, drug_key, cell_key, doses=None) -> tuple[pd.DataFrame, np.ndarray]:
-    n = adata_controls.n_obs
-    rows = np.tile(np.arange(n), len(names))
-    drug_rows = np.repeat(np.arange(len(names)), n)
-    dose = np.zeros(len(names)) if doses is None else np.broadcast_to(np.asarray(doses, float), (len(names),))
-    obs = pd.DataFrame({drug_key: [names[d] for d in drug_rows],
-                        "control_row": adata_controls.obs_names.astype(str)[rows], "dose": dose[drug_rows]})
-    if cell_key in adata_controls.obs:
-        obs[cell_key] = adata_controls.obs[cell_key].astype(str).to_numpy()[rows]
-    obs.index = [f"{c}|{d}" for c, d in zip(obs["control_row"], obs[drug_key])]
-    return obs, rows
 
 
 def _drug_names(drugs) -> list[str]:
@@ -137,7 +123,7 @@ def predict_no_change(adata_controls, *, drugs, drug_key: str = "drug", cell_key
                       layer: str | None = None) -> ad.AnnData:
     """The "no change" baseline: every (control row, drug) is predicted as the control itself (like ``predict``)."""
     names = _drug_names(drugs)
-    obs, rows = _prediction_frame(adata_controls, names, drug_key=drug_key, cell_key=cell_key)
+    obs, rows = prediction_obs(adata_controls, names, drug_key=drug_key, cell_key=cell_key)
     X = dense_matrix(adata_controls, layer)[rows]
     return ad.AnnData(X, obs=obs, var=pd.DataFrame(index=adata_controls.var_names.astype(str)))
 

@@ -52,21 +52,25 @@ def _as_array(values, *, what: str) -> np.ndarray:
     return arr
 
 
+def in_gene_order(adata, X: np.ndarray, genes: pd.Index, *, what: str, hint: str = "") -> np.ndarray:
+    """``X`` (``adata``'s matrix) with its columns in the order of ``genes``; raises naming the missing ones."""
+    have = pd.Index(adata.var_names.astype(str))
+    if have.equals(genes):
+        return X
+    pos = have.get_indexer(genes)
+    if (pos < 0).any():
+        raise PerturbkitInputError(f"{what} lack {int((pos < 0).sum())} of the {len(genes)} features needed, e.g. "
+                                   f"{list(genes[pos < 0][:5])}{hint}.")
+    return X[:, pos]
+
+
 def _model_columns(adata, model, X: np.ndarray) -> np.ndarray:
     """``X`` with its columns in the model's feature order (when the model records ``var_names``)."""
     names = getattr(model, "var_names", None)
     if names is None:
         return X
-    names = pd.Index([str(n) for n in names])
-    have = pd.Index(adata.var_names.astype(str))
-    if names.equals(have):
-        return X
-    pos = have.get_indexer(names)
-    if (pos < 0).any():
-        raise PerturbkitInputError(
-            f"the model was trained on {len(names)} features, of which {int((pos < 0).sum())} are not in adata "
-            f"(e.g. {list(names[pos < 0][:5])}); pass profiles with the model's features (model.var_names).")
-    return X[:, pos]
+    return in_gene_order(adata, X, pd.Index([str(n) for n in names]), what="the profiles in adata",
+                         hint="; pass profiles with the model's features (model.var_names)")
 
 
 def project_reconstructions(adata, *, model, n_simulated: int | None = None, seed: int = 0, layer: str | None = None,

@@ -10,24 +10,11 @@ import numpy as np
 import pandas as pd
 
 from .._schema import PerturbkitInputError, check_finite, control_mask, dense_matrix
-from ._embedding import torch_threads_kept
+from ._embedding import in_gene_order, torch_threads_kept
 
 __all__ = ["embed_predictions"]
 
 RESPONSE_SOURCES = ("predicted", "measured")
-
-
-def _aligned(adata, genes: pd.Index, *, what: str, layer: str | None) -> np.ndarray:
-    """``adata``'s matrix with its columns in the order of ``genes`` (raising when some are missing)."""
-    have = pd.Index(adata.var_names.astype(str))
-    X = dense_matrix(adata, layer, dtype=np.float64)
-    if have.equals(genes):
-        return X
-    pos = have.get_indexer(genes)
-    if (pos < 0).any():
-        raise PerturbkitInputError(f"the {what} profiles lack {int((pos < 0).sum())} of the predicted genes, e.g. "
-                                   f"{list(genes[pos < 0][:5])}.")
-    return X[:, pos]
 
 
 def embed_predictions(pred, truth, *, seed: int = 0, n_neighbors: int = 15, n_pcs: int = 50, min_dist: float = 0.1,
@@ -66,8 +53,8 @@ def embed_predictions(pred, truth, *, seed: int = 0, n_neighbors: int = 15, n_pc
     if control_key is not None and control_key in truth.obs:
         truth = truth[~control_mask(truth, control_key)]
     genes = pd.Index(pred.var_names.astype(str))
-    P = _aligned(pred, genes, what="predicted", layer=layer)
-    T = _aligned(truth, genes, what="measured", layer=layer)
+    P = in_gene_order(pred, dense_matrix(pred, layer, dtype=np.float64), genes, what="the predicted profiles")
+    T = in_gene_order(truth, dense_matrix(truth, layer, dtype=np.float64), genes, what="the measured profiles")
     check_finite(P, where="the predicted profiles")
     check_finite(T, where="the measured profiles")
     n_pred, n_truth = P.shape[0], T.shape[0]

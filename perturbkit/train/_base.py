@@ -105,6 +105,19 @@ class BaseModel:
         """
         raise NotImplementedError(f"{type(self).__name__} has no decoder.")
 
+    def unscale_rows(self, X) -> np.ndarray:
+        """Rows ``X`` on the model's scale back in the data's units, as float32 (the inverse of :meth:`scale_rows`)."""
+        X = np.asarray(X)
+        return np.asarray(X if self.scaler is None else self.scaler.inverse_transform(X), dtype=np.float32)
+
+    def latent_codes(self, Z, *, latent_dim: int) -> np.ndarray:
+        """``Z`` as a float32 (rows × ``latent_dim``) array of finite latent codes; a single code may be 1-D."""
+        Z = np.atleast_2d(np.asarray(Z, dtype=np.float32))
+        if Z.ndim != 2 or Z.shape[1] != latent_dim:
+            raise PerturbkitInputError(f"latent vectors must be (rows × {latent_dim}), got shape {Z.shape}.")
+        check_finite(Z, where="the latent vectors")
+        return Z
+
     def check_features(self, adata) -> None:
         """Raise :class:`GeneMismatchError` unless ``adata`` has every feature the model was trained on."""
         names = pd.Index(adata.var_names.astype(str))

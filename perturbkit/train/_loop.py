@@ -77,7 +77,8 @@ class Batches:
     and each batch is copied over.
     """
 
-    def __init__(self, arrays: Sequence, *, device: torch.device, batch_size: int | None):
+    def __init__(self, arrays: Sequence, *, device: torch.device, batch_size: int | None,
+                 avoid_single_row_batch: bool = False):
         tensors = tuple(_as_tensor(a) for a in arrays)
         n = {t.shape[0] for t in tensors}
         if len(n) != 1:
@@ -94,6 +95,8 @@ class Batches:
             tensors = tuple(t.pin_memory() for t in tensors)
         self.tensors = tensors
         self.batch_size = self.n if batch_size is None else max(1, min(int(batch_size), self.n))
+        if avoid_single_row_batch and self.n > self.batch_size and self.n % self.batch_size == 1:
+            self.batch_size += 1  # batch norm cannot train on a last batch of one row
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
@@ -164,6 +167,7 @@ def fit(
     stage: str = "train",
     history: History | None = None,
     progress: bool | None = None,
+    avoid_single_row_batch: bool = False,
 ) -> History:
     """Train ``module`` by minimising each objective's loss over minibatches of ``train``.
 
@@ -189,6 +193,8 @@ def fit(
         Label stored in each history record (useful for staged training).
     progress
         Show a tqdm bar (default ``pk.settings.progress_bar``).
+    avoid_single_row_batch
+        Raise the batch size by one when it would leave a last batch of one row (models with batch norm).
 
     Returns
     -------
@@ -200,7 +206,8 @@ def fit(
         seed_everything(seed)
     history = History() if history is None else history
     module.to(device)
-    train_batches = Batches(train if isinstance(train, (tuple, list)) else (train,), device=device, batch_size=batch_size)
+    train_batches = Batches(train if isinstance(train, (tuple, list)) else (train,), device=device,
+                            batch_size=batch_size, avoid_single_row_batch=avoid_single_row_batch)
     val_batches = None
     if validation is not None:
         validation = validation if isinstance(validation, (tuple, list)) else (validation,)

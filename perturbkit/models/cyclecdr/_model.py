@@ -12,16 +12,10 @@ import torch
 from ..._schema import PerturbkitInputError, UnknownCategoryError, numeric_column, require_columns
 from ...train import BaseModel, Objective, fit, split_indices
 from ._module import CycleCDRNetwork
-from ._pairing import control_profiles, random_controls
+from ._drug_encoders import make_drug_encoder
+from ._pairing import control_profiles, prediction_obs, random_controls
 
 _CHUNK = 8192  # rows per forward pass at inference
-
-
-def _make_drug_encoder(kind: str, *, dim: int, drugs: dict):
-    # imported here so this module imports even while the drug encoders are being written
-    from ._drug_encoders import make_drug_encoder
-
-    return make_drug_encoder(kind, dim=dim, drugs=drugs)
 
 
 class CycleCDR(BaseModel):
@@ -77,7 +71,7 @@ class CycleCDR(BaseModel):
 
     def _build_module(self):
         h = self.hparams
-        encoder = _make_drug_encoder(h["drug_encoder"], dim=h["latent_dim"], drugs=h["drugs"])
+        encoder = make_drug_encoder(h["drug_encoder"], dim=h["latent_dim"], drugs=h["drugs"])
         return CycleCDRNetwork(self.n_vars, encoder, hidden=h["hidden"], latent_dim=h["latent_dim"],
                                single_autoencoder=h["single_autoencoder"], use_dose=h["use_dose"],
                                discriminators=not h["paired"])
@@ -87,11 +81,11 @@ class CycleCDR(BaseModel):
         return list(self.hparams["drugs"])
 
     # ------------------------------------------------------------------------------------------------ training data
-    def training_arrays(self, adata, *, layer=None, seed: int | None = 0):
-        """(controls, treated, drug index, dose) of ``adata``'s treated rows, scaled, in the model's gene order."""
+    def training_arrays(self, adata, X: np.ndarray, *, seed: int | None = 0):
+        """(controls, treated, drug index, dose) of ``adata``'s treated rows, scaled; ``X`` is
+        ``self.feature_matrix(adata)`` (the profiles in the model's gene order)."""
         keys = self.hparams["data_keys"]
         require_columns(adata, {"drug_key": keys["drug_key"]}, purpose="naming the drugs")
-        X = self.feature_matrix(adata, layer=layer)
         if self.hparams["paired"]:
             treated, controls = control_profiles(adata, X, control_key=keys["control_key"], cell_key=keys["cell_key"],
                                                  plate_key=keys["plate_key"], control_obs=keys["control_obs"])
@@ -106,9 +100,7 @@ class CycleCDR(BaseModel):
                                        f"training drugs.")
         dose = (numeric_column(adata, keys["dose_key"])[treated] if self.hparams["use_dose"]
                 else np.zeros(len(treated)))
-        x = self.scaler.transform(controls).astype(np.float32)
-        y = self.scaler.transform(X[treated]).astype(np.float32)
-        return x, y, index.astype(np.int64), dose.astype(np.float32)
+        return self.scale_rows(controls), self.scale_rows(X[treated]), index.astype(np.int64), dose.astype(np.float32)
 
     # ----------------------------------------------------------------------------------------------------- losses
     def _smiles(self) -> dict:
@@ -136,7 +128,7 @@ class CycleCDR(BaseModel):
                 terms["cycle"] = h["cycle_weight"] * (torch.mean((net.to_control(y_hat, emb) - x) ** 2)
                                                       + torch.mean((net.to_treated(x_hat, emb) - y) ** 2))
             if h["identity_weight"]:
-                terms["identity"] = h["identity_weight"] * torch.mean((net.identity_treated(y) - y) ** 2)
+                terms["identity"] = h["identity_weight"] * torch.mean((net.reconstruct_control(y) - y) ** 2)
             if adversarial:
                 cond = emb.detach()
                 fake_t = net.discriminator_treated(torch.cat([y_hat, cond], 1))
@@ -193,17 +185,16 @@ class CycleCDR(BaseModel):
         (paired data); unpaired data validate on random cells. GAN training (unpaired) runs the generator
         objective, then the discriminator objective, on every batch (one engine ``fit`` with two objectives).
         """
+        X = self.feature_matrix(adata, layer=layer)
         if fit_scaler or self.scaler is None:
             from ...pp import Scaler
 
-            self.scaler = Scaler("zscore", per_feature=True).fit(self.feature_matrix(adata, layer=layer))
-        arrays = self.training_arrays(adata, layer=layer, seed=seed)
+            self.scaler = Scaler("zscore", per_feature=True).fit(X)
+        arrays = self.training_arrays(adata, X, seed=seed)
         # unseen-drug validation for the structure encoders; the one-hot encoder can only validate on known drugs
         groups = arrays[2] if self.hparams["paired"] and self.hparams["drug_encoder"] != "onehot" else None
         train_rows, val_rows = split_indices(len(arrays[0]), validation_fraction=validation_fraction,
                                              seed=0 if seed is None else seed, groups=groups)
-        if len(train_rows) > batch_size and len(train_rows) % batch_size == 1:
-            batch_size += 1  # batch norm cannot train on a last minibatch of one row
         net = self.module
         # the generator comes first so that, without validation rows, early stopping watches its loss
         objectives = [Objective(self._generator_loss(adversarial=not self.hparams["paired"]),
@@ -215,7 +206,8 @@ class CycleCDR(BaseModel):
         fit(net, objectives, tuple(a[train_rows] for a in arrays),
             validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
             validation_loss=self._validation_loss(), max_epochs=max_epochs, batch_size=batch_size,
-            patience=patience, device=self.device, seed=seed, stage="cyclecdr", history=self.history)
+            patience=patience, device=self.device, seed=seed, stage="cyclecdr", history=self.history,
+            avoid_single_row_batch=True)
         net.eval()
         return self
 
@@ -253,7 +245,7 @@ class CycleCDR(BaseModel):
             part = slice(start, start + _CHUNK)
             emb = net.drug_embedding(names, index[part].to(self.device), lookup, dose[part].to(self.device))
             out.append(net.to_treated(x[part].to(self.device), emb).cpu().numpy())
-        return np.asarray(self.scaler.inverse_transform(np.concatenate(out)), dtype=np.float32)
+        return self.unscale_rows(np.concatenate(out))
 
     decoder_names = ("treated (G)", "control (G')")
 
@@ -270,13 +262,11 @@ class CycleCDR(BaseModel):
         name = self.decoder_names[0] if decoder is None else str(decoder)
         if name not in self.decoder_names:
             raise UnknownCategoryError(f"decoder {decoder!r} is unknown; cycleCDR has {list(self.decoder_names)}.")
-        Z = np.atleast_2d(np.asarray(Z, dtype=np.float32))
-        if Z.shape[1] != self.hparams["latent_dim"]:
-            raise PerturbkitInputError(f"latent codes must be (rows × {self.hparams['latent_dim']}), got {Z.shape}.")
+        Z = self.latent_codes(Z, latent_dim=self.hparams["latent_dim"])
         net = self.module.eval()
         g = net.decoder_treated if name == self.decoder_names[0] else net.g_prime
         out = g(torch.from_numpy(Z).to(self.device)).cpu().numpy()
-        return np.asarray(self.scaler.inverse_transform(out), dtype=np.float32)
+        return self.unscale_rows(out)
 
     def predict(self, adata_controls, *, drugs, doses=None, layer=None) -> ad.AnnData:
         """Predicted treated profiles: one row for every (control row, drug), in the data's units.
@@ -293,29 +283,17 @@ class CycleCDR(BaseModel):
 
         Returns
         -------
-        AnnData with obs ``drug_key`` (drug), ``control`` (the control row's obs name), the control's cell line
+        AnnData with obs ``drug_key`` (drug), ``control_row`` (the control row's obs name), the control's cell line
         (``cell_key``, when present) and ``dose``.
         """
         keys = self.hparams["data_keys"]
         names, lookup = self._resolve_drugs(drugs)
         X = self.feature_matrix(adata_controls, layer=layer)
-        if doses is None:
-            if self.hparams["use_dose"]:
-                raise PerturbkitInputError("this model was trained with doses; pass doses= (one per drug, or one).")
-            dose_per_drug = np.zeros(len(names))
-        else:
-            dose_per_drug = np.broadcast_to(np.asarray(doses, dtype=float), (len(names),)).copy()
-        n = adata_controls.n_obs
-        rows = np.tile(np.arange(n), len(names))
-        drug_rows = np.repeat(np.arange(len(names)), n)
-        row_names = [names[d] for d in drug_rows]
-        out = self.predict_array(X[rows], row_names, smiles=lookup, doses=dose_per_drug[drug_rows])
-        obs = pd.DataFrame({keys["drug_key"]: row_names,
-                            "control_row": adata_controls.obs_names.astype(str)[rows],
-                            "dose": dose_per_drug[drug_rows]})
-        if keys["cell_key"] in adata_controls.obs:
-            obs[keys["cell_key"]] = adata_controls.obs[keys["cell_key"]].astype(str).to_numpy()[rows]
-        obs.index = [f"{c}|{d}" for c, d in zip(obs["control_row"], row_names)]
+        if doses is None and self.hparams["use_dose"]:
+            raise PerturbkitInputError("this model was trained with doses; pass doses= (one per drug, or one).")
+        obs, rows = prediction_obs(adata_controls, names, drug_key=keys["drug_key"], cell_key=keys["cell_key"],
+                                   doses=doses)
+        out = self.predict_array(X[rows], obs[keys["drug_key"]].tolist(), smiles=lookup, doses=obs["dose"].to_numpy())
         result = ad.AnnData(out, obs=obs, var=pd.DataFrame(index=self.var_names))
-        result.uns["cyclecdr_prediction"] = {"drugs": names, "n_controls": int(n)}
+        result.uns["cyclecdr_prediction"] = {"drugs": names, "n_controls": int(adata_controls.n_obs)}
         return result

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .._layers import mlp
+from ._drug_encoders import DoseEncoder
 
 
 class CycleCDRNetwork(nn.Module):
@@ -33,8 +34,6 @@ class CycleCDRNetwork(nn.Module):
             self.decoder_control = make_decoder()  # G'
         self.drug_encoder = drug_encoder
         if use_dose:
-            from ._drug_encoders import DoseEncoder  # imported here: the encoders live in their own module
-
             self.dose_encoder = DoseEncoder(latent_dim)
         else:
             self.dose_encoder = None
@@ -78,16 +77,13 @@ class CycleCDRNetwork(nn.Module):
         return self.g_prime(self.f_prime(y) - h)
 
     def reconstruct_control(self, x: torch.Tensor) -> torch.Tensor:
-        """G(F(x)): the control → treated pair without a drug returns the control."""
+        """G(F(x)): the control → treated pair without a drug. It should return a control unchanged
+        (reconstruction loss) and, applied to a treated profile, that profile (identity loss)."""
         return self.decoder_treated(self.encoder_control(x))
 
     def reconstruct_treated(self, y: torch.Tensor) -> torch.Tensor:
         """G'(F'(y))."""
         return self.g_prime(self.f_prime(y))
-
-    def identity_treated(self, y: torch.Tensor) -> torch.Tensor:
-        """G(F(y)): the control → treated pair applied to a treated profile without a drug."""
-        return self.decoder_treated(self.encoder_control(y))
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return self.to_treated(x, h)

@@ -103,3 +103,22 @@ def random_controls(adata, *, control_key: str = "control", cell_key: str = "cel
             )
         chosen[rows] = rng.choice(pool, size=len(rows), replace=True)
     return treated, chosen
+
+
+def prediction_obs(adata_controls, names: list[str], *, drug_key: str, cell_key: str,
+                   doses=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """obs of a prediction with one row per (drug, control row), drugs outer, and the control row of each.
+
+    Columns: ``drug_key``, ``control_row`` (the control's obs name), ``dose`` (one per drug, or one for all; 0 when
+    ``None``) and the control's ``cell_key`` when it has one; rows are named ``"control|drug"``.
+    """
+    n = adata_controls.n_obs
+    rows = np.tile(np.arange(n), len(names))
+    drug_rows = np.repeat(np.arange(len(names)), n)
+    dose = np.zeros(len(names)) if doses is None else np.broadcast_to(np.asarray(doses, float), (len(names),))
+    obs = pd.DataFrame({drug_key: [names[d] for d in drug_rows],
+                        "control_row": adata_controls.obs_names.astype(str)[rows], "dose": dose[drug_rows]})
+    if cell_key in adata_controls.obs:
+        obs[cell_key] = adata_controls.obs[cell_key].astype(str).to_numpy()[rows]
+    obs.index = [f"{c}|{d}" for c, d in zip(obs["control_row"], obs[drug_key])]
+    return obs, rows

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError
+from ..._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError, require_columns
 from ..._stats import pearson_rows
 from .._profiles import CellDrugProfiles
 
@@ -133,10 +133,7 @@ def _emb_keys(emb, drug_key, cell_key) -> tuple[str, str]:
     stored = emb.uns.get(_UNS_KEY, {})
     drug_key = drug_key or stored.get("drug_key", "drug")
     cell_key = cell_key or stored.get("cell_key", "cell_line")
-    missing = [k for k in (drug_key, cell_key) if k not in emb.obs]
-    if missing:
-        raise PerturbkitInputError(f"emb.obs has no column {missing}; it has {list(emb.obs.columns)}. Pass "
-                                   f"drug_key= / cell_key=.")
+    require_columns(emb, {"drug_key": drug_key, "cell_key": cell_key}, purpose="pairing the embedded profiles")
     return drug_key, cell_key
 
 

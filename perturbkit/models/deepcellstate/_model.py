@@ -210,7 +210,7 @@ class DeepCellState(BaseModel):
         self.module.eval()
         x = torch.from_numpy(self.scale_rows(X))
         out, _ = self.module(x.to(self.device), cell)
-        return np.asarray(self.scaler.inverse_transform(out.cpu().numpy()), dtype=np.float32)
+        return self.unscale_rows(out.cpu().numpy())
 
     @torch.no_grad()
     def encode_array(self, X: np.ndarray) -> np.ndarray:
@@ -232,14 +232,12 @@ class DeepCellState(BaseModel):
         profiles the codes came from; ``None`` feeds zeros, i.e. the decoder's output from the latent code alone.
         """
         cell = self.cell_index(self.cell_lines[0] if decoder is None else decoder)
-        Z = np.atleast_2d(np.asarray(Z, dtype=np.float32))
-        if Z.shape[1] != self.hparams["latent_dim"]:
-            raise PerturbkitInputError(f"latent codes must be (rows × {self.hparams['latent_dim']}), got {Z.shape}.")
+        Z = self.latent_codes(Z, latent_dim=self.hparams["latent_dim"])
         skip = (np.zeros((len(Z), self.n_vars), dtype=np.float32) if inputs is None
                 else self.scale_rows(np.broadcast_to(np.asarray(inputs, dtype=np.float32), (len(Z), self.n_vars))))
         self.module.eval()
         out = self.module.decode(torch.from_numpy(skip).to(self.device), torch.from_numpy(Z).to(self.device), cell)
-        return np.asarray(self.scaler.inverse_transform(out.cpu().numpy()), dtype=np.float32)
+        return self.unscale_rows(out.cpu().numpy())
 
     def predict(self, adata, *, target: str, sources=None, layer=None) -> ad.AnnData:
         """Predict profiles in cell line ``target`` from the drugs' profiles in ``sources``.

@@ -313,7 +313,7 @@ def reconstruction_metrics(model: VAE, adata, *, layer=None) -> pd.DataFrame:
     ``{metric: {"mean", "median", "q05", "q95"}}`` (the 5–95% range). See :func:`reconstruction_summary`.
     """
     X = model.feature_matrix(adata, layer=layer)
-    R = model.inverse_transform(model.transform(X))
+    R = model.reconstruct(X)
     out = pd.DataFrame({"mse": np.mean((X - R) ** 2, axis=1), "emd": wasserstein_rows(X, R)},
                        index=adata.obs_names.copy())
     out.attrs["summary"] = reconstruction_summary(out).to_dict(orient="index")
@@ -349,7 +349,7 @@ def feature_reconstruction(model: VAE, adata, *, groupby=None, layer=None) -> pd
     the training data, or labels), ``group``.
     """
     X = model.feature_matrix(adata, layer=layer)
-    R = model.inverse_transform(model.transform(X))
+    R = model.reconstruct(X)
     out = pd.DataFrame({"mse": np.mean((X - R) ** 2, axis=0), "variance": X.var(axis=0)},
                        index=pd.Index(model.var_names, name="feature"))
     if groupby is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..._schema import MissingColumnError, PerturbkitInputError, UnknownCategoryError, check_finite
+from ..._schema import PerturbkitInputError, UnknownCategoryError, check_finite, require_columns
 from ...train import BaseModel, Objective, fit, split_indices
 from ._module import KINDS, OUTPUTS, VAENetwork, vae_loss
 
@@ -139,15 +139,13 @@ class VAE(BaseModel):
             raise PerturbkitInputError(
                 f"this VAE has a sigmoid output but the training data spans [{X.min():.3g}, {X.max():.3g}]; "
                 f"min-max scale it (pk.pp.scale(adata, method='minmax')) or use output='linear'.")
-        batch_size = int(batch_size)
-        if len(X) > 1 and batch_size < len(X) and len(X) % batch_size == 1:
-            batch_size += 1
         if len(X) < 2 and self.hparams["batch_norm"]:
             raise PerturbkitInputError("batch norm needs at least 2 training rows; pass more data or batch_norm=False.")
         V = None if validation is None or len(validation) == 0 else self._model_units(validation)
         fit(self.module, Objective(self.loss, self.module.parameters(), lr=lr), (X,),
             validation=None if V is None else (V,), max_epochs=max_epochs, batch_size=batch_size,
-            patience=patience, device=self.device, seed=seed, stage=stage, history=self.history)
+            patience=patience, device=self.device, seed=seed, stage=stage, history=self.history,
+            avoid_single_row_batch=True)
         return self
 
     @classmethod
@@ -165,9 +163,7 @@ class VAE(BaseModel):
         strata = None
         if stratify is not None:
             if isinstance(stratify, str):
-                if stratify not in adata.obs:
-                    raise MissingColumnError(f"stratify={stratify!r} is not an obs column; obs has "
-                                             f"{list(adata.obs.columns)}.")
+                require_columns(adata, {"stratify": stratify}, purpose="the stratified validation split")
                 strata = adata.obs[stratify].to_numpy()
             else:
                 strata = np.asarray(stratify)
@@ -207,16 +203,8 @@ class VAE(BaseModel):
 
     def inverse_transform(self, Z) -> np.ndarray:
         """Decode latent vectors ``Z`` (rows × latent_dim) into profiles in the data's units."""
-        Z = np.asarray(Z, dtype=np.float32)
-        if Z.ndim == 1:
-            Z = Z[None, :]
-        if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
-            raise PerturbkitInputError(f"latent vectors must be (rows × {self.latent_dim}), got shape {Z.shape}.")
-        check_finite(Z, where="the latent vectors")
-        out = self._run(self.module.decode, Z).reshape(len(Z), self.n_vars)
-        if self.scaler is not None:
-            out = np.asarray(self.scaler.inverse_transform(out))
-        return out.astype(np.float32)
+        Z = self.latent_codes(Z, latent_dim=self.latent_dim)
+        return self.unscale_rows(self._run(self.module.decode, Z).reshape(len(Z), self.n_vars))
 
     decoder_names = ("VAE decoder",)
 
