@@ -128,9 +128,10 @@ def main() -> None:
     names = list(DATASETS) if args.data == "all" else [args.data]
     devices = available_devices(args.device)
     print(f"devices: {devices}; torch threads {torch.get_num_threads()}; epochs {args.epochs}; scale {args.scale}")
+    warm = cell_painting_set(0.0, args.seed)[:200].copy()  # simulated and scaled once, for every device
     for device in devices:  # warm-up: imports, thread pools, CUDA context
-        warm = cell_painting_set(0.0, args.seed)[:200].copy()
-        pk.tl.train_vae(warm, kind="mmd", device=device, max_epochs=1, patience=None, hidden=(16,), latent_dim=2)
+        pk.tl.train_vae(warm.copy(), kind="mmd", device=device, max_epochs=1, patience=None, hidden=(16,),
+                        latent_dim=2)  # a copy: train_vae writes obsm / uns
     rows = []
     for name in names:
         start = time.perf_counter()

@@ -7,6 +7,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._schema import PerturbkitInputError
+from ..io import parse_cellprofiler_features
 from ._library import DMSO_SMILES, hill, make_library, time_factor
 
 DEFAULT_CELL_LINES = ["MCF7", "PC3", "A375", "HA1E", "HT29", "HELA", "YAPC"]
@@ -361,16 +362,8 @@ def cellprofiler_feature_names() -> pd.DataFrame:
 
 
 def _feature_var(names: list[str], truth: pd.DataFrame) -> pd.DataFrame:
-    """var for simulated features: perturbkit.io's CellProfiler parser when available, plus the simulation truth."""
-    try:
-        from ..io import parse_cellprofiler_features
-    except ImportError:  # the io layer is optional for the simulator: same columns from the generator's truth
-        var = truth.loc[names, ["compartment", "feature_type", "channel"]].copy()
-        var["channel"] = var["channel"].where(var["channel"] != "", "None")
-        var["measurement"] = [n.split("_", 2)[2] if n.count("_") >= 2 else "None" for n in names]
-        var["group"] = var["compartment"] + "_" + var["channel"]
-    else:
-        var = parse_cellprofiler_features(names).copy()
+    """var for simulated features: perturbkit.io's CellProfiler parser, plus the simulation truth."""
+    var = parse_cellprofiler_features(names)
     var.index = pd.Index(names)
     var["sim_group"] = truth.loc[names, "sim_group"].to_numpy()
     return var
@@ -422,7 +415,7 @@ def simulate_morphology(
     -------
     AnnData (wells × features, float32) with obs ``cell_line`` ("A549"), ``drug``, ``dose`` (µM), ``time``
     (48.0 h), ``moa``, ``control``, ``smiles``, ``plate``, ``replicate``; var parsed by
-    :func:`perturbkit.io.parse_cellprofiler_features` when available, plus ``sim_group``;
+    :func:`perturbkit.io.parse_cellprofiler_features`, plus ``sim_group``;
     ``layers['noise_free']`` (no noise, no plate offset); ``obsm['latent_true']`` (``s`` per well);
     ``uns['simulation']`` with the library truth (``moa_prototypes``, ``drug_latent``, ...) and
     ``group_names``, ``group_loadings`` (groups × latent), ``plate_names``, ``plate_offsets`` and ``params``.

@@ -12,15 +12,16 @@ import plotly.graph_objects as go
 from .._schema import PerturbkitInputError
 from .._stats import pearson_rows
 from ._utils import (
-    hover_data,
+    GREY,
     SYMBOLS,
     categories,
     finish,
+    hover_data,
+    identity_line,
     is_categorical,
     label,
     mean_sd,
     palette,
-    position_of,
     profile_of,
     repeat_column,
     require_frame_columns,
@@ -38,9 +39,6 @@ __all__ = [
     "latent_correlation",
     "gene_importance",
 ]
-
-_GREY = "rgba(110, 110, 110, 0.9)"
-
 
 # ---------------------------------------------------------------------------------------------- evaluation
 def pcc_scatter(cv: pd.DataFrame, *, x: str = "baseline_pcc", y: str = "pcc", color: str | None = "moa",
@@ -72,8 +70,7 @@ def pcc_scatter(cv: pd.DataFrame, *, x: str = "baseline_pcc", y: str = "pcc", co
     fig = go.Figure()
     low = float(min(data[x].min(), data[y].min()))
     high = float(max(data[x].max(), data[y].max()))
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x", hoverinfo="skip",
-                             line=dict(color=_GREY, dash="dash", width=1)))
+    identity_line(fig, low, high)
     groups = [(None, data)] if color is None else [(c, data[data[color].astype(str) == str(c)])
                                                     for c in categories(data[color].astype(str))]
     colors = palette(len(groups))
@@ -126,7 +123,7 @@ def fold_change_distribution(cv: pd.DataFrame, *, model: str = "pcc", baseline: 
     median_ratio = float(np.median(ratio))
     fig = go.Figure(go.Histogram(x=ratio, nbinsx=nbins, name="drugs", marker_color=palette(1)[0], opacity=0.85,
                                  hovertemplate="fold increase %{x}<br>%{y} drugs<extra></extra>"))
-    fig.add_vline(x=1.0, line=dict(color=_GREY, width=1), annotation_text="no gain", annotation_position="top left")
+    fig.add_vline(x=1.0, line=dict(color=GREY, width=1), annotation_text="no gain", annotation_position="top left")
     fig.add_vline(x=mean_fold, line=dict(color="crimson", dash="dash", width=2),
                   annotation_text=f"mean {mean_fold:.2f}×", annotation_position="top right")
     fig.add_vline(x=median_ratio, line=dict(color="black", dash="dot", width=1.5),
@@ -140,12 +137,18 @@ def fold_change_distribution(cv: pd.DataFrame, *, model: str = "pcc", baseline: 
                   showlegend=False, bargap=0.05)
 
 
-def _profile_frame(predicted, drug, measured, inputs, drug_key, cell_key) -> tuple[pd.DataFrame, dict]:
-    """Rows: input profile(s), predicted, measured (those given); columns: genes."""
+def _predicted_profile(predicted, drug, drug_key, cell_key) -> tuple[np.ndarray, pd.Index, dict]:
+    """The drug's predicted profile, its genes (``gene_<i>`` when unnamed) and profile_of's info."""
     pred, genes, info = profile_of(predicted, drug, what="predicted", drug_key=drug_key, cell_key=cell_key)
     if genes is None:
         genes = pd.Index([f"gene_{i}" for i in range(len(pred))])
-    position = position_of(predicted, drug, drug_key)
+    return pred, genes, info
+
+
+def _profile_frame(predicted, drug, measured, inputs, drug_key, cell_key) -> pd.DataFrame:
+    """Rows: input profile(s), predicted, measured (those given); columns: genes."""
+    pred, genes, info = _predicted_profile(predicted, drug, drug_key, cell_key)
+    position = info.get("position")
     rows = {}
     if inputs is not None:
         rows.update(_input_rows(inputs, drug, genes, position, drug_key, cell_key, info.get("sources")))
@@ -156,8 +159,7 @@ def _profile_frame(predicted, drug, measured, inputs, drug_key, cell_key) -> tup
                                        drug_key=drug_key, cell_key=cell_key)
         cell = m_info.get("cell_line") or target
         rows[f"measured ({cell})" if cell else "measured"] = values
-    frame = pd.DataFrame(rows, index=genes).T
-    return frame, info
+    return pd.DataFrame(rows, index=genes).T
 
 
 def _input_rows(inputs, drug, genes, position, drug_key, cell_key, sources) -> dict:
@@ -203,11 +205,11 @@ def profile(predicted, *, drug, measured=None, inputs=None, kind: str = "bars", 
     """
     if kind not in ("bars", "heatmap"):
         raise PerturbkitInputError(f"kind must be 'bars' or 'heatmap', got {kind!r}.")
-    frame, _ = _profile_frame(predicted, drug, measured, inputs, drug_key, cell_key)
-    ranking_row = frame.index[-1] if measured is not None else next(r for r in frame.index if r.startswith("predicted"))
+    frame = _profile_frame(predicted, drug, measured, inputs, drug_key, cell_key)
+    predicted_row = next(r for r in frame.index if r.startswith("predicted"))
+    ranking_row = frame.index[-1] if measured is not None else predicted_row
     pcc_text = ""
     if measured is not None:
-        predicted_row = next(r for r in frame.index if r.startswith("predicted"))
         pcc = float(pearson_rows(frame.loc[predicted_row], frame.loc[ranking_row])[0])
         pcc_text = f": PCC predicted vs measured {pcc:.3f} ({frame.shape[1]} genes)"
     if genes is not None:
@@ -249,16 +251,13 @@ def gene_scatter(predicted, measured, *, drug, drug_key: str = "drug", cell_key:
     ``predicted`` and ``measured`` are AnnData with one row per drug (``obs_names`` or ``obs[drug_key]``), DataFrames
     indexed by drug, the drug's 1-D profiles, or (``measured``) a 2-D array whose rows follow ``predicted``'s rows.
     """
-    pred, genes, info = profile_of(predicted, drug, what="predicted", drug_key=drug_key, cell_key=cell_key)
-    if genes is None:
-        genes = pd.Index([f"gene_{i}" for i in range(len(pred))])
-    meas, _, m_info = profile_of(measured, drug, what="measured", genes=genes,
-                                 position=position_of(predicted, drug, drug_key), drug_key=drug_key, cell_key=cell_key)
+    pred, genes, info = _predicted_profile(predicted, drug, drug_key, cell_key)
+    meas, _, m_info = profile_of(measured, drug, what="measured", genes=genes, position=info.get("position"),
+                                 drug_key=drug_key, cell_key=cell_key)
     pcc = float(pearson_rows(pred, meas)[0])
     low, high = float(min(pred.min(), meas.min())), float(max(pred.max(), meas.max()))
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x", hoverinfo="skip",
-                             line=dict(color=_GREY, dash="dash", width=1)))
+    identity_line(fig, low, high)
     fig.add_trace(go.Scatter(x=meas, y=pred, mode="markers", name="genes", text=list(genes),
                              marker=dict(color=palette(1)[0], size=6, opacity=0.75),
                              hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra></extra>"))
@@ -295,7 +294,7 @@ def evaluation_curve(df: pd.DataFrame, *, x: str, y: str = "pcc", baseline: str 
     stats = mean_sd(df, x, values, rep).sort_index()
     xs = stats.index.to_numpy()
     fig = go.Figure()
-    styles = {y: dict(color=palette(1)[0], width=2), baseline: dict(color=_GREY, dash="dash", width=1.5)}
+    styles = {y: dict(color=palette(1)[0], width=2), baseline: dict(color=GREY, dash="dash", width=1.5)}
     for v in values:
         fig.add_trace(go.Scatter(
             x=xs, y=stats[("mean", v)].to_numpy(), mode="lines+markers", name=label(v), line=styles[v],
@@ -400,18 +399,18 @@ def embedding(emb, *, basis: str = "X_umap", color: str | None = "cell_line", sy
     symbol_groups = [None] if symbol is None else categories(obs[symbol])
     colors = dict(zip(color_groups, palette(len(color_groups))))
     symbols = {s: SYMBOLS[i % len(SYMBOLS)] for i, s in enumerate(symbol_groups)}
+    color_labels = None if color is None or numeric_color else obs[color].astype(str).to_numpy()
+    color_values = obs[color].to_numpy(dtype=float) if numeric_color else None
+    symbol_labels = None if symbol is None else obs[symbol].astype(str).to_numpy()
     for c in color_groups:
+        color_mask = np.ones(len(obs), dtype=bool) if c is None else color_labels == str(c)
         for s in symbol_groups:
-            mask = np.ones(len(obs), dtype=bool)
-            if c is not None:
-                mask &= obs[color].astype(str).to_numpy() == str(c)
-            if s is not None:
-                mask &= obs[symbol].astype(str).to_numpy() == str(s)
+            mask = color_mask if s is None else color_mask & (symbol_labels == str(s))
             if not mask.any():
                 continue
             marker = dict(size=marker_size, opacity=0.85, symbol=symbols[s], line=dict(width=0))
             if numeric_color:
-                marker.update(color=obs[color].to_numpy(dtype=float)[mask], colorscale="Viridis", showscale=True,
+                marker.update(color=color_values[mask], colorscale="Viridis", showscale=True,
                               colorbar=dict(title=label(color)))
             elif c is not None:
                 marker["color"] = colors[c]
@@ -500,7 +499,7 @@ def gene_importance(df: pd.DataFrame, *, n: int = 30, value: str = "frequency", 
     fig.update_yaxes(autorange="reversed", type="category")
     chance = df.attrs.get("expected_frequency")
     if chance is not None and value == "frequency":
-        fig.add_vline(x=float(chance), line=dict(color=_GREY, dash="dot"), annotation_text="chance",
+        fig.add_vline(x=float(chance), line=dict(color=GREY, dash="dot"), annotation_text="chance",
                       annotation_position="bottom right")
     attrs = df.attrs
     what = (f" for predicting {attrs['target']} from {attrs['source']}" if "target" in attrs and "source" in attrs

@@ -11,6 +11,9 @@ from .._schema import PerturbkitInputError, UnknownCategoryError
 
 TEMPLATE = "plotly_white"
 
+#: Colour of reference lines (y = x, no gain, chance) and of baselines.
+GREY = "rgba(110, 110, 110, 0.9)"
+
 LABELS = {
     "pcc": "DeepCellState PCC",
     "baseline_pcc": "baseline PCC (input profile)",
@@ -69,6 +72,12 @@ def finish(fig: go.Figure, *, title: str, xlabel: str | None = None, ylabel: str
     return fig
 
 
+def identity_line(fig: go.Figure, low: float, high: float) -> go.Figure:
+    """Add the dashed grey reference line y = x from ``low`` to ``high`` (no hover) to ``fig``."""
+    return fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x", hoverinfo="skip",
+                                    line=dict(color=GREY, dash="dash", width=1)))
+
+
 def is_categorical(values: pd.Series) -> bool:
     return not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values))
 
@@ -107,7 +116,8 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
     AnnData rows are found by ``obs_names`` first, then by ``obs[drug_key]``; several rows of one drug (doses,
     times) are averaged, but rows from several cell lines are refused. A DataFrame is looked up by its index. A
     1-D array or Series is the profile itself; a 2-D array is read at row ``position`` (the drug's row in the
-    predictions). With ``genes``, the profile is reordered to those genes.
+    predictions). With ``genes``, the profile is reordered to those genes. For an AnnData or DataFrame,
+    ``info["position"]`` is the first matching row (to read a parallel 2-D array of another profile set).
     """
     info: dict = {}
     names = None
@@ -131,6 +141,7 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
         X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
         values = np.asarray(X, dtype=np.float64).mean(axis=0)
         info["n_rows"] = len(rows)
+        info["position"] = int(rows[0])
         for key in ("sources", "target"):
             if key in obj.obs:
                 info[key] = str(obj.obs[key].iloc[rows[0]])
@@ -138,7 +149,9 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
         if str(drug) not in obj.index.astype(str):
             raise UnknownCategoryError(f"drug {drug!r} is not in the index of the {what} profiles; it has e.g. "
                                        f"{list(obj.index[:8])}.")
-        values = obj.loc[obj.index.astype(str) == str(drug)].to_numpy(dtype=np.float64).mean(axis=0)
+        hit = obj.index.astype(str) == str(drug)
+        info["position"] = int(np.flatnonzero(hit)[0])
+        values = obj.loc[hit].to_numpy(dtype=np.float64).mean(axis=0)
         names = pd.Index(obj.columns.astype(str))
     elif isinstance(obj, pd.Series):
         values, names = obj.to_numpy(dtype=np.float64), pd.Index(obj.index.astype(str))
@@ -169,19 +182,6 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
     return values, names, info
 
 
-def position_of(obj, drug, drug_key: str = "drug") -> int | None:
-    """Row of ``drug`` in an AnnData / DataFrame (for reading a parallel 2-D array), else None."""
-    if hasattr(obj, "obs_names"):
-        hits = np.flatnonzero(obj.obs_names.astype(str) == str(drug))
-        if len(hits) == 0 and drug_key in obj.obs:
-            hits = np.flatnonzero(obj.obs[drug_key].astype(str).to_numpy() == str(drug))
-        return int(hits[0]) if len(hits) else None
-    if isinstance(obj, pd.DataFrame):
-        hits = np.flatnonzero(obj.index.astype(str) == str(drug))
-        return int(hits[0]) if len(hits) else None
-    return None
-
-
 def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
     """customdata and hovertemplate lines for the columns of ``df`` that exist."""
     present = [c for c in dict.fromkeys(columns) if c is not None and c in df.columns]
@@ -201,20 +201,23 @@ def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover
     without a legend (the value shows on hover). Returns the figure and a "count source, …" summary for the title."""
     custom, lines = hover_data(frame, hover_columns)
     template = f"{axis_name} %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
+    ids = frame.index.astype(str).to_numpy()
+    source = frame["source"].astype(str) if "source" in frame.columns else None
     fig = go.Figure()
-    many = is_categorical(frame[color]) and frame[color].nunique() > max_traces
-    if many or not is_categorical(frame[color]):
+    categorical = is_categorical(frame[color])
+    n_values = frame[color].nunique() if categorical else 0
+    many = categorical and n_values > max_traces
+    if many or not categorical:
         values = (pd.factorize(frame[color].astype(str))[0] if many else frame[color].to_numpy(dtype=float))
         fig.add_trace(go.Scatter(
             x=frame["x"], y=frame["y"], mode="markers", customdata=custom, hovertemplate=template,
-            name=f"{frame[color].nunique()} {label(color)} values" if many else "profiles",
-            ids=frame.index.astype(str).to_numpy(),
+            name=f"{n_values} {label(color)} values" if many else "profiles",
+            ids=ids,
             marker=dict(size=marker_size, color=values, colorscale="Turbo" if many else "Viridis", showscale=not many,
                         colorbar=None if many else dict(title=label(color)), opacity=0.8, line=dict(width=0)),
         ))
     else:
-        groups = categories(frame[color].astype(str)) if not isinstance(frame[color].dtype, pd.CategoricalDtype) \
-            else categories(frame[color])
+        groups = categories(frame[color])
         colors = dict(zip(groups, palette(len(groups))))
         if color == "source" and source_colors:
             colors.update({g: source_colors[g] for g in groups if g in source_colors})
@@ -223,25 +226,27 @@ def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover
             groups = [g for g in groups if str(g) != "nan"] + [None]
             colors[None] = "rgba(170, 170, 170, 0.5)"
         symbol = None
-        if color != "source" and "source" in frame.columns:
-            sources = categories(frame["source"].astype(str))
-            shapes = source_symbols or dict(zip(sources, ["circle", "diamond", "x", "square", "triangle-up"]))
-            symbol = frame["source"].astype(str).map(shapes).fillna("circle").to_numpy()
+        if color != "source" and source is not None:
+            shapes = source_symbols or dict(zip(categories(source),
+                                                ["circle", "diamond", "x", "square", "triangle-up"]))
+            symbol = source.map(shapes).fillna("circle").to_numpy()
+        labels = frame[color].astype(str).to_numpy()
+        present = ~missing
+        x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
         for g in groups:
-            mask = missing if g is None else ((frame[color].astype(str) == str(g)).to_numpy() & ~missing)
+            mask = missing if g is None else (labels == str(g)) & present
             if not mask.any():
                 continue
             fig.add_trace(go.Scatter(
-                x=frame["x"].to_numpy()[mask], y=frame["y"].to_numpy()[mask], mode="markers",
-                ids=frame.index.astype(str).to_numpy()[mask],
+                x=x[mask], y=y[mask], mode="markers",
+                ids=ids[mask],
                 name=f"{g if g is not None else 'no ' + label(color)} ({int(mask.sum())})",
                 customdata=None if custom is None else custom[mask], hovertemplate=template,
                 marker=dict(size=marker_size, color=colors[g], opacity=0.75, line=dict(width=0),
                             symbol=None if symbol is None else symbol[mask]),
             ))
     counts = ""
-    if "source" in frame.columns:
-        counts = ", ".join(f"{int((frame['source'].astype(str) == s).sum())} {s}"
-                           for s in categories(frame["source"].astype(str)))
+    if source is not None:
+        counts = ", ".join(f"{int((source == s).sum())} {s}" for s in categories(source))
     return fig, counts
 

@@ -14,7 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .._schema import PerturbkitInputError
-from ._utils import categories, finish, label, palette, require_frame_columns, source_scatter
+from .._stats import pearson_rows
+from ._utils import categories, finish, identity_line, label, palette, require_frame_columns, source_scatter
 
 __all__ = [
     "training_curves",
@@ -25,7 +26,6 @@ __all__ = [
     "zscore_scatter",
 ]
 
-_GREY = "rgba(110, 110, 110, 0.9)"
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf", re.IGNORECASE)
 _SPLIT_DASH = {"train": "solid", "validation": "dash", "valid": "dash", "val": "dash", "test": "dot"}
 _SOURCE_COLORS = {"original": "rgba(120, 120, 120, 0.55)", "reconstructed": "#1f77b4", "simulated": "#d62728"}
@@ -383,12 +383,11 @@ def zscore_scatter(a: pd.DataFrame, b: pd.DataFrame, *, labels=("L1000", "Cell P
         raise PerturbkitInputError(f"no {on!r} has a finite {value!r} in both {la} ({len(za)} groups) and {lb} "
                                    f"({len(zb)} groups).")
     xa, yb = joined["a"].to_numpy(dtype=float), joined["b"].to_numpy(dtype=float)
-    r = float(np.corrcoef(xa, yb)[0, 1]) if len(joined) > 2 and xa.std() > 0 and yb.std() > 0 else float("nan")
+    r = float(pearson_rows(xa, yb)[0]) if len(joined) > 2 else float("nan")  # NaN for zero variance
     low, high = float(min(xa.min(), yb.min())), float(max(xa.max(), yb.max()))
     pad = 0.05 * (high - low or 1.0)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[low - pad, high + pad], y=[low - pad, high + pad], mode="lines", name="y = x",
-                             hoverinfo="skip", line=dict(color=_GREY, dash="dash", width=1)))
+    identity_line(fig, low - pad, high + pad)
     fig.add_hline(y=0, line=dict(color="rgba(160,160,160,0.6)", width=1, dash="dot"))
     fig.add_vline(x=0, line=dict(color="rgba(160,160,160,0.6)", width=1, dash="dot"))
     fig.add_trace(go.Scatter(

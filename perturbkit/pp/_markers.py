@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .._schema import PerturbkitInputError, require_columns
+from .._schema import PerturbkitInputError, dense_matrix, require_columns
 
 #: Canonical marker genes of the main human PBMC populations (peripheral blood immunology textbook markers).
 PBMC_MARKERS: dict[str, list[str]] = {
@@ -19,13 +18,6 @@ PBMC_MARKERS: dict[str, list[str]] = {
     "Dendritic cells": ["FCER1A", "CST3", "CLEC10A"],
     "Megakaryocytes": ["PPBP", "PF4"],
 }
-
-
-def _matrix(adata, layer):
-    X = adata.X if layer is None else adata.layers[layer]
-    if X is None:
-        raise PerturbkitInputError("adata.X is empty; load log-normalised expression into adata.X or pass layer=.")
-    return X
 
 
 def annotate_cell_types(
@@ -86,11 +78,12 @@ def annotate_cell_types(
     if empty:
         raise PerturbkitInputError(f"none of the markers of {empty} is in adata.var_names (e.g. {markers[empty[0]]}); "
                                    f"check the gene naming (symbols vs Ensembl ids) or drop those cell types.")
+    if layer is None and adata.X is None:  # checked here to keep the message about log-normalised expression
+        raise PerturbkitInputError("adata.X is empty; load log-normalised expression into adata.X or pass layer=.")
+    if pd.isna(adata.obs[groupby]).any():
+        raise PerturbkitInputError(f"obs[{groupby!r}] has missing values; cluster every cell first.")
     genes = sorted({g for gs in used.values() for g in gs})
-    cols = var_index.get_indexer(genes)
-    X = _matrix(adata, layer)[:, cols]
-    X = X.toarray() if sp.issparse(X) else np.asarray(X)
-    X = X.astype(np.float64)
+    X = dense_matrix(adata[:, var_index.get_indexer(genes)], layer, dtype=np.float64)
     batches = np.zeros(adata.n_obs, dtype=int) if batch_key is None else \
         pd.factorize(adata.obs[batch_key].astype(str))[0]
     Z = np.empty_like(X)
@@ -99,11 +92,9 @@ def annotate_cell_types(
         sd = X[rows].std(axis=0)
         Z[rows] = (X[rows] - X[rows].mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     clusters = adata.obs[groupby].astype(str).to_numpy()
-    if pd.isna(adata.obs[groupby]).any():
-        raise PerturbkitInputError(f"obs[{groupby!r}] has missing values; cluster every cell first.")
-    order = list(pd.unique(clusters))
-    gene_means = pd.DataFrame(Z, columns=genes).groupby(clusters, sort=False).mean().loc[order]
-    scores = pd.DataFrame({t: gene_means[g].mean(axis=1) for t, g in used.items()}, index=order)
+    # sort=False keeps the clusters in order of first appearance
+    gene_means = pd.DataFrame(Z, columns=genes).groupby(clusters, sort=False).mean()
+    scores = pd.DataFrame({t: gene_means[g].mean(axis=1) for t, g in used.items()}, index=gene_means.index)
     scores.index.name = groupby
     assignment = scores.idxmax(axis=1)
     adata.obs[key_added] = pd.Categorical(pd.Series(clusters).map(assignment).to_numpy(),
