@@ -15,7 +15,7 @@ from ._lazy import lazy_submodules
 from ._settings import settings
 from ._version import __version__
 
-_SUBMODULES = ("io", "pp", "tl", "pl", "datasets", "metrics", "train", "models", "widgets")
+_SUBMODULES = ("io", "pp", "tl", "pl", "datasets", "metrics", "train", "models", "widgets", "errors")
 
 __all__ = ["settings", "__version__", *_SUBMODULES]
 

@@ -63,6 +63,14 @@ class UnknownCategoryError(PerturbkitInputError):
     """A value (cell line, drug, ...) that the data or the model does not know."""
 
 
+class FileFormatError(PerturbkitInputError):
+    """A file is damaged, truncated, or not in the format its reader expects."""
+
+
+class ModelFileError(FileFormatError):
+    """A model file is damaged, foreign, or of a format version this perturbkit cannot read."""
+
+
 def storable(value):
     """``value`` in a form ``AnnData.write_h5ad`` can store in ``uns``: tuples become lists, ``None`` becomes
     ``"None"`` and numpy scalars Python numbers, recursively through dicts and lists."""
@@ -105,8 +113,41 @@ def _keyword_hint(column: str, keyword: str | None = None) -> str:
     return "the matching *_key= argument"
 
 
+def modifiable(adata, *, copy: bool, caller: str):
+    """The AnnData a ``copy=`` function should write into: a copy of ``adata``, or ``adata`` itself made safe to edit.
+
+    ``copy=True`` gives an in-memory copy (also of a backed AnnData), so the caller's data and file stay as they
+    are. ``copy=False`` refuses a backed AnnData (editing it would write into the user's file on disk) and turns a
+    view into an actual AnnData first, as scanpy does, so the parent it was sliced from is never changed.
+    """
+    if copy:
+        return adata.to_memory() if adata.isbacked else adata.copy()
+    if adata.isbacked:
+        raise PerturbkitInputError(
+            f"{caller}(copy=False) would change the file {adata.filename} that this backed AnnData reads from. "
+            f"Pass copy=True to get a changed copy in memory, or load it first with adata = adata.to_memory()."
+        )
+    if adata.is_view:
+        import warnings
+
+        warnings.warn(
+            f"{caller} received a view of an AnnData (e.g. adata[:100]); it is made an actual AnnData first, "
+            f"so the AnnData it was sliced from stays unchanged. Pass a copy (adata[:100].copy()) to avoid this "
+            f"warning.",
+            UserWarning,
+            stacklevel=3,
+        )
+        adata._init_as_actual(adata.copy())
+    return adata
+
+
 def dense_matrix(adata, layer: str | None = None, *, dtype=np.float32) -> np.ndarray:
     """Return ``adata.X`` (or a layer) as a dense array of ``dtype`` (a copy only when conversion needs one)."""
+    if layer is not None and layer not in adata.layers:
+        raise PerturbkitInputError(
+            f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}. Pass one of them, or layer=None "
+            f"for adata.X."
+        )
     X = adata.X if layer is None else adata.layers[layer]
     if X is None:
         raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
@@ -130,9 +171,9 @@ def check_finite(X, *, where: str = "adata.X") -> None:
             cols = np.flatnonzero(bad.any(axis=0))
             where_bad = f" in {len(rows)} rows (first: {rows[:5].tolist()}) and {len(cols)} columns (first: {cols[:5].tolist()})"
         raise NonFiniteError(
-            f"{where} holds {n_nan} NaN and {n_inf} infinite values{where_bad}. Remove or impute them first, e.g. "
-            f"pk.pp.feature_select(adata) drops features with missing values, or "
-            f"adata = adata[np.isfinite(adata.X).all(axis=1)].copy() drops the rows."
+            f"{where} holds {n_nan} NaN and {n_inf} infinite values{where_bad}. Remove or impute them first: "
+            f"pk.pp.drop_missing(adata) drops the features that have them (axis='samples' drops the rows), and "
+            f"pk.pp.impute(adata) fills them with each feature's median."
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,11 @@ def resolve_device(device: str | None = None):
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) random number generators."""
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) global random number generators.
+
+    perturbkit itself never calls this on the user's behalf: it uses :func:`seeded`, which puts the generators
+    back afterwards. Call it yourself to seed your own code.
+    """
     import torch
 
     if seed is None:
@@ -87,6 +92,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+@contextmanager
+def seeded(seed: int | None):
+    """Run a block with the global generators seeded by ``seed``, then restore the states they had before.
+
+    Weight initialisation and dropout draw from torch's global generator; seeding it makes CPU runs bitwise
+    reproducible, and restoring it leaves the user's own random draws exactly as they would have been without the
+    block. ``seed=None`` leaves the generators alone (the block then draws from, and advances, the global state).
+    """
+    if seed is None:
+        yield
+        return
+    import torch
+
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        seed_everything(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 settings = Settings()

@@ -294,7 +294,7 @@ def test_figures_read_a_trained_vae():
     heat = pk.pl.traversal_heatmap(contributions).data[0]
     named = contributions.set_axis(contributions.index.map(str), axis=0).set_axis(contributions.columns.map(str), axis=1)
     np.testing.assert_allclose(np.asarray(heat.z), named.loc[list(heat.y), list(heat.x)].to_numpy())
-    corr = pk.tl.vae_latent_correlation(model, adata)
+    corr = pk.tl.vae_latent_correlation(adata, model=model)
     np.testing.assert_allclose(np.asarray(pk.pl.latent_correlation_heatmap(corr).data[0].z), corr.to_numpy())
     proj = project_reconstructions(adata[:120], model=model, n_simulated=30, n_neighbors=10)
     assert proj.obs.source.value_counts().to_dict() == {"original": 120, "reconstructed": 120, "simulated": 30}

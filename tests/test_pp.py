@@ -129,18 +129,21 @@ def test_aggregate_median_values(replicates):
 def test_modz_downweights_the_outlier_replicate(replicates):
     block = replicates.X[6:10][None].astype(np.float64)
     w = _modz_weights(block)[0]
-    # Spearman: the three concordant replicates correlate 1 with each other, -1 with the reversed one.
-    # weight ∝ max(mean corr to others, 0.01): (1+1-1)/3 = 1/3 for each of them, max(-1, 0.01) = 0.01 for the outlier
-    expected = np.array([1 / 3, 1 / 3, 1 / 3, 0.01]) / (1 + 0.01)
-    np.testing.assert_allclose(w, expected)
-    assert w[3] < w[:3].min()
+    # Spearman: the three concordant replicates correlate 1 with each other, -1 with the reversed one. LINCS clips
+    # each correlation at 0 before averaging: (1 + 1 + 0)/3 = 2/3 for each of them, max(0, 0.01) for the outlier;
+    # the normalised weights are rounded to 4 decimals, as cmapPy and pycytominer do
+    expected = np.round(np.array([2 / 3, 2 / 3, 2 / 3, 0.01]) / (2 + 0.01), 4)
+    np.testing.assert_array_equal(w, expected)
+    assert w[3] < w[:3].min() / 60
     out = pk.pp.aggregate(replicates, method="modz")
     np.testing.assert_allclose(out.X[3], expected @ replicates.X[6:10], rtol=1e-6)
     np.testing.assert_allclose(out.X[1], [1, 2, 3, 4])  # two replicates: plain mean
     np.testing.assert_allclose(out.X[2], [5, 5, 5, 5])  # one replicate: itself
-    # A|x: hand-computed Spearman correlations r12 = -1, r13 = -1/sqrt(15), r23 = +1/sqrt(15) (ties averaged), so
-    # every mean correlation is <= 0 and clips to 0.01 → equal thirds, the plain mean
-    np.testing.assert_allclose(out.X[0], replicates.X[0:3].mean(axis=0), rtol=1e-6)
+    # A|x: hand-computed Spearman correlations r12 = -1, r13 = -1/sqrt(15), r23 = +1/sqrt(15) (ties averaged);
+    # clipped at 0, replicate 1 has mean 0 (→ 0.01) and replicates 2 and 3 have 1/(2 sqrt(15))
+    r = 1 / (2 * np.sqrt(15))
+    w_ax = np.round(np.array([0.01, r, r]) / (0.01 + 2 * r), 4)
+    np.testing.assert_allclose(out.X[0], w_ax @ replicates.X[0:3], rtol=1e-6)
 
 
 def test_modz_matches_a_per_group_spearman_reference():
@@ -151,18 +154,21 @@ def test_modz_matches_a_per_group_spearman_reference():
     X[:, :3] = np.round(X[:, :3])  # ties in the ranks
     obs = pd.DataFrame({"g": codes.astype(str)}, index=[str(i) for i in range(n)])
     out = pk.pp.aggregate(ad.AnnData(X, obs=obs), by="g", method="modz")
-    for name, row in zip(out.obs["g"], out.X):
+    exact = pk.pp.aggregate(ad.AnnData(X, obs=obs), by="g", method="modz", modz_weight_decimals=None)
+    for name, row, row_exact in zip(out.obs["g"], out.X, exact.X):
         block = X[obs["g"].to_numpy() == name].astype(np.float64)
         k = len(block)
         if k == 1:
-            ref = block[0]
+            ref = ref_exact = block[0]
         elif k == 2:
-            ref = block.mean(axis=0)
+            ref = ref_exact = block.mean(axis=0)
         else:
-            corr = spearmanr(block.T).statistic
+            corr = np.clip(spearmanr(block.T).statistic, 0, None)  # LINCS: negative correlations count as 0
             w = np.maximum((corr.sum(axis=1) - 1) / (k - 1), 0.01)
-            ref = (w / w.sum()) @ block
+            ref, ref_exact = (np.round(w / w.sum(), 4) @ block), (w / w.sum()) @ block
         np.testing.assert_allclose(row, ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(row_exact, ref_exact, rtol=1e-5, atol=1e-6)
+    assert exact.uns["aggregate"]["modz_weight_decimals"] is None and out.uns["aggregate"]["modz_min_weight"] == 0.01
 
 
 def test_aggregate_vectorised_paths_match_pandas():
@@ -402,44 +408,49 @@ def morphology():
     cols["Cells_Constant"] = np.full(n, 3.0)  # zero variance
     near = np.zeros(n)
     near[0] = 1.0
-    cols["Cells_NearConstant"] = near  # freq ratio 1/299 < 0.05 and 2/300 unique < 0.01
+    cols["Cells_NearConstant"] = near  # variance 0.0033 passes; freq ratio 1/299 < 0.05 fails
     missing = rng.normal(size=n)
     missing[:60] = np.nan  # 20% missing
     cols["Cells_Missing"] = missing
     outlier = rng.normal(size=n)
     outlier[5] = 40.0
     cols["Cells_Outlier"] = outlier
-    cols["Nuclei_Location_Center_X"] = rng.normal(size=n)
-    cols["Cells_Parent_Nuclei"] = rng.normal(size=n)
+    cols["Nuclei_Correlation_Manders_AGP_DNA"] = rng.normal(size=n)  # in pycytominer's default blocklist
+    cols["Nuclei_Granularity_16_RNA"] = rng.normal(size=n)  # in pycytominer's default blocklist
     X = np.column_stack(list(cols.values())).astype(np.float32)
     obs = pd.DataFrame({"plate": ["p1"] * n}, index=[f"w{i}" for i in range(n)])
     return ad.AnnData(X, obs=obs, var=pd.DataFrame(index=list(cols))), good
 
 
+ALL_BUT_CORRELATION = ["variance_threshold", "frequency_threshold", "drop_na_columns", "drop_outliers", "blocklist"]
+
+
 def test_feature_select_drops_exactly_the_planted_features(morphology):
     adata, good = morphology
     snap = _snapshot(adata)
-    out = pk.pp.feature_select(adata, copy=True)  # NaN in X must not raise
+    out = pk.pp.feature_select(adata, operations=ALL_BUT_CORRELATION, outlier_cutoff=15, copy=True)  # NaN is fine
     _assert_unchanged(adata, snap)
     assert list(out.var_names) == good
     np.testing.assert_array_equal(out.X, adata[:, good].X)
     record = out.uns["feature_select"]
     assert record["dropped"] == {
-        "variance": ["Cells_Constant", "Cells_NearConstant"],
-        "missing": ["Cells_Missing"],
-        "outlier": ["Cells_Outlier"],
-        "blocklist": ["Nuclei_Location_Center_X", "Cells_Parent_Nuclei"],
+        "variance_threshold": ["Cells_Constant"],
+        "frequency_threshold": ["Cells_NearConstant"],
+        "drop_na_columns": ["Cells_Missing"],
+        "drop_outliers": ["Cells_Outlier"],
+        "blocklist": ["Nuclei_Correlation_Manders_AGP_DNA", "Nuclei_Granularity_16_RNA"],
     }
     assert record["n_features_before"] == 11 and record["n_features_after"] == 5
-    assert record["blocklist"] == "built-in" and record["outlier_cutoff"] == 15.0
-    assert pk.pp.feature_select(adata) is None  # in place
+    assert record["blocklist"] == "pycytominer default (55 features)" and record["outlier_cutoff"] == 15.0
+    assert record["samples"] == "all" and record["n_samples"] == 300
+    assert pk.pp.feature_select(adata, operations=ALL_BUT_CORRELATION, outlier_cutoff=15) is None  # in place
     assert list(adata.var_names) == good
     assert adata.uns["feature_select"]["dropped"] == record["dropped"]
 
 
 def test_feature_select_options(morphology, tmp_path):
     adata, good = morphology
-    with pytest.warns(UserWarning, match="60 missing"):  # Cells_Missing is kept when "missing" is not run
+    with pytest.warns(UserWarning, match="60 missing"):  # Cells_Missing is kept when "drop_na_columns" is not run
         out = pk.pp.feature_select(
             adata, operations=["blocklist"], blocklist=["Cells_Outlier", "not_a_feature"], copy=True
         )
@@ -450,14 +461,14 @@ def test_feature_select_options(morphology, tmp_path):
     assert out.uns["feature_select"]["dropped"]["blocklist"] == ["Cells_Constant", "Cells_Missing"]
     assert out.uns["feature_select"]["blocklist"] == str(path)
     with pytest.warns(UserWarning, match="60 missing"):
-        out = pk.pp.feature_select(adata, operations=["outlier"], outlier_cutoff=50, copy=True)
+        out = pk.pp.feature_select(adata, operations=["drop_outliers"], outlier_cutoff=50, copy=True)
     assert out.n_vars == 11
     # a feature with one missing value: kept (with a warning) under the default na_cutoff, dropped with na_cutoff=0
     adata.X[3, 0] = np.nan
     with pytest.warns(UserWarning, match="na_cutoff=0"):
-        kept = pk.pp.feature_select(adata, copy=True)
+        kept = pk.pp.feature_select(adata, operations=ALL_BUT_CORRELATION, outlier_cutoff=15, copy=True)
     assert good[0] in kept.var_names
-    dropped = pk.pp.feature_select(adata, na_cutoff=0, copy=True)
+    dropped = pk.pp.feature_select(adata, operations=ALL_BUT_CORRELATION, outlier_cutoff=15, na_cutoff=0, copy=True)
     assert list(dropped.var_names) == good[1:]
     assert np.isfinite(dropped.X).all()
 
@@ -467,10 +478,12 @@ def test_feature_select_errors(morphology, tmp_path):
     snap = _snapshot(adata)
     with pytest.raises(PerturbkitInputError, match="'varience'"):
         pk.pp.feature_select(adata, operations=["varience"])
+    with pytest.raises(PerturbkitInputError, match="renamed.*'drop_outliers'"):
+        pk.pp.feature_select(adata, operations=["outlier"])
     with pytest.raises(PerturbkitInputError, match="not a readable file"):
-        pk.pp.feature_select(adata, blocklist=tmp_path / "missing.txt")
+        pk.pp.feature_select(adata, operations="blocklist", blocklist=tmp_path / "missing.txt")
     with pytest.raises(PerturbkitInputError, match="drop all 11 features"):
-        pk.pp.feature_select(adata, operations=["outlier"], outlier_cutoff=0)
+        pk.pp.feature_select(adata, operations=["drop_outliers"], outlier_cutoff=0)
     _assert_unchanged(adata, snap)
 
 
@@ -569,6 +582,7 @@ def test_control_diff_errors(plates):
 
 
 def test_pp_namespace_exports():
-    for name in ("validate", "aggregate", "scale", "unscale", "Scaler", "feature_select", "control_diff", "annotate"):
+    for name in ("validate", "aggregate", "scale", "unscale", "Scaler", "feature_select", "control_diff", "annotate",
+                 "normalize", "drop_missing", "impute"):
         assert name in pk.pp.__all__
     assert pk.pp.validate is pk._schema.validate

@@ -44,7 +44,7 @@ def test_valid_data_passes():
     "break_it, error, message",
     [
         (lambda a: a.obs.drop(columns="drug", inplace=True), MissingColumnError, r"no column 'drug'.*drug_key="),
-        (lambda a: a.X.__setitem__((1, 1), np.nan), NonFiniteError, r"1 NaN and 0 infinite.*feature_select"),
+        (lambda a: a.X.__setitem__((1, 1), np.nan), NonFiniteError, r"1 NaN and 0 infinite.*drop_missing"),
         (lambda a: a.X.__setitem__((2, 0), np.inf), NonFiniteError, r"0 NaN and 1 infinite"),
         (lambda a: a.obs.__setitem__("control", False), EmptyGroupError, r"No control rows.*Mark the vehicle"),
         (lambda a: a.obs.__setitem__("dose", ["0", "10 uM", "0", "10"]), ColumnTypeError, r"obs\['dose'\] must be numeric.*10 uM"),

@@ -277,7 +277,7 @@ def test_reconstruction_metrics(trained):
     # a model trained on real data reconstructs better than it reconstructs shuffled data
     shuffled = data.copy()
     shuffled.X = pk.models.vae.shuffle_columns(data.X, seed=0)
-    assert tl.vae_reconstruction_metrics(model, shuffled)["mse"].mean() > metrics["mse"].mean()
+    assert tl.vae_reconstruction_metrics(shuffled, model=model)["mse"].mean() > metrics["mse"].mean()
 
 
 def test_latent_correlation_and_feature_reconstruction(trained):

@@ -19,6 +19,7 @@ from .._schema import (
     EmptyGroupError,
     GeneMismatchError,
     PerturbkitInputError,
+    check_finite,
     control_mask,
     require_columns,
 )
@@ -32,17 +33,21 @@ METRICS = ("r2", "r2_degs", "explained_variance", "explained_variance_degs", "pe
 def r2_rows(pred, truth, *, clip: bool = True) -> np.ndarray:
     """``sklearn.metrics.r2_score(truth[i], pred[i])`` for each row (over genes), clipped at 0 when ``clip``.
 
-    Like sklearn, a constant ``truth`` row scores 1 when predicted exactly and 0 otherwise.
+    Like sklearn, a constant ``truth`` row scores 1 when predicted exactly and 0 otherwise. NaN or inf in either
+    input raise :class:`~perturbkit.errors.NonFiniteError`.
     """
-    pred, truth = _as_2d(pred), _as_2d(truth)
+    pred, truth = _as_2d(pred, "pred"), _as_2d(truth, "truth")
     ss_res = ((truth - pred) ** 2).sum(axis=1)
     ss_tot = ((truth - truth.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
     return _finish(ss_res, ss_tot, clip)
 
 
 def explained_variance_rows(pred, truth, *, clip: bool = False) -> np.ndarray:
-    """``sklearn.metrics.explained_variance_score(truth[i], pred[i])`` for each row: 1 − Var(truth − pred)/Var(truth)."""
-    pred, truth = _as_2d(pred), _as_2d(truth)
+    """``sklearn.metrics.explained_variance_score(truth[i], pred[i])`` for each row: 1 − Var(truth − pred)/Var(truth).
+
+    NaN or inf in either input raise :class:`~perturbkit.errors.NonFiniteError`.
+    """
+    pred, truth = _as_2d(pred, "pred"), _as_2d(truth, "truth")
     return _finish((truth - pred).var(axis=1), truth.var(axis=1), clip)
 
 
@@ -54,15 +59,22 @@ def _finish(num, den, clip):
     return np.maximum(score, 0.0) if clip else score
 
 
-def _as_2d(a) -> np.ndarray:
-    return np.atleast_2d(np.asarray(a, dtype=np.float64))
+def _as_2d(a, what: str) -> np.ndarray:
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    check_finite(a, where=what)
+    return a
 
 
 # --- grouping -----------------------------------------------------------------------------------------------------
-def _matrix(adata, layer):
+def _matrix(adata, layer, what: str):
+    """``what``'s X (or layer), refusing a missing matrix, a missing layer, and NaN / inf values."""
+    if layer is not None and layer not in adata.layers:
+        raise PerturbkitInputError(f"{what} has no layer {layer!r}; its layers are {list(adata.layers.keys())}. "
+                                   f"Pass layer=None to use X, or one of those layers.")
     X = adata.X if layer is None else adata.layers[layer]
     if X is None:
-        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+        raise PerturbkitInputError(f"{what}.X is empty; load the profiles into {what}.X or pass layer=.")
+    check_finite(X, where=f"{what}.X" if layer is None else f"{what}.layers[{layer!r}]")
     return X
 
 
@@ -88,15 +100,15 @@ def _codes(keys: list, index: dict) -> np.ndarray:
     return np.asarray([index.get(k, -1) if k is not None else -1 for k in keys], dtype=np.int64)
 
 
-def _align_genes(pred, truth):
+def _align_genes(pred, truth, *, what: str = "the predictions", name: str = "pred"):
     """Column indices of ``pred`` matching ``truth.var_names`` (raise if the genes differ)."""
     if pred.n_vars == truth.n_vars and (pred.var_names == truth.var_names).all():
         return None
     missing = truth.var_names.difference(pred.var_names)
     if len(missing):
         raise GeneMismatchError(
-            f"the predictions lack {len(missing)} of the measured genes (e.g. {missing[:5].tolist()}); predict the "
-            f"same genes as the measured data, or subset it: truth = truth[:, pred.var_names]."
+            f"{what} lack {len(missing)} of the measured genes (e.g. {missing[:5].tolist()}); give {name} the "
+            f"same genes as the measured data, or subset it: truth = truth[:, {name}.var_names]."
         )
     return pred.var_names.get_indexer(truth.var_names)
 
@@ -166,7 +178,19 @@ def evaluate_response(
     ``explained_variance_degs``, ``pearson``, ``pearson_degs``, ``pearson_delta`` (Pearson of pred − control vs
     truth − control over all genes), ``n_pred`` and ``n_truth`` (rows averaged). ``df.attrs["reference"]`` says
     whether the reference was ``"control"`` or ``"truth_mean"``.
+
+    Raises
+    ------
+    NonFiniteError
+        NaN or inf in ``pred``, ``truth`` or the ``control`` profiles (one NaN would make every score NaN); the
+        message names the input.
+    GeneMismatchError
+        ``pred`` (or an AnnData ``control``) lacks some of ``truth``'s genes.
     """
+    for obj, what in ((pred, "pred"), (truth, "truth")):
+        if not (hasattr(obj, "obs") and hasattr(obj, "var_names")):
+            raise PerturbkitInputError(f"{what} must be an AnnData of profiles with the groupby obs columns, got "
+                                       f"{type(obj).__name__}; wrap an array with anndata.AnnData(X, obs=obs).")
     groupby = [groupby] if isinstance(groupby, str) else list(groupby)
     if not groupby:
         raise PerturbkitInputError("groupby= needs at least one obs column, e.g. groupby=['cell_line', 'drug'].")
@@ -187,9 +211,9 @@ def evaluate_response(
     if not groups:
         raise EmptyGroupError(f"truth has no (non-control) rows with values in {groupby}.")
     index = {k: i for i, k in enumerate(groups)}
-    truth_mean, n_truth = _group_means(_matrix(truth, layer), _codes(truth_keys, index), len(groups))
+    truth_mean, n_truth = _group_means(_matrix(truth, layer, "truth"), _codes(truth_keys, index), len(groups))
 
-    pred_X = _matrix(pred, layer)
+    pred_X = _matrix(pred, layer, "pred")
     if genes is not None:
         pred_X = pred_X[:, genes]
     pred_mean, n_pred = _group_means(pred_X, _codes(_keys(pred.obs, groupby), index), len(groups))
@@ -202,7 +226,8 @@ def evaluate_response(
             f"predicted groups."
         )
 
-    reference = _reference_means(ctrl, truth, groups, groupby, layer, control_groupby)
+    reference = _reference_means(ctrl, truth, groups, groupby, layer, control_groupby,
+                                 "truth" if ctrl_mask is not None else "control")
 
     delta_truth = truth_mean - reference
     k = min(int(n_degs), n_genes)
@@ -226,15 +251,15 @@ def evaluate_response(
     return df
 
 
-def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby) -> np.ndarray:
+def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_what="control") -> np.ndarray:
     """The control mean profile of each group, (n_groups, n_genes)."""
     n_groups = len(groups)
     if ctrl is None:
-        X = _matrix(truth, layer)
+        X = _matrix(truth, layer, "truth")
         mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
         return np.tile(mean, (n_groups, 1))
-    genes = _align_genes(ctrl, truth)
-    X = _matrix(ctrl, layer)
+    genes = _align_genes(ctrl, truth, what="the control profiles", name="control")
+    X = _matrix(ctrl, layer, ctrl_what)
     if genes is not None:
         X = X[:, genes]
     if control_groupby == "auto":

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from .._schema import PerturbkitInputError
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -22,7 +24,8 @@ def activation(name: str | None) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)} or 'linear'.") from None
+        raise PerturbkitInputError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)} or "
+                                   f"'linear'.") from None
 
 
 def mlp(
@@ -41,7 +44,12 @@ def mlp(
     ``output_activation`` only.
     """
     if len(sizes) < 2:
-        raise ValueError(f"an MLP needs at least an input and an output size, got {list(sizes)}.")
+        raise PerturbkitInputError(f"an MLP needs at least an input and an output size, got {list(sizes)}.")
+    bad = [s for s in sizes if int(s) < 1]
+    if bad:
+        raise PerturbkitInputError(f"layer sizes must be positive integers, got {list(sizes)}; check hidden= and "
+                                   f"latent_dim= (e.g. hidden=(512, 256), latent_dim=128) and that the data has "
+                                   f"features.")
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2

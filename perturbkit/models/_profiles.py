@@ -9,6 +9,7 @@ import pandas as pd
 
 from .._schema import (
     EmptyGroupError,
+    MissingColumnError,
     PerturbkitInputError,
     UnknownCategoryError,
     check_finite,
@@ -44,13 +45,24 @@ class CellDrugProfiles:
     ) -> CellDrugProfiles:
         """Collect treated profiles per (drug, cell line), averaging over doses, times and replicates.
 
-        Control rows (``control_key``) are left out. With ``average=False`` each (cell line, drug) must have exactly
-        one row. ``cell_lines`` restricts and orders the cell lines.
+        Control rows (``obs[control_key]`` True) are left out; a missing ``control_key`` column raises
+        :class:`~perturbkit.errors.MissingColumnError`, since the vehicle rows would otherwise be paired as if the
+        vehicle were a drug. ``control_key=None`` says that no row is a control: every row is then a drug. With
+        ``average=False`` each (cell line, drug) must have exactly one row. ``cell_lines`` restricts and orders the
+        cell lines.
         """
         require_columns(adata, {"cell_key": cell_key, "drug_key": drug_key}, purpose="pairing profiles across cell lines")
         keep = np.ones(adata.n_obs, dtype=bool)
-        if control_key is not None and control_key in adata.obs and adata.obs[control_key].astype(bool).any():
-            keep &= ~control_mask(adata, control_key)
+        if control_key is not None:
+            if control_key not in adata.obs:
+                raise MissingColumnError(
+                    f"adata.obs has no column {control_key!r} flagging the vehicle (DMSO) controls, so they cannot be "
+                    f"left out and would be modelled as a drug. Add it (e.g. adata.obs[{control_key!r}] = "
+                    f"adata.obs[{drug_key!r}] == 'DMSO'), pass control_key= naming the column that flags them, or "
+                    f"pass control_key=None if no row is a control. Available columns: {list(adata.obs.columns)[:20]}."
+                )
+            if adata.obs[control_key].astype(bool).any():
+                keep &= ~control_mask(adata, control_key)
         if cell_lines is not None:
             cell_lines = pd.Index([str(c) for c in np.atleast_1d(cell_lines)])
             available = adata.obs[cell_key].astype(str)
@@ -152,8 +164,16 @@ def model_profiles(model, adata, *, layer=None) -> CellDrugProfiles:
     import anndata as ad
 
     keys = model.hparams["data_keys"]
+    control_key = keys.get("control_key")
+    if control_key is not None and control_key not in adata.obs:
+        raise MissingColumnError(
+            f"this {type(model).__name__} was trained with control_key={control_key!r}, but adata.obs has no column "
+            f"{control_key!r}, so its vehicle (DMSO) rows cannot be left out and would be treated as a drug. Add the "
+            f"column: adata.obs[{control_key!r}] = adata.obs[{keys['drug_key']!r}] == 'DMSO' (or = False when no row "
+            f"is a control)."
+        )
     X = model.feature_matrix(adata, layer=layer)
     aligned = ad.AnnData(X, obs=adata.obs, var=pd.DataFrame(index=model.var_names))
     return CellDrugProfiles.from_adata(aligned, cell_key=keys["cell_key"], drug_key=keys["drug_key"],
-                                       control_key=keys.get("control_key"), moa_key=keys.get("moa_key"),
+                                       control_key=control_key, moa_key=keys.get("moa_key"),
                                        average=keys.get("average", True))

@@ -1,4 +1,5 @@
-"""Preprocessing (``pk.pp``): check, annotate, aggregate, scale, select features and subtract controls.
+"""Preprocessing (``pk.pp``): check, annotate, aggregate, normalise, scale, select features, handle missing values
+and subtract controls.
 
 All functions follow scanpy: ``adata`` first, options keyword-only, ``copy=False`` modifies ``adata`` in place and
 returns None, ``copy=True`` returns a new AnnData and leaves ``adata`` untouched, and the parameters are recorded
@@ -11,6 +12,11 @@ from ._annotate import annotate
 from ._control import control_diff
 from ._feature_select import feature_select
 from ._markers import PBMC_MARKERS, annotate_cell_types
+from ._missing import drop_missing, impute
+from ._normalize import normalize
 from ._scale import Scaler, scale, unscale
 
-__all__ = ["validate", "annotate", "aggregate", "scale", "unscale", "Scaler", "feature_select", "control_diff", "annotate_cell_types", "PBMC_MARKERS"]
+__all__ = [
+    "validate", "annotate", "aggregate", "normalize", "scale", "unscale", "Scaler", "feature_select", "drop_missing",
+    "impute", "control_diff", "annotate_cell_types", "PBMC_MARKERS",
+]

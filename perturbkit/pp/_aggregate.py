@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy as _copy
+from functools import partial
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -43,27 +45,38 @@ def _rank_rows(B: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _modz_weights(block: np.ndarray) -> np.ndarray:
-    """MODZ replicate weights for a stack of groups.
+def _modz_weights(block: np.ndarray, min_weight: float = MODZ_MIN_WEIGHT, decimals: int | None = 4) -> np.ndarray:
+    """MODZ replicate weights for a stack of groups, as LINCS (cmapPy's ``agg_wt_avg``, pycytominer's ``modz``).
 
-    ``block`` is groups × replicates × features. Each replicate's profile is ranked over features, the replicates'
-    Spearman correlations are computed, and replicate i gets ``max(mean correlation with the others, 0.01)``,
-    normalised so each group's weights sum to 1. Returns groups × replicates.
+    ``block`` is groups × replicates × features. Each replicate's profile is ranked over features and the
+    replicates' pairwise Spearman correlations are clipped at 0. Replicate i gets ``max(mean clipped correlation with
+    the others, min_weight)``; the weights are normalised to sum 1 per group, then rounded to ``decimals``
+    (LINCS rounds them to 4; ``None`` keeps them exact). A constant replicate has no defined correlation: it is left
+    out of the others' means and gets weight 0 (a group with no defined correlation gets equal weights).
+    Returns groups × replicates.
     """
     n_groups, n_rep, _ = block.shape
     if n_rep == 1:
         return np.ones((n_groups, 1))
-    if n_rep == 2:  # both replicates share one correlation: equal weights, a plain mean
+    if n_rep == 2:  # both replicates share their one correlation (or have none): equal weights, a plain mean
         return np.full((n_groups, 2), 0.5)
     ranks = _rank_rows(block.reshape(n_groups * n_rep, -1)).reshape(block.shape)
     ranks -= ranks.mean(axis=2, keepdims=True)
     norms = np.sqrt((ranks * ranks).sum(axis=2, keepdims=True))
     with np.errstate(invalid="ignore", divide="ignore"):
-        ranks = ranks / norms
-    corr = np.nan_to_num(ranks @ ranks.transpose(0, 2, 1))  # a constant replicate correlates 0 with the others
-    mean_other = (corr.sum(axis=2) - np.diagonal(corr, axis1=1, axis2=2)) / (n_rep - 1)
-    w = np.maximum(mean_other, MODZ_MIN_WEIGHT)
-    return w / w.sum(axis=1, keepdims=True)
+        ranks = ranks / norms  # a constant replicate: NaN
+    corr = np.clip(ranks @ ranks.transpose(0, 2, 1), 0.0, None)  # negative correlations count as 0
+    defined = ~np.isnan(corr)
+    defined[:, np.arange(n_rep), np.arange(n_rep)] = False
+    n_defined = defined.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_other = np.where(defined, corr, 0.0).sum(axis=2) / n_defined
+    w = np.where(n_defined > 0, np.maximum(mean_other, min_weight), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = w / np.where(total > 0, total, 1.0)
+    if decimals is not None:
+        w = np.round(w, decimals)
+    return np.where(total > 0, w, 1.0 / n_rep)  # no defined correlation at all: the plain mean
 
 
 def _loop_by_size(X, codes: np.ndarray, n_groups: int, reduce) -> np.ndarray:
@@ -89,8 +102,8 @@ def _median(block: np.ndarray) -> np.ndarray:
     return np.median(block, axis=1)
 
 
-def _modz(block: np.ndarray) -> np.ndarray:
-    w = _modz_weights(block)
+def _modz(block: np.ndarray, min_weight: float = MODZ_MIN_WEIGHT, decimals: int | None = 4) -> np.ndarray:
+    w = _modz_weights(block, min_weight, decimals)
     return np.einsum("gr,grf->gf", w, block)
 
 
@@ -110,9 +123,11 @@ def aggregate(
     adata,
     *,
     by=("cell_line", "drug"),
-    method: str = "mean",
+    method: Literal["mean", "median", "modz"] = "mean",
     layer: str | None = None,
     keep_obs="first-constant",
+    modz_min_weight: float = MODZ_MIN_WEIGHT,
+    modz_weight_decimals: int | None = 4,
 ):
     """One profile per group of rows: the mean, median or MODZ of its replicates.
 
@@ -124,15 +139,23 @@ def aggregate(
         obs column(s) defining the groups, e.g. ``("cell_line", "drug")`` to average over doses and time points, or
         ``("plate", "well")``-style keys to collapse replicates. Missing values form their own group.
     method
-        ``"mean"``, ``"median"`` or ``"modz"``: LINCS's moderated z-score, a weighted mean whose replicate weights are
-        ``max(mean Spearman correlation to the other replicates, 0.01)``, normalised to sum 1 (one replicate: itself;
-        two: their plain mean). An outlying replicate thus counts little.
+        ``"mean"``, ``"median"`` or ``"modz"``: LINCS's moderated z-score (level 5 consensus signatures), a weighted
+        mean of the replicates. As in cmapPy's ``agg_wt_avg`` and pycytominer's ``consensus(operation="modz")``,
+        each replicate's Spearman correlations with the other replicates are clipped at 0 and averaged; its weight
+        is ``max(that mean, modz_min_weight)``, normalised so a group's weights sum to 1, then rounded to
+        ``modz_weight_decimals``. An outlying or anticorrelated replicate thus counts little (one replicate:
+        itself; two: their plain mean). A constant replicate has no defined correlation and gets weight 0.
     layer
         Aggregate ``adata.layers[layer]`` instead of X; the result goes to X.
     keep_obs
         ``"first-constant"`` keeps every other obs column whose value is constant within all groups (e.g. moa,
         smiles, control); ``None`` keeps only the ``by`` columns; a column name or list of names keeps those,
         taking the first row's value in each group.
+    modz_min_weight
+        Smallest raw MODZ weight (cmapPy's ``min_wt``, pycytominer's ``min_weight``).
+    modz_weight_decimals
+        Decimals the normalised MODZ weights are rounded to before use, as both references do (their
+        ``precision``/``rounding_precision`` 4). ``None`` uses the exact weights, which then sum to exactly 1.
 
     Returns
     -------
@@ -140,6 +163,11 @@ def aggregate(
     ``n_profiles`` and the kept columns; var, varm and a copy of uns carry over, with ``uns['aggregate']``
     recording the parameters. X is float32 (float64 input stays float64); a sparse X stays sparse with
     ``method="mean"``. ``adata`` itself is never modified.
+
+    Notes
+    -----
+    MODZ agrees with pycytominer 1.7.1 and cmapPy 4.0.1 to float precision (tests/test_pp_reference.py). For a
+    replicate that is constant across features, pycytominer also gives weight 0; cmapPy returns NaN for its group.
 
     Examples
     --------
@@ -153,6 +181,13 @@ def aggregate(
         )
     if method not in METHODS:
         raise PerturbkitInputError(f"method={method!r} is not known; use one of {', '.join(map(repr, METHODS))}.")
+    if modz_weight_decimals is not None and (isinstance(modz_weight_decimals, bool)
+                                             or not isinstance(modz_weight_decimals, (int, np.integer))):
+        raise PerturbkitInputError(
+            f"modz_weight_decimals={modz_weight_decimals!r} must be an integer number of decimals (LINCS: 4) or None."
+        )
+    if not 0 <= modz_min_weight <= 1:
+        raise PerturbkitInputError(f"modz_min_weight={modz_min_weight!r} must be between 0 and 1 (LINCS: 0.01).")
     require_columns(adata, by, purpose="aggregate(by=...)")
     if adata.n_obs == 0:
         raise EmptyGroupError("adata has no rows, so there is nothing to aggregate; load profiles into it first.")
@@ -188,7 +223,10 @@ def aggregate(
         else:
             out = np.asarray(G @ np.asarray(X, dtype=np.float64), dtype=dtype)
     else:
-        reduce = _median if method == "median" else _modz
+        if method == "median":
+            reduce = _median
+        else:
+            reduce = partial(_modz, min_weight=float(modz_min_weight), decimals=modz_weight_decimals)
         out = _loop_by_size(X, codes, n_groups, reduce).astype(dtype)
 
     first = np.unique(codes, return_index=True)[1]
@@ -218,6 +256,9 @@ def aggregate(
         "n_obs_before": int(adata.n_obs),
         "n_groups": n_groups,
     }
+    if method == "modz":
+        result.uns["aggregate"]["modz_min_weight"] = float(modz_min_weight)
+        result.uns["aggregate"]["modz_weight_decimals"] = modz_weight_decimals
     return result
 
 

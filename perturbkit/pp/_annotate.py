@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._schema import MissingColumnError, PerturbkitInputError
+from .._schema import MissingColumnError, PerturbkitInputError, modifiable
 
 
 def _normalise(values) -> pd.Series:
@@ -102,8 +102,7 @@ def annotate(
     lookup = table.loc[keep, columns].copy()
     lookup.index = pd.Index(table_keys[keep].to_numpy())
 
-    if copy:
-        adata = adata.copy()
+    adata = modifiable(adata, copy=copy, caller="pk.pp.annotate")
     obs = adata.obs
     obs_keys = _normalise(obs[on])
     matched = obs_keys.isin(lookup.index).to_numpy()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._schema import EmptyGroupError, PerturbkitInputError, check_finite, control_mask, dense_matrix, require_columns
+from .._schema import (
+    EmptyGroupError,
+    PerturbkitInputError,
+    check_finite,
+    control_mask,
+    dense_matrix,
+    modifiable,
+    require_columns,
+)
 from ._aggregate import _group_codes, _indicator
 
 
@@ -78,8 +86,7 @@ def control_diff(
     means = np.asarray(_indicator(codes, n_groups, weights) @ X.astype(np.float64), dtype=np.float32)
     result = X - means[codes]
 
-    if copy:
-        adata = adata.copy()
+    adata = modifiable(adata, copy=copy, caller="pk.pp.control_diff")
     if key_added is None:
         adata.X = result
     else:

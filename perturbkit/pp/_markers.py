@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, dense_matrix, require_columns
+from .._schema import PerturbkitInputError, dense_matrix, modifiable, require_columns
 
 #: Canonical marker genes of the main human PBMC populations (peripheral blood immunology textbook markers).
 PBMC_MARKERS: dict[str, list[str]] = {
@@ -66,8 +66,7 @@ def annotate_cell_types(
         raise PerturbkitInputError("markers= must be a non-empty {cell type: [marker genes]} dict, e.g. PBMC_MARKERS.")
     require_columns(adata, {"groupby": groupby} | ({} if batch_key is None else {"batch_key": batch_key}),
                     purpose="annotating clusters with marker genes")
-    if copy:
-        adata = adata.copy()
+    adata = modifiable(adata, copy=copy, caller="pk.pp.annotate_cell_types")
     var_index = pd.Index(adata.var_names.astype(str))
     used, missing = {}, {}
     for cell_type, genes in markers.items():

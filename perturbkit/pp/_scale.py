@@ -7,23 +7,85 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, dense_matrix
+from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, modifiable
 
 METHODS = ("maxabs", "minmax", "zscore")
+
+
+#: Rows per block when scaling: large enough for fast vectorised work, small enough that the float64
+#: temporaries stay a few MB whatever the data's size.
+CHUNK_ROWS = 2048
 
 
 def _is_torch(X) -> bool:
     return type(X).__module__.split(".")[0] == "torch"
 
 
-def _as_numpy64(X, *, where: str) -> np.ndarray:
-    if _is_torch(X):
-        X = X.detach().cpu().numpy()
-    elif sp.issparse(X):
-        X = X.toarray()
-    X = np.asarray(X, dtype=np.float64)
-    check_finite(X, where=where)
-    return X
+def _row_blocks(X, *, float64: bool = True):
+    """``(start, stop, block)`` over dense row blocks of ``X`` (dense, sparse or h5py); with ``float64`` each block
+    is a float64 copy, so no float64 copy of the whole matrix is ever made."""
+    for start in range(0, X.shape[0], CHUNK_ROWS):
+        block = X[start : start + CHUNK_ROWS]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        yield start, start + len(block), block.astype(np.float64) if float64 else block
+
+
+def _fit_parameters(X, method: str, *, per_feature: bool, where: str = "the matrix given to Scaler.fit"):
+    """``(offset, scale)`` of ``method`` over ``X``, in float64, computed block by block (scale may hold zeros).
+
+    NaN and inf propagate into the column statistics, so checking those finds them without a pass of its own.
+    """
+    n_features = X.shape[1]
+    if method in ("maxabs", "minmax"):
+        low = np.full(n_features, np.inf)
+        high = np.full(n_features, -np.inf)
+        for _, _, block in _row_blocks(X, float64=False):
+            np.minimum(low, block.min(axis=0), out=low)  # NaN propagates, and stays
+            np.maximum(high, block.max(axis=0), out=high)
+        _check_statistics(X, low + high, where)
+        if not per_feature:
+            low, high = low.min(), high.max()
+        if method == "maxabs":
+            return np.zeros_like(low), np.maximum(np.abs(low), np.abs(high))
+        return low, high - low
+    # zscore: mean, then the mean squared deviation from it (two passes, as numerically stable as np.std)
+    total = np.zeros(n_features)
+    for _, _, block in _row_blocks(X, float64=False):
+        total += block.sum(axis=0, dtype=np.float64)
+    _check_statistics(X, total, where)
+    count = X.shape[0] * (1 if per_feature else n_features)
+    mean = total / X.shape[0] if per_feature else np.float64(total.sum() / count)
+    squares = np.zeros(n_features)
+    for _, _, block in _row_blocks(X):
+        block -= mean
+        squares += np.einsum("ij,ij->j", block, block)
+    variance = squares / X.shape[0] if per_feature else squares.sum() / count
+    return np.asarray(mean), np.sqrt(variance)
+
+
+def _check_statistics(X, statistics: np.ndarray, where: str) -> None:
+    """Column statistics that are not finite mean NaN or inf in ``X``: raise the error that says where."""
+    if not np.isfinite(statistics).all():
+        check_finite(X[:] if not sp.issparse(X) else X, where=where)
+
+
+def _apply_blocks(scaler: Scaler, X, *, inverse: bool, where: str | None) -> np.ndarray:
+    """``scaler`` applied to ``X`` block by block into a new float32 array (float64 arithmetic, as one pass would).
+
+    With ``where``, each block is checked for NaN/inf first and the error names ``where``.
+    """
+    out = np.empty(X.shape, dtype=np.float32)
+    for start, stop, block in _row_blocks(X):
+        if where is not None and not np.isfinite(block).all():
+            check_finite(block, where=f"rows {start}–{stop - 1} of {where}")
+        if inverse:
+            block *= scaler.scale_
+            block += scaler.offset_
+        else:
+            block -= scaler.offset_
+            block /= scaler.scale_
+        out[start:stop] = block
+    return out
 
 
 def _check_method(method) -> str:
@@ -71,24 +133,18 @@ class Scaler:
 
     def fit(self, X) -> Scaler:
         """Learn the parameters from ``X`` (observations × features; NaN/inf raise :class:`NonFiniteError`)."""
-        X = _as_numpy64(X, where="the matrix given to Scaler.fit")
-        if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        if _is_torch(X):
+            X = X.detach().cpu().numpy()
+        elif not hasattr(X, "shape"):
+            X = np.asarray(X)
+        if len(getattr(X, "shape", ())) != 2 or X.shape[0] == 0 or X.shape[1] == 0:
             raise PerturbkitInputError(
-                f"Scaler.fit needs a non-empty 2-D matrix (observations × features); got shape {X.shape}."
+                f"Scaler.fit needs a non-empty 2-D matrix (observations × features); got shape "
+                f"{getattr(X, 'shape', None)}."
             )
-        axis = 0 if self.per_feature else None
-        if self.method == "maxabs":
-            offset = np.zeros(X.shape[1]) if self.per_feature else np.float64(0.0)
-            scale = np.abs(X).max(axis=axis)
-        elif self.method == "minmax":
-            offset = X.min(axis=axis)
-            scale = X.max(axis=axis) - offset
-        else:
-            offset = X.mean(axis=axis)
-            scale = X.std(axis=axis)
-        scale = np.where(scale > 0, scale, 1.0)
+        offset, scale = _fit_parameters(X, self.method, per_feature=self.per_feature)
         self.offset_ = np.asarray(offset, dtype=np.float64)
-        self.scale_ = np.asarray(scale, dtype=np.float64)
+        self.scale_ = np.asarray(np.where(scale > 0, scale, 1.0), dtype=np.float64)
         self.n_features_ = int(X.shape[1])
         return self
 
@@ -246,7 +302,13 @@ def scale(
     key_added
         ``adata.uns`` key for ``{"method", "per_feature", "params": Scaler.to_dict(), "layer", "fitted_here"}``.
     copy
-        Return a scaled copy and leave ``adata`` untouched; otherwise modify ``adata`` and return None.
+        Return a scaled copy and leave ``adata`` untouched (also a backed AnnData, whose copy is made in memory);
+        otherwise modify ``adata`` and return None. In place, a view is first made an actual AnnData (the
+        AnnData it was sliced from is not changed) and a backed AnnData is refused, so its file is never written.
+
+    Returns
+    -------
+    The scaled AnnData if ``copy=True``, else None.
 
     Examples
     --------
@@ -259,15 +321,14 @@ def scale(
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if layer is not None and layer not in adata.layers:
         raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
-    X = dense_matrix(adata, layer, dtype=np.float64)
-    check_finite(X, where=where)
+    adata = modifiable(adata, copy=copy, caller="pk.pp.scale")
+    X = _source_matrix(adata, layer)
     if fitted_here:
-        scaler.fit(X)
-    Z = scaler.transform(X).astype(np.float32)
-
-    if copy:
-        adata = adata.copy()
-    adata.X = Z
+        offset, spread = _fit_parameters(X, scaler.method, per_feature=scaler.per_feature, where=where)
+        scaler.offset_, scaler.scale_ = offset, np.where(spread > 0, spread, 1.0)
+        scaler.n_features_ = int(X.shape[1])
+    scaler._check_ready(X, "transform")
+    adata.X = _apply_blocks(scaler, X, inverse=False, where=None if fitted_here else where)
     adata.uns[key_added] = {
         "method": scaler.method,
         "per_feature": scaler.per_feature,
@@ -276,6 +337,15 @@ def scale(
         "fitted_here": fitted_here,
     }
     return adata if copy else None
+
+
+def _source_matrix(adata, layer):
+    X = adata.X if layer is None else adata.layers[layer]
+    if X is None:
+        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise PerturbkitInputError(f"adata is empty ({X.shape[0]} × {X.shape[1]}); there is nothing to scale.")
+    return X
 
 
 def unscale(adata, *, key: str = "scale", copy: bool = False):
@@ -287,11 +357,9 @@ def unscale(adata, *, key: str = "scale", copy: bool = False):
     >>> pk.pp.unscale(adata)   # X is back in its original units; adata.uns['scale'] is gone
     """
     scaler = Scaler.from_uns(adata, key)
-    X = dense_matrix(adata, dtype=np.float64)
-    check_finite(X)
-    X = scaler.inverse_transform(X).astype(np.float32)
-    if copy:
-        adata = adata.copy()
-    adata.X = X
+    adata = modifiable(adata, copy=copy, caller="pk.pp.unscale")
+    X = _source_matrix(adata, None)
+    scaler._check_ready(X, "inverse_transform")
+    adata.X = _apply_blocks(scaler, X, inverse=True, where="adata.X")
     del adata.uns[key]
     return adata if copy else None

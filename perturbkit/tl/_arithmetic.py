@@ -9,6 +9,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .._schema import EmptyGroupError, PerturbkitInputError, check_finite, dense_matrix, require_columns
+from ..models._inputs import check_model_and_data, check_trained, model_matrix, transform_rows
 from ..models.vae._arithmetic import (
     LSAGroups,
     arithmetic_table,
@@ -84,6 +85,9 @@ def latent_arithmetic(
         ``None``: arithmetic in the original feature space. ``"pca"``: a ``PCA(n_components=10,
         random_state=seed)`` fitted here on all rows of the data. Otherwise any fitted object with
         ``transform(X) -> Z`` and ``inverse_transform(Z) -> X`` on numpy arrays (a perturbkit VAE, sklearn PCA).
+        The data's features are matched to a model's by name (a perturbkit model's ``var_names``, or the
+        ``feature_names_in_`` of an estimator fitted on a DataFrame), so their order does not matter and extra
+        features are ignored; the L2 and Pearson are computed over the model's features.
     moa_key, control
         The MOA column and the control's MOA value.
     n_shuffles, seed
@@ -109,7 +113,11 @@ def latent_arithmetic(
         ``obs[moa_key]`` is absent.
     EmptyGroupError
         No row has ``obs[moa_key] == control``.
+    GeneMismatchError
+        The data lack some of the model's features.
     """
+    check_model_and_data(adata, model, function="pk.tl.latent_arithmetic")
+    check_trained(model)
     if n_shuffles < 0:
         raise PerturbkitInputError(f"n_shuffles={n_shuffles} must be >= 0.")
     groups = lsa_groups(adata, moa_key=moa_key, control=control)
@@ -137,14 +145,8 @@ def latent_arithmetic(
         table.attrs["message"] = groups.message
         return table
 
-    X_all = dense_matrix(adata, layer)
-    X = X_all[kept]
-    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    check_finite(X, where=f"{where} (rows kept for LSA)")
-    if isinstance(model, str):
-        check_finite(X_all, where=where)
-    fitted, name = resolve_model(model, X_all, seed=seed)
-    Z = np.asarray(fitted.transform(X))
+    X, fitted, name = lsa_inputs(adata, model, kept, layer=layer, seed=seed)
+    Z = transform_rows(fitted, X)
     pairs = groups.pairs[groups.pairs["eligible"]]
     table = arithmetic_table(Z, X, groups.row_group[kept], pairs, fitted, control=control,
                              n_shuffles=n_shuffles, seed=seed)
@@ -158,6 +160,23 @@ def latent_arithmetic(
     })
     adata.uns[key_added] = settings
     return table
+
+
+def lsa_inputs(adata, model, kept, *, layer=None, seed: int = 0):
+    """``(X, fitted, name)``: the kept rows in the model's feature order (aligned by name for a fitted model with
+    feature names) and the resolved model; ``model="pca"`` is fitted on all rows here."""
+    check_trained(model)
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    if model is None or isinstance(model, str):
+        X_all = dense_matrix(adata, layer)
+        X = X_all[kept]
+        check_finite(X, where=f"{where} (rows kept for LSA)")
+        if isinstance(model, str):
+            check_finite(X_all, where=where)
+        fitted, name = resolve_model(model, X_all, seed=seed)
+        return X, fitted, name
+    fitted, name = resolve_model(model)
+    return model_matrix(fitted, adata, layer=layer, rows=kept, where=f"{where} (rows kept for LSA)"), fitted, name
 
 
 def _model_name(model) -> str:

@@ -6,7 +6,15 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, control_mask, dense_matrix, numeric_column, require_columns, storable
+from .._schema import (
+    GeneMismatchError,
+    PerturbkitInputError,
+    control_mask,
+    dense_matrix,
+    numeric_column,
+    require_columns,
+    storable,
+)
 from ..models.cyclecdr import CycleCDR
 from ..models.cyclecdr._pairing import control_profiles, prediction_obs
 
@@ -43,6 +51,9 @@ def train_cyclecdr(
     patience: int | None = 10,
     validation_fraction: float = 0.1,
     layer: str | None = None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 10,
+    resume=None,
 ) -> CycleCDR:
     """Train cycleCDR: control → treated profiles through a drug embedding added in latent space.
 
@@ -65,6 +76,10 @@ def train_cyclecdr(
         The paper's ablation switches and the reference code's |log fold change| gene weights.
     lr, weight_decay, batch_size, max_epochs, patience, validation_fraction
         Adam settings (reference: weight decay 1e-6, batch 512, 100 epochs); early stopping on held-out drugs.
+    checkpoint_dir, checkpoint_every, resume
+        Write a checkpoint (a loadable model file plus the training state) to ``checkpoint_dir/checkpoint.pt``
+        every ``checkpoint_every`` epochs; ``resume=`` that file (or folder) continues the run exactly. Ctrl-C
+        ends training with the best weights so far, and the model is returned.
 
     Returns
     -------
@@ -97,9 +112,10 @@ def train_cyclecdr(
                      adversarial_weight=adversarial_weight, gene_weights=gene_weights, use_dose=dose_key is not None,
                      data_keys=data_keys, device=device, seed=seed)
     model.train(adata, layer=layer, lr=lr, weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
-                patience=patience, validation_fraction=validation_fraction, seed=seed)
+                patience=patience, validation_fraction=validation_fraction, seed=seed,
+                checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
     history = model.history_frame
-    summary = {"epochs": int(len(history))}
+    summary = {"epochs": int(len(history)), "interrupted": bool(model.interrupted)}
     if "validation_loss" in history and history["validation_loss"].notna().any():
         summary["best_validation_loss"] = float(history["validation_loss"].min())
     adata.uns["cyclecdr"] = storable({
@@ -141,11 +157,19 @@ def mean_treated_response(adata, *, control_key: str = "control", cell_key: str 
 def predict_mean_response(adata_controls, *, drugs, training_data, drug_key: str = "drug",
                           control_key: str = "control", cell_key: str = "cell_line", plate_key: str | None = None,
                           layer: str | None = None) -> ad.AnnData:
-    """The "mean treated response" baseline: the control plus the mean training drug effect, for every drug."""
-    if list(training_data.var_names) != list(adata_controls.var_names):
-        raise PerturbkitInputError("training_data and adata_controls must have the same genes in the same order.")
+    """The "mean treated response" baseline: the control plus the mean training drug effect, for every drug.
+
+    Genes are matched by name: ``training_data`` must have every gene of ``adata_controls`` (in any order).
+    """
+    genes = pd.Index(adata_controls.var_names.astype(str))
+    position = pd.Index(training_data.var_names.astype(str)).get_indexer(genes)
+    if (position < 0).any():
+        missing = genes[position < 0]
+        raise GeneMismatchError(f"training_data lacks {len(missing)} of adata_controls' genes (e.g. "
+                                f"{missing[:5].tolist()}); give both the same genes, e.g. "
+                                f"adata_controls[:, adata_controls.var_names.isin(training_data.var_names)].")
     effect = mean_treated_response(training_data, control_key=control_key, cell_key=cell_key, plate_key=plate_key,
-                                   layer=layer)
+                                   layer=layer)[position]
     result = predict_no_change(adata_controls, drugs=drugs, drug_key=drug_key, cell_key=cell_key, layer=layer)
     result.X = result.X + effect[None, :]
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .._schema import storable
+from ..models._inputs import check_model_and_data, check_trained
 from ..models._profiles import CellDrugProfiles
 from ..models.deepcellstate import DeepCellState
 from ..models.deepcellstate import _evaluation as evaluation
@@ -45,6 +46,10 @@ def train_deepcellstate(
         Level-5-like signatures with ``cell_key`` and ``drug_key`` in obs.
     cell_lines
         Cell lines to model (default all in the data); each gets a decoder.
+    control_key
+        Boolean obs column flagging the vehicle (DMSO) controls, which are left out of training and prediction.
+        A missing column raises :class:`~perturbkit.errors.MissingColumnError`; pass ``control_key=None`` when no
+        row is a control (every row is then treated as a drug, also by ``model.predict``).
     latent_dim
         Latent size (paper 128).
     device, seed
@@ -54,7 +59,10 @@ def train_deepcellstate(
     **options
         Architecture: ``hidden=(512, 256)``, ``input_dropout=0.5``, ``l1=1e-7``, ``skip=True``,
         ``decoder_dropout=0``. Training: ``lr=1e-3``, ``decoder_lr=1e-4`` (10× the paper's, as accurate and faster here), ``batch_size=128``, ``max_epochs=200``,
-        ``patience=5``, ``epochs_per_round=2``, ``max_rounds=50``, ``validation_fraction=0.05``.
+        ``patience=5``, ``epochs_per_round=2``, ``max_rounds=50``, ``validation_fraction=0.05``. Long runs:
+        ``checkpoint_dir=`` writes a checkpoint every ``checkpoint_every=10`` epochs (rounds) and after each stage,
+        and ``resume=`` that checkpoint continues the run exactly. Ctrl-C ends training with the best weights so
+        far, and the model is returned.
 
     Returns
     -------
@@ -78,10 +86,12 @@ def train_deepcellstate(
     adata.uns[key_added] = storable({
         "params": {"cell_key": cell_key, "drug_key": drug_key, "cell_lines": list(profiles.cell_lines),
                    "latent_dim": latent_dim, "seed": seed, "average": average, "layer": layer,
-                   **{k: v for k, v in {**model_options, **train_options}.items() if k != "device"}},
+                   **{k: v for k, v in {**model_options, **train_options}.items()
+                      if k not in ("device", "checkpoint_dir", "resume")}},
         "n_drugs": {c: int(n) for c, n in zip(profiles.cell_lines, profiles.present.sum(axis=0))},
         "device": str(model.device),
         "n_epochs": len(history),
+        "interrupted": bool(model.interrupted),
         "final_validation_loss": float(history["validation_loss"].dropna().iloc[-1])
         if "validation_loss" in history and history["validation_loss"].notna().any() else None,
     })
@@ -170,6 +180,9 @@ def _adata_first(function, name: str):
     """Expose ``function(model, adata, **kw)`` as scanpy-style ``name(adata, *, model, **kw)``."""
 
     def face(adata, *, model, **kwargs):
+        check_model_and_data(adata, model, function=f"pk.tl.{name}", call=f"pk.tl.{name}(adata, model=model)",
+                             model_class=DeepCellState)
+        check_trained(model)
         return function(model, adata, **kwargs)
 
     face.__name__ = face.__qualname__ = name

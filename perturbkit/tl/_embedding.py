@@ -12,7 +12,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, check_finite, dense_matrix, storable
+from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, storable
+from ..models._inputs import check_model_and_data, check_trained, model_feature_names, model_matrix, transform_rows
 
 __all__ = ["embed", "project_reconstructions"]
 
@@ -59,18 +60,9 @@ def in_gene_order(adata, X: np.ndarray, genes: pd.Index, *, what: str, hint: str
         return X
     pos = have.get_indexer(genes)
     if (pos < 0).any():
-        raise PerturbkitInputError(f"{what} lack {int((pos < 0).sum())} of the {len(genes)} features needed, e.g. "
-                                   f"{list(genes[pos < 0][:5])}{hint}.")
+        raise GeneMismatchError(f"{what} lack {int((pos < 0).sum())} of the {len(genes)} features needed, e.g. "
+                                f"{list(genes[pos < 0][:5])}{hint}.")
     return X[:, pos]
-
-
-def _model_columns(adata, model, X: np.ndarray) -> np.ndarray:
-    """``X`` with its columns in the model's feature order (when the model records ``var_names``)."""
-    names = getattr(model, "var_names", None)
-    if names is None:
-        return X
-    return in_gene_order(adata, X, pd.Index([str(n) for n in names]), what="the profiles in adata",
-                         hint="; pass profiles with the model's features (model.var_names)")
 
 
 def project_reconstructions(adata, *, model, n_simulated: int | None = None, seed: int = 0, layer: str | None = None,
@@ -86,7 +78,8 @@ def project_reconstructions(adata, *, model, n_simulated: int | None = None, see
     ----------
     adata
         The original profiles (e.g. the test split), in the units the model was trained on (min-max scaled
-        morphology for the paper). Columns are put in ``model.var_names`` order when the model has them.
+        morphology for the paper). Columns are matched to the model's features by name (``model.var_names``, or
+        ``feature_names_in_`` for an estimator fitted on a DataFrame); missing ones raise GeneMismatchError.
     model
         A VAE from :func:`perturbkit.tl.train_vae`, or any object with ``transform`` / ``inverse_transform``
         (e.g. a fitted sklearn PCA) and, for simulations, ``sample(n, seed=)``.
@@ -111,11 +104,12 @@ def project_reconstructions(adata, *, model, n_simulated: int | None = None, see
     """
     import umap  # imported here: the first import compiles numba code (~20 s)
 
+    check_model_and_data(adata, model, function="pk.tl.project_reconstructions")
     if not (hasattr(model, "transform") and hasattr(model, "inverse_transform")):
         raise PerturbkitInputError("model needs transform and inverse_transform (a VAE from pk.tl.train_vae or a "
                                    f"fitted PCA); got {type(model).__name__}.")
-    X = _model_columns(adata, model, dense_matrix(adata, layer, dtype=np.float64))
-    check_finite(X, where=f"adata.layers[{layer!r}]" if layer else "adata.X")
+    check_trained(model)
+    X = model_matrix(model, adata, layer=layer).astype(np.float64)
     n = X.shape[0]
     if n < 3:
         raise PerturbkitInputError(f"a UMAP needs at least 3 original rows, got {n}.")
@@ -126,7 +120,8 @@ def project_reconstructions(adata, *, model, n_simulated: int | None = None, see
         raise PerturbkitInputError(f"{type(model).__name__} has no sample(n, seed=) to simulate profiles from the "
                                    f"prior; pass n_simulated=0 to project reconstructions only.")
 
-    recon = _as_array(model.inverse_transform(model.transform(X)), what="model.inverse_transform(model.transform(X))")
+    recon = _as_array(model.inverse_transform(transform_rows(model, X)),
+                      what="model.inverse_transform(model.transform(X))")
     if recon.shape != X.shape:
         raise PerturbkitInputError(f"the reconstructions have shape {recon.shape}, not the data's {X.shape}.")
     parts = [X, recon]
@@ -167,9 +162,7 @@ def project_reconstructions(adata, *, model, n_simulated: int | None = None, see
         obs[key] = values
     obs.index = ([f"original:{x}" for x in names] + [f"reconstructed:{x}" for x in names]
                  + [f"simulated:{i}" for i in range(n_sim)])
-    out = ad.AnnData(X=stacked.astype(np.float32), obs=obs,
-                     var=pd.DataFrame(index=pd.Index(adata.var_names.astype(str)) if getattr(model, "var_names", None)
-                                      is None else pd.Index([str(v) for v in model.var_names])))
+    out = ad.AnnData(X=stacked.astype(np.float32), obs=obs, var=pd.DataFrame(index=model_feature_names(model, adata)))
     out.obsm["X_umap"] = coords
     out.uns["project_reconstructions"] = storable({
         "n_original": int(n), "n_reconstructed": int(n), "n_simulated": int(n_sim), "seed": int(seed),

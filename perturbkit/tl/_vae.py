@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .._schema import storable
+from .._schema import PerturbkitInputError, storable
+from ..models._inputs import check_model_and_data, check_trained
 from ..models.vae import VAE
 from ..models.vae import _analysis as analysis
 
@@ -29,6 +30,9 @@ def train_vae(
     output: str = "auto",
     layer: str | None = None,
     key_added: str = "X_vae",
+    checkpoint_dir=None,
+    checkpoint_every: int = 10,
+    resume=None,
 ) -> VAE:
     """Train a variational autoencoder on the profiles and store their latent means.
 
@@ -61,6 +65,10 @@ def train_vae(
     key_added
         ``adata.obsm[key_added]`` receives the latent means; settings and a training summary go to
         ``adata.uns['vae']``.
+    checkpoint_dir, checkpoint_every, resume
+        Write a checkpoint (a loadable model file plus the training state) to ``checkpoint_dir/checkpoint.pt``
+        every ``checkpoint_every`` epochs; ``resume=`` that file (or folder) continues the run exactly. Ctrl-C
+        ends training with the best weights so far, and the model is returned.
 
     Returns
     -------
@@ -75,7 +83,8 @@ def train_vae(
     model = VAE.from_adata(adata, kind=kind, latent_dim=latent_dim, beta=beta, lam=lam, hidden=hidden,
                            batch_norm=batch_norm, output=output, device=device, seed=seed, lr=lr,
                            batch_size=batch_size, max_epochs=max_epochs, patience=patience,
-                           validation_fraction=validation_fraction, stratify=stratify, layer=layer)
+                           validation_fraction=validation_fraction, stratify=stratify, layer=layer,
+                           checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
     adata.obsm[key_added] = model.encode(adata, layer=layer)
     history = model.history_frame
     has_val = "validation_loss" in history and history["validation_loss"].notna().any()
@@ -87,7 +96,8 @@ def train_vae(
                    "layer": layer, "key_added": key_added},
         "device": str(model.device),
         "n_epochs": len(history),
-        "final_train_loss": float(history["train_loss"].iloc[-1]),
+        "interrupted": bool(model.interrupted),
+        "final_train_loss": float(history["train_loss"].iloc[-1]) if len(history) else None,
         "best_validation_loss": float(history["validation_loss"].min()) if has_val else None,
     })
     return model
@@ -98,6 +108,7 @@ def latent_traversal(model: VAE, *, feature: int, values=(-3, 3), fixed: float =
 
     Returns an AnnData with one row per value (obs ``value``), var = the model's features.
     """
+    _check_vae(model, "latent_traversal")
     return analysis.latent_traversal(model, feature=feature, values=values, fixed=fixed)
 
 
@@ -107,6 +118,7 @@ def traversal_contributions(model: VAE, *, groupby, values=(-3, 3), fixed: float
     ``groupby`` is a var column of the training data (e.g. ``"group"``, CellProfiler compartment × channel) or one
     label per feature. Returns latent features × groups.
     """
+    _check_vae(model, "traversal_contributions")
     return analysis.traversal_contributions(model, groupby=groupby, values=values, fixed=fixed)
 
 
@@ -118,17 +130,23 @@ def pca_loadings_by_group(adata, *, groupby, n_components: int = 10, layer=None,
 
 def simulate(model: VAE, n: int, *, seed: int = 0):
     """``n`` profiles decoded from draws of the prior N(0, I), as an AnnData (draws in ``obsm['X_vae']``)."""
+    _check_vae(model, "simulate")
     return analysis.simulate(model, n, seed=seed)
 
 
-def _model_and_data(adata, model):
-    """Accept ``(adata, model=...)`` and ``(model, adata)``."""
-    if isinstance(adata, VAE):
-        adata, model = model, adata
-    if not isinstance(model, VAE) or adata is None:
-        from .._schema import PerturbkitInputError
+def _check_vae(model, function: str) -> None:
+    if not isinstance(model, VAE):
+        hint = " (these functions take the model, not the data)" if hasattr(model, "var_names") else ""
+        raise PerturbkitInputError(f"pk.tl.{function} needs a trained VAE as its first argument, got "
+                                   f"a {type(model).__name__}{hint}; train one with pk.tl.train_vae(adata).")
+    check_trained(model)
 
-        raise PerturbkitInputError("pass the data and a trained VAE: f(adata, model=model).")
+
+def _model_and_data(adata, model, function: str):
+    """``(adata, model)`` after refusing swapped, missing or untrained arguments (the data comes first)."""
+    check_model_and_data(adata, model, function=f"pk.tl.{function}", call=f"pk.tl.{function}(adata, model=vae)",
+                         model_class=VAE)
+    check_trained(model)
     return adata, model
 
 
@@ -143,18 +161,23 @@ def vae_shuffled_control(adata, *, kind: str = "vanilla", seed: int = 0, layer=N
 
 
 def vae_reconstruction_metrics(adata, model: VAE | None = None, *, layer=None) -> pd.DataFrame:
-    """Per-sample reconstruction MSE and earth mover's distance (``attrs['summary']`` has the 5–95% range)."""
-    adata, model = _model_and_data(adata, model)
+    """Per-sample reconstruction MSE and earth mover's distance (``attrs['summary']`` has the 5–95% range).
+
+    ``adata``'s features are matched to the model's by name (GeneMismatchError when some are missing).
+    """
+    adata, model = _model_and_data(adata, model, "vae_reconstruction_metrics")
     return analysis.reconstruction_metrics(model, adata, layer=layer)
 
 
 def vae_latent_correlation(adata, model: VAE | None = None, *, layer=None) -> pd.DataFrame:
-    """Pearson correlation between the latent features of ``adata``'s latent means (latent × latent)."""
-    adata, model = _model_and_data(adata, model)
+    """Pearson correlation between the latent features of ``adata``'s latent means (latent × latent); features
+    are matched to the model's by name."""
+    adata, model = _model_and_data(adata, model, "vae_latent_correlation")
     return analysis.latent_correlation(model, adata, layer=layer)
 
 
 def vae_feature_reconstruction(adata, model: VAE | None = None, *, groupby=None, layer=None) -> pd.DataFrame:
-    """Per-feature reconstruction MSE vs feature variance, with the feature's group."""
-    adata, model = _model_and_data(adata, model)
+    """Per-feature reconstruction MSE vs feature variance, with the feature's group (one row per model feature;
+    ``adata``'s features are matched to the model's by name)."""
+    adata, model = _model_and_data(adata, model, "vae_feature_reconstruction")
     return analysis.feature_reconstruction(model, adata, groupby=groupby, layer=layer)

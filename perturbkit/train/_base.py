@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import pickle
+import warnings
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,12 +16,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, dense_matrix
-from .._settings import resolve_device, seed_everything
+from .._atomic import atomic_write
+from .._schema import GeneMismatchError, ModelFileError, PerturbkitInputError, check_finite, dense_matrix
+from .._settings import resolve_device, seeded
 from .._version import __version__
+from ._checkpoint import TrainingRun, warn_interrupted
 from ._loop import History
 
-FORMAT = "perturbkit-model/1"
+FORMAT_NAME = "perturbkit-model"
+#: Format 2 adds the checksum; format 1 files (no checksum) still load.
+FORMAT = f"{FORMAT_NAME}/2"
+READABLE_FORMATS = ("1", "2")
 
 
 class BaseModel:
@@ -33,7 +44,7 @@ class BaseModel:
         super().__init_subclass__(**kwargs)
         BaseModel._registry[cls.__name__] = cls
 
-    def __init__(self, var_names, *, scaler=None, device="auto", seed: int | None = 0, **hparams):
+    def __init__(self, var_names, *, scaler=None, device=None, seed: int | None = 0, **hparams):
         self.var_names = pd.Index([str(v) for v in var_names])
         if self.var_names.has_duplicates:
             dup = self.var_names[self.var_names.duplicated()].unique()[:5].tolist()
@@ -42,9 +53,10 @@ class BaseModel:
         self.hparams = dict(hparams, seed=seed)
         self.seed = seed
         self.history = History()
+        self.interrupted = False  # set by a train() that Ctrl-C ended early
         self.device = resolve_device(device)
-        seed_everything(seed)  # weight initialisation is part of a reproducible run
-        self.module: nn.Module = self._build_module().to(self.device)
+        with seeded(seed):  # weight initialisation is part of a reproducible run
+            self.module: nn.Module = self._build_module().to(self.device)
         self.module.eval()
 
     # --- to be provided by subclasses -------------------------------------------------------------
@@ -130,16 +142,43 @@ class BaseModel:
                 f"(adata[:, model.var_names]), map gene identifiers to the same naming first, or retrain on these genes."
             )
 
+    # --- training runs -----------------------------------------------------------------------------------
+    @contextmanager
+    def _training_run(self, *, seed: int | None, checkpoint_dir=None, checkpoint_every: int = 10, resume=None):
+        """The scope of one ``train`` call; yields its :class:`TrainingRun`.
+
+        Inside it the global generators are seeded by ``seed`` and restored afterwards. Ctrl-C ends training
+        cleanly: the best weights so far are kept (the engine restores them), a warning says so, and the
+        subclass's ``train`` goes on to return the model.
+        """
+        self.interrupted = False
+        with seeded(seed):
+            run = TrainingRun(self, directory=checkpoint_dir, every=checkpoint_every, resume=resume)
+            try:
+                yield run
+            except KeyboardInterrupt as error:
+                self.module.eval()
+                self.interrupted = True
+                warn_interrupted(self, error)
+
     # --- persistence -------------------------------------------------------------------------------
     def save(self, path, *, overwrite: bool = True) -> Path:
-        """Write weights, hyperparameters, feature names, scaler, history and package version to one file."""
+        """Write weights, hyperparameters, feature names, scaler, history and package version to one file.
+
+        The file is written to a temporary file in the same folder and then renamed over ``path``, so a failed or
+        interrupted save never destroys a good file. It carries a checksum that :meth:`load` verifies.
+        """
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+        self._write_payload(path)
+        return path
+
+    def _payload(self) -> dict:
+        return {
             "format": FORMAT,
             "class": type(self).__name__,
+            "module": type(self).__module__,
             "perturbkit_version": __version__,
             "hparams": _to_saveable(self.hparams),
             "var_names": list(self.var_names),
@@ -148,35 +187,104 @@ class BaseModel:
             "history": _to_saveable(self.history.records),
             "extra": _to_saveable(self._extra_state()),
         }
-        torch.save(payload, path)
-        return path
+
+    def _write_payload(self, path: Path, *, progress: dict | None = None) -> None:
+        payload = self._payload()
+        if progress is not None:
+            payload["progress"] = progress  # optimiser states keep their integer keys
+        payload["sha256"] = _digest(payload)
+        with atomic_write(path) as tmp:
+            torch.save(payload, tmp)
 
     @classmethod
-    def load(cls, path, *, device="auto") -> BaseModel:
-        """Load a model written by :meth:`save` (``BaseModel.load`` works for any model class)."""
+    def _read_payload(cls, path) -> dict:
+        """Read and check a model file: its format version, its checksum, and that it holds only plain data."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no saved model at {path}.")
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise PerturbkitInputError(f"{path} is not a perturbkit model file (expected format {FORMAT!r}).")
-        saved_class = BaseModel._registry.get(payload["class"])
+        if not zipfile.is_zipfile(path):  # every file torch.save writes is a zip archive
+            raise ModelFileError(
+                f"{path} is not a perturbkit model file: it is damaged, truncated, or a file of another kind. Save "
+                f"the model again with model.save(path)."
+            )
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise ModelFileError(
+                f"{path} holds Python objects that no perturbkit model file contains, so it was refused: it is not a "
+                f"perturbkit model file, or it was altered. Load model files only from sources you trust; save the "
+                f"model again with model.save(path)."
+            ) from None
+        except Exception as error:  # zip, EOF and storage errors of damaged or foreign files
+            raise ModelFileError(
+                f"{path} could not be read as a perturbkit model file ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}). The file is damaged, truncated "
+                f"or of another kind; save the model again with model.save(path)."
+            ) from None
+        fmt = payload.get("format") if isinstance(payload, dict) else None
+        if not isinstance(fmt, str) or not fmt.startswith(FORMAT_NAME + "/"):
+            raise ModelFileError(f"{path} is not a perturbkit model file (expected format {FORMAT!r}).")
+        version = fmt.split("/", 1)[1]
+        if version not in READABLE_FORMATS:
+            raise ModelFileError(
+                f"{path} is a perturbkit model file of format version {version!r}, which this perturbkit "
+                f"({__version__}) cannot read (it reads versions {', '.join(READABLE_FORMATS)}). Update perturbkit "
+                f"(pip install -U perturbkit), or save the model again with the perturbkit that made it."
+            )
+        if "sha256" in payload:
+            stored = payload.pop("sha256")
+            if stored != _digest(payload):
+                raise ModelFileError(
+                    f"{path} is damaged: its contents do not match the checksum stored when it was saved. Use another "
+                    f"copy, or train and save the model again."
+                )
+        elif version != "1":
+            raise ModelFileError(f"{path} has no checksum, which format {fmt!r} requires; the file was altered.")
+        saved_version = str(payload.get("perturbkit_version", "0"))
+        if _version_tuple(saved_version) > _version_tuple(__version__):
+            warnings.warn(
+                f"{path} was saved by perturbkit {saved_version}, newer than this one ({__version__}); it is loaded, "
+                f"but update perturbkit (pip install -U perturbkit) if anything looks off.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return payload
+
+    @staticmethod
+    def _saved_class(payload: dict, path) -> type[BaseModel]:
+        name = payload["class"]
+        if name not in BaseModel._registry:
+            _import_model_module(payload.get("module"))
+        saved_class = BaseModel._registry.get(name)
         if saved_class is None:
-            raise PerturbkitInputError(f"{path} holds a {payload['class']} model, which this perturbkit does not define.")
-        if cls is not BaseModel and not issubclass(saved_class, cls):
-            raise PerturbkitInputError(f"{path} holds a {payload['class']} model, not a {cls.__name__}; load it with "
-                                       f"{payload['class']}.load or BaseModel.load.")
-        scaler = None
+            raise ModelFileError(f"{path} holds a {name} model, which this perturbkit does not define.")
+        return saved_class
+
+    def _restore_payload(self, payload: dict) -> None:
+        """Put the weights, scaler, history and extra state of a read file into this (already built) model."""
         if payload["scaler"] is not None:
             from ..pp import Scaler
 
-            scaler = Scaler.from_dict(payload["scaler"])
-        hparams = dict(payload["hparams"])
-        model = saved_class(payload["var_names"], scaler=scaler, device=device, **hparams)
-        model.module.load_state_dict(payload["state_dict"])
-        model.module.to(model.device).eval()
-        model.history = History(list(payload["history"]))
-        model._load_extra_state(payload["extra"])
+            self.scaler = Scaler.from_dict(payload["scaler"])
+        self.module.load_state_dict(payload["state_dict"])
+        self.module.to(self.device).eval()
+        self.history = History(list(payload["history"]))
+        self._load_extra_state(payload["extra"])
+
+    @classmethod
+    def load(cls, path, *, device=None) -> BaseModel:
+        """Load a model written by :meth:`save` (``BaseModel.load`` works for any model class).
+
+        The file's checksum and format version are checked first; a damaged, foreign or unreadable file raises
+        :class:`~perturbkit.errors.ModelFileError`. ``device=None`` uses ``pk.settings.device``.
+        """
+        payload = cls._read_payload(path)
+        saved_class = cls._saved_class(payload, path)
+        if cls is not BaseModel and not issubclass(saved_class, cls):
+            raise ModelFileError(f"{path} holds a {payload['class']} model, not a {cls.__name__}; load it with "
+                                 f"{payload['class']}.load or BaseModel.load.")
+        model = saved_class(payload["var_names"], device=device, **dict(payload["hparams"]))
+        model._restore_payload(payload)
         model.saved_with_version = payload["perturbkit_version"]
         return model
 
@@ -200,3 +308,56 @@ def _to_saveable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _digest(obj) -> str:
+    """SHA-256 of a payload of dicts, lists, tensors and plain values, independent of how the file stores them."""
+    sha = hashlib.sha256()
+
+    def feed(value):
+        if isinstance(value, dict):
+            sha.update(b"{%d" % len(value))
+            for key in sorted(value, key=str):
+                feed(str(key))
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            sha.update(b"[%d" % len(value))
+            for item in value:
+                feed(item)
+        elif isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            sha.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            sha.update(f"{type(value).__name__}:{value!r};".encode())
+
+    feed(obj)
+    return sha.hexdigest()
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _import_model_module(module: str | None) -> None:
+    """Import the module that defines a saved model's class, so ``BaseModel.load`` works in a fresh session.
+
+    Only perturbkit's own modules are imported; files without the module name (format 1) import every model.
+    """
+    if isinstance(module, str) and module.startswith("perturbkit.models."):
+        try:
+            importlib.import_module(module)
+            return
+        except ImportError:
+            pass
+    import pkgutil
+
+    import perturbkit.models as models
+
+    for info in pkgutil.iter_modules(models.__path__):
+        if info.ispkg:
+            importlib.import_module(f"perturbkit.models.{info.name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -10,7 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._settings import resolve_device, seed_everything, settings
+from .._schema import EmptyGroupError, PerturbkitInputError
+from .._settings import resolve_device, seeded, settings
+from ._checkpoint import TrainingInterrupted, TrainingRun
 
 LossFunction = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
 
@@ -65,9 +68,24 @@ class EarlyStopping:
             self.steps_without_improvement += 1
         return self.patience is not None and self.steps_without_improvement >= self.patience
 
+    @property
+    def has_best(self) -> bool:
+        """Whether any step has been recorded (so there are best weights to restore)."""
+        return self._best_state is not None
+
     def restore_best(self) -> None:
         if self._best_state is not None:
             self.module.load_state_dict(self._best_state)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue tracking after a resume (the best weights included)."""
+        return {"best": self.best, "best_step": self.best_step,
+                "steps_without_improvement": self.steps_without_improvement, "best_state": self._best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_step = float(state["best"]), int(state["best_step"])
+        self.steps_without_improvement = int(state["steps_without_improvement"])
+        self._best_state = state["best_state"]
 
 
 class Batches:
@@ -85,7 +103,10 @@ class Batches:
             raise ValueError(f"training arrays have different numbers of rows: {sorted(n)}")
         self.n = n.pop()
         if self.n == 0:
-            raise ValueError("no training rows: the data (after splitting off validation) is empty.")
+            raise EmptyGroupError(
+                "no training rows: the data (after splitting off validation) is empty. Pass more rows, or a smaller "
+                "validation_fraction."
+            )
         self.device = device
         nbytes = sum(t.element_size() * t.nelement() for t in tensors)
         self.on_device = nbytes <= settings.max_device_bytes
@@ -168,6 +189,7 @@ def fit(
     history: History | None = None,
     progress: bool | None = None,
     avoid_single_row_batch: bool = False,
+    checkpoint: TrainingRun | None = None,
 ) -> History:
     """Train ``module`` by minimising each objective's loss over minibatches of ``train``.
 
@@ -183,27 +205,55 @@ def fit(
     validation_loss
         Loss to monitor on ``validation`` (default: the first objective's loss), evaluated in eval mode. Without
         validation data the first objective's training loss is monitored.
+    max_epochs
+        Most epochs to train (a positive integer).
     batch_size
-        Minibatch size; ``None`` trains on the whole set at once.
+        Minibatch size (a positive integer); ``None`` trains on the whole set at once.
     patience
         Epochs without improvement before stopping; ``None`` runs all ``max_epochs``.
     seed
-        Seeds every RNG, so CPU runs are bitwise reproducible. ``None`` leaves the RNGs alone.
+        Seeds the generators for this call only, so CPU runs are bitwise reproducible; the global generators are
+        restored afterwards. ``None`` draws from the global generators.
     stage
         Label stored in each history record (useful for staged training).
     progress
         Show a tqdm bar (default ``pk.settings.progress_bar``).
     avoid_single_row_batch
         Raise the batch size by one when it would leave a last batch of one row (models with batch norm).
+    checkpoint
+        The model's :class:`TrainingRun`: checkpoints every few epochs and continues a resumed stage.
 
     Returns
     -------
     The :class:`History`, extended in place when one is passed.
+
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C, after the best weights so far are restored and the module is put in eval mode.
     """
+    _check_positive_int(max_epochs, "max_epochs", allow_none=False)
+    _check_positive_int(batch_size, "batch_size", allow_none=True)
+    resuming = checkpoint is not None and checkpoint.resumes(stage)
+    with seeded(None if resuming else seed):  # a resumed stage continues from the checkpoint's generator states
+        return _fit(module, objectives, train, validation=validation, validation_loss=validation_loss,
+                    max_epochs=max_epochs, batch_size=batch_size, patience=patience, min_delta=min_delta,
+                    device=device, seed=seed, stage=stage, history=history, progress=progress,
+                    avoid_single_row_batch=avoid_single_row_batch, checkpoint=checkpoint)
+
+
+def _check_positive_int(value, name: str, *, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        hint = " or None for the whole set at once" if allow_none else ""
+        raise PerturbkitInputError(f"{name} must be a positive integer{hint}, got {value!r}.")
+
+
+def _fit(module, objectives, train, *, validation, validation_loss, max_epochs, batch_size, patience, min_delta,
+         device, seed, stage, history, progress, avoid_single_row_batch, checkpoint) -> History:
     objectives = [objectives] if isinstance(objectives, Objective) else list(objectives)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
-    if seed is not None:
-        seed_everything(seed)
     history = History() if history is None else history
     module.to(device)
     train_batches = Batches(train if isinstance(train, (tuple, list)) else (train,), device=device,
@@ -219,44 +269,95 @@ def fit(
     shuffle_seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
     generator = torch.Generator().manual_seed(shuffle_seed)
     stopper = EarlyStopping(module, patience=patience, min_delta=min_delta)
+    first_epoch, first_monitored = 0, None
+    saved = checkpoint.resume_state(stage) if checkpoint is not None else None
+    if saved is not None:
+        for optimizer, state in zip(optimizers, saved["optimizers"]):
+            optimizer.load_state_dict(state)
+        stopper.load_state_dict(saved["stopper"])
+        generator.set_state(saved["generator"])
+        first_epoch, first_monitored = int(saved["epoch"]) + 1, saved["first_monitored"]
     show = settings.progress_bar if progress is None else progress
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(max_epochs), desc=stage, disable=not show, leave=False)
-    for epoch in bar:
-        module.train()
-        sums: dict[str, float] = {}
-        for batch in train_batches.iterate(generator):
-            n = batch[0].shape[0]
-            for objective, optimizer in zip(objectives, optimizers):
-                optimizer.zero_grad(set_to_none=True)
-                losses = objective.loss(batch)
-                losses["loss"].backward()
-                optimizer.step()
-                prefix = "" if len(objectives) == 1 else f"{objective.name}_"
-                for key, value in losses.items():
-                    sums[prefix + key] = sums.get(prefix + key, 0.0) + float(value.detach()) * n
-        record = {"stage": stage, "epoch": epoch, **{f"train_{k}": v / train_batches.n for k, v in sums.items()}}
-        if val_batches is not None:
-            record.update({f"validation_{k}": v for k, v in evaluate(module, monitor_loss, val_batches).items()})
-            monitored = record["validation_loss"]
-        else:
-            first = "loss" if len(objectives) == 1 else f"{objectives[0].name}_loss"
-            monitored = record[f"train_{first}"]
-        history.append(record)
-        if not math.isfinite(monitored):
-            raise FloatingPointError(
-                f"{stage}: the loss became {monitored} at epoch {epoch}. Lower the learning rate, check the data "
-                f"for extreme values (pk.pp.scale), or try another seed."
-            )
-        bar.set_postfix(loss=f"{monitored:.4g}")
-        if stopper.step(monitored, epoch):
-            break
+    bar = tqdm(range(first_epoch, max_epochs), desc=stage, disable=not show, leave=False)
+    epoch, monitored = first_epoch, math.nan
+    try:
+        for epoch in bar:
+            monitored = _train_epoch(module, objectives, optimizers, train_batches, val_batches, monitor_loss,
+                                     generator, history, stage=stage, epoch=epoch)
+            first_monitored = monitored if first_monitored is None else first_monitored
+            bar.set_postfix(loss=f"{monitored:.4g}")
+            stop = stopper.step(monitored, epoch)
+            if checkpoint is not None:
+                checkpoint.epoch_done(stage, epoch, lambda: {
+                    "epoch": epoch, "first_monitored": first_monitored, "stopper": stopper.state_dict(),
+                    "optimizers": [o.state_dict() for o in optimizers], "generator": generator.get_state()})
+            if stop:
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        stopper.restore_best()
+        module.eval()
+        raise TrainingInterrupted(stage, epoch, stopper.best_step if stopper.has_best else None) from None
     bar.close()
     stopper.restore_best()
     module.eval()
+    _warn_if_diverged(stage, first_monitored, stopper, monitored)
     return history
+
+
+def _train_epoch(module, objectives, optimizers, train_batches, val_batches, monitor_loss, generator, history, *,
+                 stage: str, epoch: int) -> float:
+    """One pass over the training batches; appends the epoch's record and returns the monitored loss."""
+    module.train()
+    sums: dict[str, float] = {}
+    for batch in train_batches.iterate(generator):
+        n = batch[0].shape[0]
+        for objective, optimizer in zip(objectives, optimizers):
+            optimizer.zero_grad(set_to_none=True)
+            losses = objective.loss(batch)
+            losses["loss"].backward()
+            optimizer.step()
+            prefix = "" if len(objectives) == 1 else f"{objective.name}_"
+            for key, value in losses.items():
+                sums[prefix + key] = sums.get(prefix + key, 0.0) + float(value.detach()) * n
+    record = {"stage": stage, "epoch": epoch, **{f"train_{k}": v / train_batches.n for k, v in sums.items()}}
+    if val_batches is not None:
+        record.update({f"validation_{k}": v for k, v in evaluate(module, monitor_loss, val_batches).items()})
+        monitored = record["validation_loss"]
+    else:
+        first = "loss" if len(objectives) == 1 else f"{objectives[0].name}_loss"
+        monitored = record[f"train_{first}"]
+    history.append(record)
+    if not math.isfinite(monitored):
+        raise FloatingPointError(
+            f"{stage}: the loss became {monitored} at epoch {epoch}. Lower the learning rate, check the data "
+            f"for extreme values (pk.pp.scale), or try another seed."
+        )
+    return monitored
+
+
+#: A last epoch's monitored loss more than this many times above the first epoch's, or the best epoch's, means the
+#: optimisation ran away (too high a learning rate), even when it never became NaN.
+DIVERGENCE_FACTOR = 10.0
+
+
+def _warn_if_diverged(stage: str, first: float | None, stopper: EarlyStopping, last: float) -> None:
+    if first is None or not stopper.has_best or not math.isfinite(last):
+        return
+    scale = max(abs(first), 1e-12)
+    above_first = last - first > DIVERGENCE_FACTOR * scale
+    above_best = last - stopper.best > DIVERGENCE_FACTOR * max(abs(stopper.best), 1e-12)
+    if above_first or above_best:
+        warnings.warn(
+            f"{stage}: training diverged: the monitored loss ended at {last:.4g}, against {first:.4g} after the first "
+            f"epoch and a best of {stopper.best:.4g} (epoch {stopper.best_step}, whose weights were restored). "
+            f"Lower the learning rate (lr=), or check the data for extreme values.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .._schema import PerturbkitInputError, dense_matrix
+from ..models._inputs import check_model_and_data, check_trained, model_matrix
 from ..pl._utils import label, source_scatter
 from ..tl._embedding import BASES, embed, project_reconstructions
 from ._base import HOVER_KEYS, Panel, dropdown, figure_widget, message, present_keys
@@ -62,6 +63,9 @@ class EmbeddingExplorer(Panel):
     def __init__(self, adata, *, basis: str = "umap", color: str | None = None, model=None,
                  latent_key: str | None = None, projection=None, hover_keys=None, layer: str | None = None,
                  seed: int = 0, marker_size: float = 6, height: int = 520):
+        check_model_and_data(adata, model, function="pk.widgets.EmbeddingExplorer",
+                             call="pk.widgets.EmbeddingExplorer(adata, model=model)")
+        check_trained(model)
         if adata.n_obs < 3:
             raise PerturbkitInputError(f"an embedding needs at least 3 rows, got {adata.n_obs}.")
         custom = basis not in BASES
@@ -104,7 +108,7 @@ class EmbeddingExplorer(Panel):
     # ---------------------------------------------------------------------------------------------- data
     def _latent_codes(self) -> str:
         if self.latent_key not in self.adata.obsm:
-            X = self.model.feature_matrix(self.adata, layer=self.layer)
+            X = model_matrix(self.model, self.adata, layer=self.layer)
             self.adata.obsm[self.latent_key] = np.asarray(self.model.encode_array(X), dtype=np.float32)
         return self.latent_key
 

@@ -8,9 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .._schema import MOA_SEPARATOR, EmptyGroupError, PerturbkitInputError, check_finite, dense_matrix, \
-    require_columns
-from ..models.vae._arithmetic import arithmetic_table, lsa_filter, resolve_model
+from .._schema import MOA_SEPARATOR, EmptyGroupError, PerturbkitInputError, require_columns
+from ..models._inputs import check_model_and_data, check_trained, model_feature_names, transform_rows
+from ..models.vae._arithmetic import arithmetic_table, lsa_filter
+from ..tl._arithmetic import lsa_inputs
 from ._base import Panel, dropdown, figure_widget, label_features, legend_right, message, set_profile_trace
 
 _MAX_LATENT_BARS = 40
@@ -31,7 +32,8 @@ class LSAExplorer(Panel):
         Profiles with an MOA column (two-MOA compounds labelled ``"A|B"``), e.g. min-max scaled Cell Painting.
     model
         ``None`` (the original feature space), ``"pca"`` (PCA(10) fitted on all rows), or a fitted model with
-        ``transform`` / ``inverse_transform`` (a perturbkit VAE, an sklearn PCA).
+        ``transform`` / ``inverse_transform`` (a perturbkit VAE, an sklearn PCA). Features are matched to a
+        model's by name, as in :func:`perturbkit.tl.latent_arithmetic`.
     moa_key, control, n_shuffles, seed, layer
         As in :func:`perturbkit.tl.latent_arithmetic`. ``moa_key`` can be any column labelled that way, e.g. drug
         names with combinations written ``"drugA|drugB"``.
@@ -51,6 +53,9 @@ class LSAExplorer(Panel):
 
     def __init__(self, adata, model=None, *, moa_key: str = "moa", control: str = "DMSO", n_shuffles: int = 10,
                  seed: int = 0, layer: str | None = None, height: int = 720):
+        check_model_and_data(adata, model, function="pk.widgets.LSAExplorer",
+                             call="pk.widgets.LSAExplorer(adata, model)")
+        check_trained(model)
         require_columns(adata, {"moa_key": moa_key}, purpose="latent space arithmetic")
         groups = lsa_filter(adata.obs[moa_key].to_numpy(dtype=object), control=control)
         kept = groups.kept
@@ -58,13 +63,11 @@ class LSAExplorer(Panel):
         if control not in set(row_group):
             raise EmptyGroupError(f"no row has obs[{moa_key!r}] == {control!r}; pass control= naming the control's "
                                   f"MOA value.")
-        X_all = dense_matrix(adata, layer).astype(np.float64)
-        self.X = X_all[kept]
-        check_finite(self.X, where="the rows kept for LSA")
-        self.model, self.model_name = resolve_model(model, X_all, seed=seed)
-        self.Z = np.asarray(self.model.transform(self.X), dtype=np.float64)
+        X, self.model, self.model_name = lsa_inputs(adata, model, kept, layer=layer, seed=seed)
+        self.X = np.asarray(X, dtype=np.float64)
+        self.Z = np.asarray(transform_rows(self.model, X), dtype=np.float64)
         self.row_group, self.n_shuffles, self.seed = row_group, int(n_shuffles), int(seed)
-        self.var_names = adata.var_names.astype(str)
+        self.var_names = model_feature_names(self.model, adata)
         self.table = arithmetic_table(self.Z, self.X, row_group, groups.pairs[groups.pairs["eligible"]], self.model,
                                       control=control, n_shuffles=n_shuffles, seed=seed) if groups.eligible \
             else pd.DataFrame(columns=["group", "A", "B", "l2", "pearson", "z", "p"])

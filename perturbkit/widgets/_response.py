@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from .._schema import PerturbkitInputError, numeric_column
 from .._stats import pearson_rows
 from ..metrics import r2_rows
+from ..models._inputs import check_model_and_data, check_trained
 from ..models._profiles import model_profiles
 from ..tl._cyclecdr import control_means
 from ._base import Panel, dropdown, figure_widget, legend_right, message
@@ -50,7 +51,10 @@ class ResponseExplorer(Panel):
     """
 
     def __init__(self, model, adata, *, layer: str | None = None, n_genes: int = 40, height: int = 520):
+        check_model_and_data(adata, model, function="pk.widgets.ResponseExplorer",
+                             call="pk.widgets.ResponseExplorer(model, adata)")
         self.kind = _kind(model)
+        check_trained(model)
         self.model, self.n_genes = model, int(n_genes)
         keys = model.hparams["data_keys"]
         self.data_keys = keys

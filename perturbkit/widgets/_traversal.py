@@ -8,7 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .._schema import DEFAULT_KEYS, PerturbkitInputError, UnknownCategoryError
+from .._schema import DEFAULT_KEYS, EmptyGroupError, PerturbkitInputError, UnknownCategoryError
+from ..models._inputs import check_model_and_data, check_trained, model_matrix
 from ._base import ORDERS, Panel, dropdown, feature_groups, feature_order, figure_widget, group_colors, \
     label_features, message, present_keys, row_means, set_profile_trace
 
@@ -85,7 +86,14 @@ class LatentTraversal(Panel):
 
     def __init__(self, model, adata=None, *, features=None, n_sliders: int = 16, value_range=None, groupby=None,
                  var_groupby="auto", layer: str | None = None, height: int = 560):
+        check_model_and_data(adata, model, function="pk.widgets.LatentTraversal",
+                             call="pk.widgets.LatentTraversal(model, adata)", data_required=False)
+        check_trained(model)
         dim = _latent_dim(model)
+        if adata is not None and adata.n_obs == 0:
+            raise EmptyGroupError("adata has no rows, so there is nothing to encode for the slider ranges and start "
+                                  "points. Pass profiles with the model's features (check the selection that made "
+                                  "adata), or leave adata out to traverse from the zero vector with ±3 sliders.")
         self.model = model
         self.var_names = pd.Index(model.var_names)
         var = getattr(model, "var_table", None)
@@ -94,7 +102,7 @@ class LatentTraversal(Panel):
         self.groups = feature_groups(var, var_groupby)
         self._data, self._codes, self._obs = None, None, None
         if adata is not None:
-            self._data = model.feature_matrix(adata, layer=layer)
+            self._data = model_matrix(model, adata, layer=layer)
             self._codes = np.asarray(model.encode_array(self._data), dtype=np.float32)
             self._obs = adata.obs
         self.features = self._choose_features(features, n_sliders, dim)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..._schema import PerturbkitInputError, UnknownCategoryError, numeric_column, require_columns
+from ..._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError, numeric_column, require_columns
+from .._inputs import is_anndata, is_model
 from ...train import BaseModel, Objective, fit, split_indices
 from ._module import CycleCDRNetwork
 from ._drug_encoders import make_drug_encoder
@@ -178,12 +179,14 @@ class CycleCDR(BaseModel):
     def train(self, adata, *, layer=None, lr: float = 1e-3, weight_decay: float = 1e-6,
               discriminator_lr: float | None = None, batch_size: int = 512, max_epochs: int = 100,
               patience: int | None = 10, validation_fraction: float = 0.1, seed: int | None = 0,
-              fit_scaler: bool = True) -> CycleCDR:
+              fit_scaler: bool = True, checkpoint_dir=None, checkpoint_every: int = 10, resume=None) -> CycleCDR:
         """Train on ``adata``'s treated rows and their controls (Adam, weight decay 1e-6, batch 512 as the reference).
 
         ``validation_fraction`` of the drugs (whole drugs) is held out for early stopping on the paired MSE
         (paired data); unpaired data validate on random cells. GAN training (unpaired) runs the generator
         objective, then the discriminator objective, on every batch (one engine ``fit`` with two objectives).
+        Ctrl-C stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
+        checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier run exactly.
         """
         X = self.feature_matrix(adata, layer=layer)
         if fit_scaler or self.scaler is None:
@@ -203,11 +206,15 @@ class CycleCDR(BaseModel):
             objectives.append(Objective(self._discriminator_loss(), net.discriminator_parameters(),
                                         lr=lr if discriminator_lr is None else discriminator_lr,
                                         weight_decay=weight_decay, name="discriminator"))
-        fit(net, objectives, tuple(a[train_rows] for a in arrays),
-            validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
-            validation_loss=self._validation_loss(), max_epochs=max_epochs, batch_size=batch_size,
-            patience=patience, device=self.device, seed=seed, stage="cyclecdr", history=self.history,
-            avoid_single_row_batch=True)
+        with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                                resume=resume) as run:
+            if not run.passed("cyclecdr"):
+                fit(net, objectives, tuple(a[train_rows] for a in arrays),
+                    validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
+                    validation_loss=self._validation_loss(), max_epochs=max_epochs, batch_size=batch_size,
+                    patience=patience, device=self.device, seed=seed, stage="cyclecdr", history=self.history,
+                    avoid_single_row_batch=True, checkpoint=run)
+                run.stage_done("cyclecdr")
         net.eval()
         return self
 
@@ -234,6 +241,15 @@ class CycleCDR(BaseModel):
     def predict_array(self, X: np.ndarray, drug_names: list[str], *, smiles: dict | None = None,
                       doses=None) -> np.ndarray:
         """Treated profiles (data units) for control rows ``X`` (data units) and one drug name per row."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_vars:
+            raise PerturbkitInputError(f"X must be a (rows × {self.n_vars}) matrix in the model's gene order, got "
+                                       f"shape {X.shape}; pass an AnnData to predict() to match genes by name.")
+        if len(drug_names) != len(X):
+            raise PerturbkitInputError(f"drug_names has {len(drug_names)} entries for {len(X)} control rows; give "
+                                       f"one drug name per row.")
+        if len(X) == 0:
+            return np.zeros((0, self.n_vars), dtype=np.float32)
         net = self.module.eval()
         lookup = dict(self.hparams["drugs"], **(smiles or {}))
         names = sorted(set(drug_names))
@@ -274,7 +290,8 @@ class CycleCDR(BaseModel):
         Parameters
         ----------
         adata_controls
-            Control profiles (e.g. one row per cell line: the control means, or single control cells).
+            Control profiles (e.g. one row per cell line: the control means, or single control cells); at least one
+            row (else :class:`~perturbkit.errors.EmptyGroupError`). Genes are matched to the model's by name.
         drugs
             A list of drug names the model knows, or ``{name: SMILES}`` (unseen drugs need the ``"gat"`` or
             ``"fingerprint"`` encoder; the one-hot encoder refuses them).
@@ -287,6 +304,17 @@ class CycleCDR(BaseModel):
         (``cell_key``, when present) and ``dose``.
         """
         keys = self.hparams["data_keys"]
+        if is_model(adata_controls) or not is_anndata(adata_controls):
+            raise PerturbkitInputError(f"adata_controls must be an AnnData of control profiles, got a "
+                                       f"{type(adata_controls).__name__}; call model.predict(adata_controls, "
+                                       f"drugs=[...]), e.g. with pk.tl.control_means(adata).")
+        if adata_controls.n_obs == 0:
+            raise EmptyGroupError(
+                "adata_controls has no rows: predict turns each control profile into a treated one, so it needs at "
+                "least one. Pass control profiles, e.g. pk.tl.control_means(adata) (one mean control per cell line) "
+                "or adata[adata.obs['control']] (single control rows); check that your selection of controls is "
+                "not empty."
+            )
         names, lookup = self._resolve_drugs(drugs)
         X = self.feature_matrix(adata_controls, layer=layer)
         if doses is None and self.hparams["use_dose"]:

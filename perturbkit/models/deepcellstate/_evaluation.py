@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..._schema import EmptyGroupError, PerturbkitInputError
+from ..._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError
+from .._inputs import UnknownOptionError
 from ..._settings import settings
 from ..._stats import pearson_rows
 from ..baselines import RidgeMap, naive_cross_cell
@@ -22,15 +23,16 @@ from ._model import DeepCellState
 
 MODEL_OPTIONS = ("latent_dim", "hidden", "input_dropout", "l1", "skip", "decoder_dropout", "device")
 TRAIN_OPTIONS = ("validation_fraction", "lr", "decoder_lr", "batch_size", "max_epochs", "patience", "epochs_per_round",
-                 "max_rounds", "decoder_epochs", "pretrain")
+                 "max_rounds", "decoder_epochs", "pretrain", "checkpoint_dir", "checkpoint_every", "resume")
 
 
 def split_options(options: dict) -> tuple[dict, dict]:
     """Split keyword options into model and training options; unknown names are an error."""
     unknown = set(options) - set(MODEL_OPTIONS) - set(TRAIN_OPTIONS)
     if unknown:
-        raise TypeError(f"unknown DeepCellState option(s) {sorted(unknown)}; model options: {list(MODEL_OPTIONS)}, "
-                        f"training options: {list(TRAIN_OPTIONS)}.")
+        raise UnknownOptionError(f"unknown DeepCellState option(s) {sorted(unknown)}; model options: "
+                                 f"{list(MODEL_OPTIONS)}, training options: {list(TRAIN_OPTIONS)}. Check the spelling "
+                                 f"(e.g. lr=, not learning_rate=).")
     return ({k: v for k, v in options.items() if k in MODEL_OPTIONS},
             {k: v for k, v in options.items() if k in TRAIN_OPTIONS})
 
@@ -45,7 +47,8 @@ def assign_folds(profiles: CellDrugProfiles, candidates: np.ndarray, *, n_folds:
             raise PerturbkitInputError("split='moa' needs MOA annotations: pass moa_key= naming the obs column.")
         groups = pd.factorize(profiles.moa.iloc[candidates].fillna("unknown").to_numpy())[0]
     else:
-        raise ValueError(f"split must be 'drug' or 'moa', got {split!r}.")
+        raise PerturbkitInputError(f"split must be 'drug' (hold out single drugs) or 'moa' (hold out whole MOA "
+                                   f"families), got split={split!r}.")
     unique = rng.permutation(np.unique(groups))
     if len(unique) < n_folds:
         raise EmptyGroupError(f"only {len(unique)} {split} groups for {n_folds} folds; lower n_folds.")
@@ -238,7 +241,8 @@ def ablation(profiles, *, source, target, variants=tuple(ABLATIONS), n_repeats: 
     """The paper's ablation: the model without input dropout, the L1 penalty and the skip connection."""
     unknown = set(variants) - set(ABLATIONS)
     if unknown:
-        raise ValueError(f"unknown ablation variant(s) {sorted(unknown)}; choose from {list(ABLATIONS)}.")
+        raise UnknownCategoryError(f"unknown ablation variant(s) {sorted(unknown)} in variants=; choose from "
+                                   f"{list(ABLATIONS)}.")
     conditions = {v: ({"variant": v}, ABLATIONS[v], None) for v in variants}
     return _experiment(profiles, source=source, target=target, conditions=conditions, n_repeats=n_repeats,
                        test_fraction=test_fraction, seed=seed, options=options, desc="ablation")

@@ -22,6 +22,7 @@ import torch
 
 from ..._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError, require_columns
 from ..._stats import pearson_rows
+from .._inputs import is_anndata
 from .._profiles import CellDrugProfiles
 
 __all__ = [
@@ -64,7 +65,16 @@ def _cell_positions(profiles: CellDrugProfiles, cell_lines) -> list[int]:
     return [profiles.cell_index(str(c)) for c in np.atleast_1d(cell_lines)]
 
 
-def _check_trained(model) -> None:
+def _check_trained(model, adata=None, *, function: str = "this function", data: bool = True) -> None:
+    """Refuse anything but a trained DeepCellState as ``model`` (and an AnnData as ``adata``), e.g. swapped ones."""
+    from ._model import DeepCellState
+
+    if not isinstance(model, DeepCellState) or (data and not is_anndata(adata)):
+        what = (f"a {type(model).__name__} and a {type(adata).__name__}" if data
+                else f"a {type(model).__name__}")
+        call = f"{function}(model, adata, ...)" if data else f"{function}(model, ...)"
+        raise PerturbkitInputError(f"{function} takes a trained DeepCellState first"
+                                   f"{' and the data second' if data else ''}: {call}; got {what}.")
     if model.scaler is None:
         raise PerturbkitInputError("this DeepCellState has no fitted scaler: train it first "
                                    "(pk.tl.train_deepcellstate or model.train).")
@@ -96,7 +106,7 @@ def latent_embeddings(model, adata, *, cell_lines=None, drugs=None, layer=None) 
         ``sc.pp.neighbors(emb, use_rep='X')`` + ``sc.tl.umap`` (or ``use_rep='X_input'``) and plot with
         :func:`perturbkit.pl.embedding`.
     """
-    _check_trained(model)
+    _check_trained(model, adata, function="latent_embeddings")
     keys = model.hparams["data_keys"]
     profiles = model.profiles_from(adata, layer=layer)
     d_pos = _drug_positions(profiles, drugs)
@@ -227,7 +237,7 @@ def latent_correlation(model, adata, *, cell_lines, drugs=None, layer=None) -> p
         :func:`diagonal_summary` of the matrix and the two cell lines. A strong diagonal means each drug lands at
         the same place in latent space whichever cell line it was measured in.
     """
-    _check_trained(model)
+    _check_trained(model, adata, function="latent_correlation")
     if isinstance(cell_lines, str) or len(cell_lines) != 2:
         raise PerturbkitInputError(f"cell_lines must be two cell lines (a, b), got {cell_lines!r}.")
     a, b = (str(c) for c in cell_lines)
@@ -325,7 +335,7 @@ def gene_importance(model, adata, *, target, source, n_subsets: int = 100, subse
         ``n_subsets``, ``subset_size``, ``top``, ``expected_frequency`` (= subset_size / n_genes, the frequency of a
         gene that does not matter).
     """
-    _check_trained(model)
+    _check_trained(model, adata, function="gene_importance")
     if compare_with not in ("auto", "measured", "prediction"):
         raise PerturbkitInputError(f"compare_with must be 'auto', 'measured' or 'prediction', got {compare_with!r}.")
     if n_subsets < 1 or subset_size < 1 or top < 1:
@@ -482,7 +492,7 @@ def tf_targets(model, *, tf_gene, target_cell_line, n_top: int = 50, steps: int 
     """
     from scipy.stats import binomtest
 
-    _check_trained(model)
+    _check_trained(model, function="tf_targets", data=False)
     cell = model.cell_index(target_cell_line)
     tf_gene = str(tf_gene)
     if tf_gene not in model.var_names:

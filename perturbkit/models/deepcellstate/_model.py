@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..._schema import PerturbkitInputError, UnknownCategoryError
-from ..._settings import seed_everything, settings
+from ..._settings import settings
 from ...train import BaseModel, EarlyStopping, History, Objective, fit, split_indices
 from .._profiles import CellDrugProfiles, model_profiles
 from ._module import DeepCellStateNetwork
@@ -108,7 +108,8 @@ class DeepCellState(BaseModel):
     def train(self, profiles: CellDrugProfiles, *, validation_fraction: float = 0.05, lr: float = 1e-3,
               decoder_lr: float = 1e-4, batch_size: int = 128, max_epochs: int = 200, patience: int = 5,
               epochs_per_round: int = 2, max_rounds: int = 50, decoder_epochs: int | None = None,
-              pretrain: bool = True, seed: int | None = 0, fit_scaler: bool = True) -> DeepCellState:
+              pretrain: bool = True, seed: int | None = 0, fit_scaler: bool = True, checkpoint_dir=None,
+              checkpoint_every: int = 10, resume=None) -> DeepCellState:
         """Staged training (methods.md §1) on per-(drug, cell line) profiles in the data's own units.
 
         1. pretrain one autoencoder on every profile; copy its decoder into each cell line's decoder;
@@ -121,9 +122,22 @@ class DeepCellState(BaseModel):
         Validation drugs (``validation_fraction``) are held out of training in every cell line. The learning rates
         default to 10× the paper's (1e-4, then 1e-5 for the decoders): on simulated L1000-like data that is as
         accurate and about half the time; pass ``lr=1e-4, decoder_lr=1e-5`` for the paper's.
+
+        Ctrl-C stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
+        checkpoint every ``checkpoint_every`` epochs (rounds in stage 2) and after each stage; ``resume`` (a
+        checkpoint) continues an earlier run exactly.
         """
-        if seed is not None:
-            seed_everything(seed)
+        with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                                resume=resume) as run:
+            self._train_stages(profiles, run, validation_fraction=validation_fraction, lr=lr, decoder_lr=decoder_lr,
+                               batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+                               epochs_per_round=epochs_per_round, max_rounds=max_rounds,
+                               decoder_epochs=decoder_epochs, pretrain=pretrain, seed=seed, fit_scaler=fit_scaler)
+        self.module.eval()
+        return self
+
+    def _train_stages(self, profiles, run, *, validation_fraction, lr, decoder_lr, batch_size, max_epochs, patience,
+                      epochs_per_round, max_rounds, decoder_epochs, pretrain, seed, fit_scaler) -> None:
         rng = np.random.default_rng(seed)
         if fit_scaler or self.scaler is None:
             from ...pp import Scaler
@@ -138,46 +152,70 @@ class DeepCellState(BaseModel):
         common = dict(batch_size=batch_size, device=self.device, seed=None, history=self.history)
         net = self.module
 
-        if pretrain:
+        if pretrain and not run.passed("pretrain"):
             x = train.values[train.present]
             xv = val.values[val.present]
             fit(net, Objective(self._loss(None), [*net.encoder.parameters(), *net.pretrain_decoder.parameters()],
                                lr=lr), (x, x), validation=(xv, xv) if has_val else None, max_epochs=max_epochs,
-                patience=patience, stage="pretrain", **common)
+                patience=patience, stage="pretrain", checkpoint=run, **common)
             net.copy_pretrained_decoder(decoders)
+            run.stage_done("pretrain")
 
         train_pairs = [train.pairs(t) for t in range(len(decoders))]
-        monitor = lambda: self._validation_mse(val if has_val else train, decoders)
-        stopper = EarlyStopping(net, patience=patience)
-        stopper.step(monitor(), -1)
-        from tqdm.auto import tqdm
-
-        for round_ in tqdm(range(max_rounds), desc="cell-line rounds", disable=not settings.progress_bar, leave=False):
-            for t in rng.permutation(len(decoders)):
-                x, y, _ = train_pairs[t]
-                if len(x) == 0:
-                    continue
-                cell = decoders[t]
-                params = [*net.encoder.parameters(), *net.decoders[cell].parameters()]
-                fit(net, Objective(self._loss(cell), params, lr=lr), (x, y), max_epochs=epochs_per_round,
-                    patience=None, stage=f"round {round_}: {self.cell_lines[cell]}", **common)
-            value = monitor()
-            self.history.append({"stage": "rounds", "epoch": round_, "validation_loss": value})
-            if stopper.step(value, round_):
-                break
-        stopper.restore_best()
+        if not run.passed("rounds"):
+            self._train_rounds(run, train_pairs, val if has_val else train, decoders, rng, lr=lr, patience=patience,
+                               epochs_per_round=epochs_per_round, max_rounds=max_rounds, common=common)
+            run.stage_done("rounds")
 
         decoder_epochs = max_epochs if decoder_epochs is None else decoder_epochs
         for t, cell in enumerate(decoders):
             x, y, _ = train_pairs[t]
-            if len(x) == 0 or decoder_epochs == 0:
+            stage = f"decoder: {self.cell_lines[cell]}"
+            if len(x) == 0 or decoder_epochs == 0 or run.passed(stage):
                 continue
             xv, yv, _ = val.pairs(t)
             fit(net, Objective(self._loss(cell), net.decoders[cell].parameters(), lr=decoder_lr), (x, y),
                 validation=(xv, yv) if len(xv) else None, max_epochs=decoder_epochs, patience=patience,
-                stage=f"decoder: {self.cell_lines[cell]}", **common)
-        net.eval()
-        return self
+                stage=stage, checkpoint=run, **common)
+            run.stage_done(stage)
+
+    def _train_rounds(self, run, train_pairs, monitored, decoders, rng, *, lr, patience, epochs_per_round, max_rounds,
+                      common) -> None:
+        """Stage 2: rounds over the cell lines in shuffled order, early-stopped on the validation error."""
+        net = self.module
+        stopper = EarlyStopping(net, patience=patience)
+        saved = run.resume_state("rounds")
+        if saved is None:
+            stopper.step(self._validation_mse(monitored, decoders), -1)
+            first_round = 0
+        else:
+            stopper.load_state_dict(saved["stopper"])
+            rng.bit_generator.state = saved["permutations"]
+            first_round = int(saved["round"]) + 1
+        from tqdm.auto import tqdm
+
+        rounds = tqdm(range(first_round, max_rounds), desc="cell-line rounds", disable=not settings.progress_bar,
+                      leave=False)
+        try:
+            for round_ in rounds:
+                for t in rng.permutation(len(decoders)):
+                    x, y, _ = train_pairs[t]
+                    if len(x) == 0:
+                        continue
+                    cell = decoders[t]
+                    params = [*net.encoder.parameters(), *net.decoders[cell].parameters()]
+                    fit(net, Objective(self._loss(cell), params, lr=lr), (x, y), max_epochs=epochs_per_round,
+                        patience=None, stage=f"round {round_}: {self.cell_lines[cell]}", **common)
+                value = self._validation_mse(monitored, decoders)
+                self.history.append({"stage": "rounds", "epoch": round_, "validation_loss": value})
+                stop = stopper.step(value, round_)
+                run.epoch_done("rounds", round_, lambda: {"round": round_, "stopper": stopper.state_dict(),
+                                                          "permutations": rng.bit_generator.state})
+                if stop:
+                    break
+        finally:  # also on Ctrl-C: keep the best rounds' weights
+            rounds.close()
+            stopper.restore_best()
 
     def fine_tune(self, adata, *, lr: float = 1e-5, max_rounds: int = 20, validation_fraction: float = 0.1,
                   seed: int | None = 0, **train_kwargs) -> DeepCellState:
@@ -244,7 +282,9 @@ class DeepCellState(BaseModel):
 
         Returns an AnnData with one row per drug measured in at least one source, in the input's units; several
         sources are each decoded and the outputs averaged. ``sources=None`` uses every cell line in ``adata`` other
-        than ``target``. A source cell line the model never saw is allowed (the encoder is shared).
+        than ``target``. A source cell line the model never saw is allowed (the encoder is shared). Features are
+        matched by name and the control rows are left out, with the obs keys of training (``data_keys``): data
+        without the ``control_key`` column raise :class:`~perturbkit.errors.MissingColumnError`.
         """
         self.cell_index(target)
         profiles = self.profiles_from(adata, layer=layer)

@@ -128,11 +128,14 @@ class VAE(BaseModel):
         return vae_loss(self.module, batch[0], kind=h["kind"], beta=h["beta"], lam=h["lam"])
 
     def train(self, X, *, validation=None, lr: float = 1e-3, batch_size: int = 96, max_epochs: int = 100,
-              patience: int | None = 10, seed: int | None = 0, stage: str = "train"):
+              patience: int | None = 10, seed: int | None = 0, stage: str = "train", checkpoint_dir=None,
+              checkpoint_every: int = 10, resume=None):
         """Train on the rows of ``X`` (data units) with the shared engine; ``validation`` rows drive early stopping.
 
         The best epoch's weights (by validation loss, or training loss without validation rows) are kept. A batch
-        size that would leave a last batch of one row (batch norm cannot train on it) is raised by one.
+        size that would leave a last batch of one row (batch norm cannot train on it) is raised by one. Ctrl-C
+        stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
+        checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier run exactly.
         """
         X = self._model_units(X)
         if self.hparams["output"] == "sigmoid" and (X.min() < 0 or X.max() > 1):
@@ -142,17 +145,22 @@ class VAE(BaseModel):
         if len(X) < 2 and self.hparams["batch_norm"]:
             raise PerturbkitInputError("batch norm needs at least 2 training rows; pass more data or batch_norm=False.")
         V = None if validation is None or len(validation) == 0 else self._model_units(validation)
-        fit(self.module, Objective(self.loss, self.module.parameters(), lr=lr), (X,),
-            validation=None if V is None else (V,), max_epochs=max_epochs, batch_size=batch_size,
-            patience=patience, device=self.device, seed=seed, stage=stage, history=self.history,
-            avoid_single_row_batch=True)
+        with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                                resume=resume) as run:
+            if not run.passed(stage):
+                fit(self.module, Objective(self.loss, self.module.parameters(), lr=lr), (X,),
+                    validation=None if V is None else (V,), max_epochs=max_epochs, batch_size=batch_size,
+                    patience=patience, device=self.device, seed=seed, stage=stage, history=self.history,
+                    avoid_single_row_batch=True, checkpoint=run)
+                run.stage_done(stage)
         return self
 
     @classmethod
     def from_adata(cls, adata, *, kind: str = "vanilla", latent_dim: int = 10, beta: float = 1.0,
                    lam: float = 1000.0, hidden=(250,), batch_norm: bool = True, output: str = "auto",
                    device="auto", seed: int = 0, lr: float = 1e-3, batch_size: int = 96, max_epochs: int = 100,
-                   patience: int | None = 10, validation_fraction: float = 0.1, stratify=None, layer=None) -> VAE:
+                   patience: int | None = 10, validation_fraction: float = 0.1, stratify=None, layer=None,
+                   checkpoint_dir=None, checkpoint_every: int = 10, resume=None) -> VAE:
         """Build a VAE for ``adata``'s features and train it; see :func:`perturbkit.tl.train_vae`."""
         check_kind(kind)
         from ..._schema import dense_matrix
@@ -174,7 +182,8 @@ class VAE(BaseModel):
         model.var_table = adata.var.copy()
         model.var_table.index = model.var_names
         model.train(X[train_rows], validation=X[val_rows] if len(val_rows) else None, lr=lr, batch_size=batch_size,
-                    max_epochs=max_epochs, patience=patience, seed=seed)
+                    max_epochs=max_epochs, patience=patience, seed=seed, checkpoint_dir=checkpoint_dir,
+                    checkpoint_every=checkpoint_every, resume=resume)
         return model
 
     # -------------------------------------------------------------------------------------------- inference

@@ -1,0 +1,36 @@
+"""perturbkit's public error classes: ``pk.errors``.
+
+Every bad-input error derives from :class:`PerturbkitInputError` (itself a :class:`ValueError`), so
+``except pk.errors.PerturbkitInputError`` catches them all.
+
+>>> import perturbkit as pk
+>>> try:
+...     pk.io.read_gct("missing.gct")
+... except FileNotFoundError as err:
+...     print(type(err).__name__)
+FileNotFoundError
+"""
+
+from ._schema import (
+    ColumnTypeError,
+    EmptyGroupError,
+    FileFormatError,
+    GeneMismatchError,
+    MissingColumnError,
+    ModelFileError,
+    NonFiniteError,
+    PerturbkitInputError,
+    UnknownCategoryError,
+)
+
+__all__ = [
+    "ColumnTypeError",
+    "EmptyGroupError",
+    "FileFormatError",
+    "GeneMismatchError",
+    "MissingColumnError",
+    "ModelFileError",
+    "NonFiniteError",
+    "PerturbkitInputError",
+    "UnknownCategoryError",
+]
