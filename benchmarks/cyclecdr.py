@@ -25,7 +25,8 @@ from _common import available_devices, measure, print_table
 from perturbkit.metrics._response import evaluate_response
 from perturbkit.models.cyclecdr import _drug_encoders, _model
 from perturbkit.models.cyclecdr._module import CycleCDRNetwork
-from perturbkit.tl._cyclecdr import control_means, cyclecdr_baselines, train_cyclecdr
+from perturbkit.models.baselines import control_means, response_baselines
+from perturbkit.tl import train_cyclecdr
 
 METRICS = ("r2", "r2_degs", "explained_variance", "explained_variance_degs")
 
@@ -134,7 +135,7 @@ def main() -> None:
         return {m: float(table[m].mean()) for m in METRICS}
 
     rows = []
-    for name, pred in cyclecdr_baselines(sources, drugs=list(smiles), training_data=train).items():
+    for name, pred in response_baselines(sources, drugs=list(smiles), training_data=train).items():
         rows.append({"model": f"baseline: {name}", "device": "-", **score(pred)})
     for device in available_devices(args.device):
         for encoder in [e.strip() for e in args.encoders.split(",") if e.strip()]:

@@ -63,7 +63,7 @@ def main(repeats: int) -> None:
 
     for name, model, data in (("VAE (978 genes)", vae, expression), ("DeepCellState (978 genes, 128 latent)", dcs, bulk),
                               ("cycleCDR (978 genes)", cyc, bulk)):
-        panel = W.LatentTraversal(model, data)
+        panel = W.LatentTraversal(data, model=model)
         feature = next(iter(panel.controls["sliders"]))
         rows.append({"panel": "LatentTraversal", "model": name, "action": "slider",
                      **timed(panel, slider_moves(panel, feature), repeats)})
@@ -72,13 +72,13 @@ def main(repeats: int) -> None:
                      **timed(panel, slider_moves(panel, feature), repeats)})
 
     for name, model in (("DeepCellState", dcs), ("cycleCDR", cyc)):
-        panel = W.ResponseExplorer(model, bulk)
+        panel = W.ResponseExplorer(bulk, model=model)
         drugs = list(panel.controls["drug"].options)
         rows.append({"panel": "ResponseExplorer", "model": f"{name} (978 genes)", "action": "pick drug",
                      **timed(panel, lambda i: setattr(panel.controls["drug"], "value", drugs[i % len(drugs)]),
                              repeats)})
 
-    panel = W.LSAExplorer(morph, morph_vae)
+    panel = W.LSAExplorer(morph, model=morph_vae)
     groups = list(panel.table.index)
     rows.append({"panel": "LSAExplorer", "model": f"MMD-VAE ({morph.n_obs} wells, {morph.n_vars} features)",
                  "action": "click table row",

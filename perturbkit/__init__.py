@@ -5,8 +5,9 @@
 >>> pk.pp.validate(adata)
 
 Namespaces follow scanpy: :mod:`pk.io` (readers), :mod:`pk.pp` (preprocessing), :mod:`pk.tl` (models and
-analyses), :mod:`pk.pl` (plotly figures), :mod:`pk.datasets` (simulators and downloaders), :mod:`pk.metrics`,
-:mod:`pk.widgets` (Jupyter panels) and :data:`pk.settings`. Heavy submodules are imported on first use.
+analyses), :mod:`pk.experiments` (the papers' experiments), :mod:`pk.pl` (plotly figures), :mod:`pk.datasets`
+(simulators and downloaders), :mod:`pk.metrics`, :mod:`pk.widgets` (Jupyter panels), :mod:`pk.errors` and
+:data:`pk.settings`. Heavy submodules are imported on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ._lazy import lazy_submodules
 from ._settings import settings
 from ._version import __version__
 
-_SUBMODULES = ("io", "pp", "tl", "pl", "datasets", "metrics", "train", "models", "widgets", "errors")
+_SUBMODULES = ("io", "pp", "tl", "experiments", "pl", "datasets", "metrics", "train", "models", "widgets", "errors")
 
 __all__ = ["settings", "__version__", *_SUBMODULES]
 

@@ -18,20 +18,28 @@ smiles_key  ``smiles``     SMILES string of the compound
 from __future__ import annotations
 
 from collections.abc import Iterable
+from copy import deepcopy
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-DEFAULT_KEYS = {
-    "cell_key": "cell_line",
-    "drug_key": "drug",
-    "dose_key": "dose",
-    "time_key": "time",
-    "moa_key": "moa",
-    "control_key": "control",
-    "smiles_key": "smiles",
-}
+@dataclass(frozen=True)
+class ObsKeys:
+    """The default obs column of each ``*_key`` keyword; every signature takes its default from :data:`OBS_KEYS`."""
+
+    cell_key: str = "cell_line"
+    drug_key: str = "drug"
+    dose_key: str = "dose"
+    time_key: str = "time"
+    moa_key: str = "moa"
+    control_key: str = "control"
+    smiles_key: str = "smiles"
+
+
+OBS_KEYS = ObsKeys()
+DEFAULT_KEYS = asdict(OBS_KEYS)
 MOA_SEPARATOR = "|"
 
 
@@ -61,6 +69,19 @@ class GeneMismatchError(PerturbkitInputError):
 
 class UnknownCategoryError(PerturbkitInputError):
     """A value (cell line, drug, ...) that the data or the model does not know."""
+
+
+class UnknownOptionError(PerturbkitInputError, TypeError):
+    """An unknown keyword option: a :class:`PerturbkitInputError` that is also the ``TypeError`` Python raises for
+    an unexpected keyword argument."""
+
+
+class DeviceError(PerturbkitInputError):
+    """A device that is not known, or not available on this machine."""
+
+
+class DownloadError(RuntimeError):
+    """A data set could not be downloaded (no network, HTTP error, or a hash mismatch)."""
 
 
 class FileFormatError(PerturbkitInputError):
@@ -113,13 +134,24 @@ def _keyword_hint(column: str, keyword: str | None = None) -> str:
     return "the matching *_key= argument"
 
 
-def modifiable(adata, *, copy: bool, caller: str):
+def modifiable(adata, *, copy: bool, caller: str, keep_x: bool = True):
     """The AnnData a ``copy=`` function should write into: a copy of ``adata``, or ``adata`` itself made safe to edit.
 
     ``copy=True`` gives an in-memory copy (also of a backed AnnData), so the caller's data and file stay as they
-    are. ``copy=False`` refuses a backed AnnData (editing it would write into the user's file on disk) and turns a
-    view into an actual AnnData first, as scanpy does, so the parent it was sliced from is never changed.
+    are; ``keep_x=False`` leaves X out of the copy, for callers that replace X anyway (no copy of X is then made
+    only to be thrown away). ``copy=False`` refuses a backed AnnData (editing it would write into the user's file
+    on disk) and turns a view into an actual AnnData first, as scanpy does, so the parent it was sliced from is
+    never changed.
     """
+    if copy and not keep_x:
+        import anndata as ad
+
+        return ad.AnnData(
+            X=None, obs=adata.obs.copy(), var=adata.var.copy(), uns=deepcopy(dict(adata.uns)),
+            obsm={k: v.copy() for k, v in adata.obsm.items()}, varm={k: v.copy() for k, v in adata.varm.items()},
+            layers={k: v.copy() for k, v in adata.layers.items()},
+            obsp={k: v.copy() for k, v in adata.obsp.items()}, varp={k: v.copy() for k, v in adata.varp.items()},
+        )
     if copy:
         return adata.to_memory() if adata.isbacked else adata.copy()
     if adata.isbacked:
@@ -226,20 +258,38 @@ def split_moa(value) -> list[str]:
 def validate(
     adata,
     *,
-    cell_key: str | None = "cell_line",
-    drug_key: str | None = "drug",
-    dose_key: str | None = "dose",
-    time_key: str | None = "time",
+    cell_key: str | None = OBS_KEYS.cell_key,
+    drug_key: str | None = OBS_KEYS.drug_key,
+    dose_key: str | None = OBS_KEYS.dose_key,
+    time_key: str | None = OBS_KEYS.time_key,
     moa_key: str | None = None,
-    control_key: str | None = "control",
+    control_key: str | None = OBS_KEYS.control_key,
     smiles_key: str | None = None,
     layer: str | None = None,
 ) -> None:
     """Check that ``adata`` follows perturbkit's schema; raise an error naming the problem and the fix.
 
-    Pass ``None`` for a key the data does not have and the task does not need. Checks, in order: the columns
-    exist; X (or ``layer``) is finite; ``control_key`` is boolean with at least one control row; ``dose_key`` and
-    ``time_key`` are numeric. Never modifies ``adata``.
+    Checks, in order: the columns exist; X (or ``layer``) is finite; ``control_key`` is boolean with at least one
+    control row; ``dose_key`` and ``time_key`` are numeric. Never modifies ``adata``.
+
+    Parameters
+    ----------
+    adata
+        The profiles to check.
+    cell_key, drug_key, dose_key, time_key, moa_key, control_key, smiles_key
+        The obs columns to check; pass ``None`` for a key the data does not have and the task does not need.
+    layer
+        Check ``adata.layers[layer]`` instead of X.
+
+    Returns
+    -------
+    None; a problem raises a :class:`PerturbkitInputError` subclass (e.g. :class:`MissingColumnError`,
+    :class:`NonFiniteError`, :class:`EmptyGroupError`, :class:`ColumnTypeError`).
+
+    Examples
+    --------
+    >>> adata = pk.datasets.simulate_bulk()
+    >>> pk.pp.validate(adata)
     """
     keys = {"cell_key": cell_key, "drug_key": drug_key, "dose_key": dose_key, "time_key": time_key,
             "moa_key": moa_key, "control_key": control_key, "smiles_key": smiles_key}

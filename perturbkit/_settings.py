@@ -20,9 +20,16 @@ class Settings:
     device
         Default device for training: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     progress_bar
-        Show tqdm progress bars during long work. Set ``False`` to silence them.
+        Show tqdm progress bars during long work (training, cross-validation, downloads). Set ``False`` to
+        silence them. Reads ``False`` while ``verbosity`` is 0.
     verbosity
-        0 silent, 1 summaries, 2 details.
+        How much perturbkit reports while it works:
+
+        - ``0``: silent. No progress bars and no messages (pooch's download messages and Optuna's trial log are
+          silenced too); warnings and errors are still raised.
+        - ``1`` (default): progress bars (when ``progress_bar`` is ``True``) and one-line messages such as
+          pooch's "Downloading ..." line.
+        - ``2``: also details: Optuna's log of every trial in :func:`perturbkit.tl.tune_vae`.
     datadir
         Cache folder for downloaded data sets (env ``PERTURBKIT_DATADIR``, default ``~/.cache/perturbkit``).
     max_device_bytes
@@ -45,6 +52,27 @@ class Settings:
         self._device = _check_device_name(value)
 
     @property
+    def progress_bar(self) -> bool:
+        return self._progress_bar and self.verbosity > 0
+
+    @progress_bar.setter
+    def progress_bar(self, value: bool) -> None:
+        self._progress_bar = bool(value)
+
+    @property
+    def verbosity(self) -> int:
+        return self._verbosity
+
+    @verbosity.setter
+    def verbosity(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 2:
+            from ._schema import PerturbkitInputError  # here, not at the top: import perturbkit stays light
+
+            raise PerturbkitInputError(f"verbosity={value!r} must be 0 (silent), 1 (progress bars, one-line "
+                                       f"messages) or 2 (details).")
+        self._verbosity = int(value)
+
+    @property
     def datadir(self) -> Path:
         return self._datadir
 
@@ -60,7 +88,9 @@ class Settings:
 def _check_device_name(device) -> str:
     name = str(device)
     if name.split(":")[0] not in _DEVICES:
-        raise ValueError(f"device={device!r} is not known; use one of 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+        from ._schema import DeviceError
+
+        raise DeviceError(f"device={device!r} is not known; use one of 'auto', 'cpu', 'cuda' or 'cuda:N'.")
     return name
 
 
@@ -72,7 +102,12 @@ def resolve_device(device: str | None = None):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was asked for but CUDA is not available here; use device='cpu' or 'auto'.")
+        from ._schema import DeviceError
+
+        raise DeviceError(
+            f"device={name!r} was asked for but CUDA is not available here; use device='cpu' or 'auto', or set "
+            f"pk.settings.device = 'auto'."
+        )
     return torch.device(name)
 
 

@@ -9,6 +9,19 @@ def pearson_rows(a, b) -> np.ndarray:
     """Pearson correlation between matching rows of ``a`` and ``b`` (1-D inputs give a scalar array).
 
     Rows with zero variance give NaN.
+
+    Parameters
+    ----------
+    a, b
+        Arrays of the same shape (rows × values), or shapes that broadcast.
+
+    Returns
+    -------
+    One correlation per row.
+
+    Examples
+    --------
+    >>> pk.metrics.pearson_rows(pred.X, truth.X).mean()
     """
     a = np.atleast_2d(np.asarray(a, dtype=np.float64))
     b = np.atleast_2d(np.asarray(b, dtype=np.float64))

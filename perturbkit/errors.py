@@ -13,6 +13,8 @@ FileNotFoundError
 
 from ._schema import (
     ColumnTypeError,
+    DeviceError,
+    DownloadError,
     EmptyGroupError,
     FileFormatError,
     GeneMismatchError,
@@ -21,10 +23,13 @@ from ._schema import (
     NonFiniteError,
     PerturbkitInputError,
     UnknownCategoryError,
+    UnknownOptionError,
 )
 
 __all__ = [
     "ColumnTypeError",
+    "DeviceError",
+    "DownloadError",
     "EmptyGroupError",
     "FileFormatError",
     "GeneMismatchError",
@@ -33,4 +38,5 @@ __all__ = [
     "NonFiniteError",
     "PerturbkitInputError",
     "UnknownCategoryError",
+    "UnknownOptionError",
 ]

@@ -13,7 +13,8 @@ from sklearn.decomposition import PCA
 import perturbkit as pk
 from perturbkit._schema import EmptyGroupError, MissingColumnError
 from perturbkit.models.vae._arithmetic import RESULT_COLUMNS, IdentityModel
-from perturbkit.tl._arithmetic import latent_arithmetic, lsa_groups, lsa_robustness
+from perturbkit.experiments import lsa_robustness
+from perturbkit.tl._arithmetic import latent_arithmetic, lsa_groups
 
 PLATE = "cell_painting/SQ00015054_normalized_feature_select.csv.gz"
 

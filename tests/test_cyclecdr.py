@@ -10,7 +10,8 @@ import pytest
 import perturbkit as pk
 from perturbkit._schema import EmptyGroupError, UnknownCategoryError
 from perturbkit.models.cyclecdr import CycleCDR, control_profiles
-from perturbkit.tl._cyclecdr import control_means, cyclecdr_baselines, predict_no_change, train_cyclecdr
+from perturbkit.models.baselines import control_means, predict_no_change, response_baselines
+from perturbkit.tl import train_cyclecdr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -125,7 +126,7 @@ def test_fingerprint_predicts_unseen_drugs_better_than_baselines(bulk):
     held = {d: bulk["smiles"][d] for d in bulk["held"]}
     model_r2 = deg_r2(model.predict(means, drugs=held), bulk["all"])
     baselines = {name: deg_r2(pred, bulk["all"])
-                 for name, pred in cyclecdr_baselines(means, drugs=list(held), training_data=bulk["train"]).items()}
+                 for name, pred in response_baselines(means, drugs=list(held), training_data=bulk["train"]).items()}
     # measured: cycleCDR 0.29, no change 0.16, mean treated response 0.23
     print(f"unseen-drug DEG r2: cycleCDR {model_r2:.3f}, baselines {baselines}")
     assert model_r2 > baselines["no change"] + 0.05, (model_r2, baselines)
@@ -150,11 +151,11 @@ def test_gat_ablation_dose_and_gene_weight_variants_train_and_predict():
     with pytest.raises(pk._schema.PerturbkitInputError, match="doses"):
         variant.predict(means, drugs=held)
 
-    from perturbkit.tl._cyclecdr import cyclecdr_ablation
+    from perturbkit.experiments import cyclecdr_ablation
 
     test_drugs = sorted(adata.obs["drug"][~adata.obs["control"]].unique())[:2]
     table = cyclecdr_ablation(adata, test_drugs=test_drugs, variants=["dual AE"], drug_encoder="fingerprint",
-                              dose_key="dose", baselines=False, **tiny)  # every measured dose is predicted
+                              dose_key="dose", baselines=False, train_options=tiny)  # every measured dose is predicted
     n_doses = adata.obs.loc[adata.obs["drug"].isin(test_drugs), ["drug", "dose"]].drop_duplicates().shape[0]
     assert n_doses > 2 and table.loc["cycleCDR: dual AE", "n_groups"] == 2
     assert np.isfinite(table.loc["cycleCDR: dual AE", "r2"])
@@ -178,10 +179,10 @@ def test_unpaired_single_cell_gan_beats_no_change():
 
 
 def test_ablation_table_runs_variants_and_baselines(bulk):
-    from perturbkit.tl._cyclecdr import cyclecdr_ablation
+    from perturbkit.experiments import cyclecdr_ablation
 
     table = cyclecdr_ablation(bulk["all"], test_drugs=bulk["held"][:8], variants=["dual AE", "single AE"],
-                              drug_encoder="fingerprint", max_epochs=3, **SMALL)
+                              drug_encoder="fingerprint", train_options=dict(SMALL, max_epochs=3))
     assert list(table.index) == ["cycleCDR: dual AE", "cycleCDR: single AE", "baseline: no change",
                                  "baseline: mean treated response"]
     assert {"r2", "r2_degs", "explained_variance", "explained_variance_degs"} <= set(table.columns)

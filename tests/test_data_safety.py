@@ -42,7 +42,7 @@ def bulk():
 
 def _tiny_vae(profiles, **kwargs):
     options = dict(latent_dim=3, hidden=(16,), max_epochs=6, patience=None, seed=0)
-    return VAE.from_adata(profiles, **{**options, **kwargs})
+    return VAE.build_and_train(profiles, **{**options, **kwargs})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -191,12 +191,12 @@ def test_ctrl_c_returns_model_with_best_weights(profiles):
     model = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0)
     _interrupt_after(model, 4 * int(np.ceil(len(X) / 96)))  # four whole epochs, then Ctrl-C
     with pytest.warns(UserWarning, match="interrupted.*best weights.*epoch 3"):
-        returned = model.train(X, max_epochs=50, patience=None, seed=0)
+        returned = model.train(X, validation_fraction=0, max_epochs=50, patience=None, seed=0)
     assert returned is model and model.interrupted and not model.module.training
     history = model.history_frame
     assert len(history) == 4
-    reference = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0).train(X, max_epochs=4, patience=None,
-                                                                                   seed=0)
+    reference = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0)
+    reference.train(X, validation_fraction=0, max_epochs=4, patience=None, seed=0)
     for key, value in reference.module.state_dict().items():
         assert torch.equal(value, model.module.state_dict()[key])
 
@@ -215,16 +215,17 @@ def test_ctrl_c_through_tl_face_returns_model(profiles, monkeypatch):
 
 def test_vae_checkpoint_resume_is_exact(profiles, tmp_path):
     X = profiles.X
-    uninterrupted = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0).train(X, max_epochs=7, seed=0,
-                                                                                       patience=None)
+    uninterrupted = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0)
+    uninterrupted.train(X, validation_fraction=0, max_epochs=7, seed=0, patience=None)
     first = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0)
     _interrupt_after(first, 5 * int(np.ceil(len(X) / 96)))
     with pytest.warns(UserWarning, match="interrupted"):
-        first.train(X, max_epochs=7, seed=0, patience=None, checkpoint_dir=tmp_path, checkpoint_every=3)
+        first.train(X, validation_fraction=0, max_epochs=7, seed=0, patience=None, checkpoint_dir=tmp_path,
+                    checkpoint_every=3)
     assert (tmp_path / "checkpoint.pt").exists()
     assert len(BaseModel.load(tmp_path / "checkpoint.pt").history) == 3  # a checkpoint is a loadable model
     resumed = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0)
-    resumed.train(X, max_epochs=7, seed=0, patience=None, resume=tmp_path)
+    resumed.train(X, validation_fraction=0, max_epochs=7, seed=0, patience=None, resume=tmp_path)
     for key, value in uninterrupted.module.state_dict().items():
         assert torch.equal(value, resumed.module.state_dict()[key]), key
     assert len(resumed.history) == 7

@@ -131,7 +131,7 @@ def test_bad_input_errors(small):
         pk.tl.train_deepcellstate(small, cell_key="cell_type", **TINY)
     with pytest.raises(UnknownCategoryError, match="not found"):
         pk.tl.train_deepcellstate(small, cell_lines=["MCF7", "HELA"], **TINY)
-    with pytest.raises(TypeError, match="unknown DeepCellState option"):
+    with pytest.raises(TypeError, match="learning_rate"):
         pk.tl.train_deepcellstate(small, learning_rate=1e-3)
     bad = small.copy()
     bad.uns.pop("deepcellstate", None)
@@ -154,16 +154,17 @@ def test_fine_tune_adds_a_decoder_for_a_new_cell_line(small, trained, tmp_path):
 
 
 def test_experiments_return_tidy_frames(small):
-    kw = dict(source="PC3", target="MCF7", test_fraction=0.2, **TINY)
-    curve = pk.tl.deepcellstate_training_size_curve(small, fractions=(0.3, 1.0), **kw)
+    kw = dict(source="PC3", target="MCF7", test_fraction=0.2, train_options=TINY)
+    curve = pk.experiments.deepcellstate_training_size_curve(small, fractions=(0.3, 1.0), **kw)
     assert list(curve.fraction) == [0.3, 1.0] and {"pcc", "baseline_pcc", "ridge_pcc"} <= set(curve.columns)
     assert curve.baseline_pcc.nunique() == 1  # same test drugs for every condition
-    sweep = pk.tl.deepcellstate_latent_size_sweep(small, latent_dims=(4, 16), **{k: v for k, v in kw.items()
-                                                                                  if k != "latent_dim"})
+    no_latent_dim = {k: v for k, v in TINY.items() if k != "latent_dim"}
+    sweep = pk.experiments.deepcellstate_latent_size_sweep(small, latent_dims=(4, 16),
+                                                           **{**kw, "train_options": no_latent_dim})
     assert list(sweep.latent_dim) == [4, 16]
-    abl = pk.tl.deepcellstate_ablation(small, variants=("full", "none of the three"), **kw)
+    abl = pk.experiments.deepcellstate_ablation(small, variants=("full", "none of the three"), **kw)
     assert list(abl.variant) == ["full", "none of the three"]
-    fewer = pk.tl.deepcellstate_fewer_profiles(small, **kw)
+    fewer = pk.experiments.deepcellstate_fewer_profiles(small, **kw)
     assert list(fewer.removed) == ["none", "PC3", "MCF7", "both"]
     assert np.isfinite(fewer.pcc).all()
 
@@ -175,7 +176,8 @@ def test_loss_of_function_perturbations_are_scored_alone(small):
     adata.obs["pert_type"] = np.where(adata.obs.drug.isin(knockdowns), "trt_sh", "trt_cp")
     lof = adata.obs.loc[adata.obs.pert_type == "trt_sh", "drug"].unique()
     cv = pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", n_folds=3, folds=[0],
-                                            test_drugs=lof, **TINY)
+                                            test_drugs=lof, train_options=TINY)
     assert set(cv.drug) <= knockdowns and len(cv) >= 2
     with pytest.raises(pk._schema.EmptyGroupError, match="test_drugs"):
-        pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", test_drugs=["nope"], **TINY)
+        pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", test_drugs=["nope"],
+                                           train_options=TINY)

@@ -105,14 +105,14 @@ def test_latent_arithmetic_aligns_an_sklearn_model_fitted_on_a_dataframe(morph):
 
 
 def test_lsa_explorer_matches_features_by_name(morph, vae):
-    expected = W.LSAExplorer(morph, vae)
-    got = W.LSAExplorer(shuffled(morph), vae)
+    expected = W.LSAExplorer(morph, model=vae)
+    got = W.LSAExplorer(shuffled(morph), model=vae)
     pd.testing.assert_frame_equal(got.table, expected.table)
     assert got.result["l2"] == expected.result["l2"] and got.result["z"] == expected.result["z"]
     np.testing.assert_array_equal(got.result["predicted"], expected.result["predicted"])
     assert list(got.var_names) == list(vae.var_names)
     with pytest.raises(GeneMismatchError, match="missing"):
-        W.LSAExplorer(renamed(morph), vae)
+        W.LSAExplorer(renamed(morph), model=vae)
 
 
 # ------------------------------------------------------------------------------------------------ VAE entry points
@@ -146,8 +146,8 @@ def test_project_reconstructions_matches_features_by_name(morph, vae, fake_umap)
 
 
 def test_latent_traversal_panel_matches_features_by_name(morph, vae):
-    expected = W.LatentTraversal(vae, morph)
-    got = W.LatentTraversal(vae, shuffled(morph))
+    expected = W.LatentTraversal(morph, model=vae)
+    got = W.LatentTraversal(shuffled(morph), model=vae)
     np.testing.assert_array_equal(got._codes, expected._codes)
     moa = sorted(morph.obs["moa"].astype(str).unique())[1]
     for panel in (expected, got):
@@ -156,7 +156,7 @@ def test_latent_traversal_panel_matches_features_by_name(morph, vae):
     pd.testing.assert_series_equal(got.profile, expected.profile)
     assert [s.max for s in got.controls["sliders"].values()] == [s.max for s in expected.controls["sliders"].values()]
     with pytest.raises(GeneMismatchError, match="missing"):
-        W.LatentTraversal(vae, renamed(morph))
+        W.LatentTraversal(renamed(morph), model=vae)
 
 
 def test_embedding_explorer_latent_space_matches_features_by_name(morph, vae):
@@ -218,14 +218,14 @@ def test_gene_importance_matches_features_by_name(bulk, dcs):
 @pytest.mark.parametrize("which", ["dcs", "cdr"])
 def test_response_explorer_matches_features_by_name(bulk, dcs, cdr, which):
     model = dcs if which == "dcs" else cdr
-    expected, got = W.ResponseExplorer(model, bulk), W.ResponseExplorer(model, shuffled(bulk))
+    expected, got = W.ResponseExplorer(bulk, model=model), W.ResponseExplorer(shuffled(bulk), model=model)
     drug = expected.controls["drug"].options[3]
     for panel in (expected, got):
         panel.select(drug)
     for key in ("input", "predicted", "measured"):
         np.testing.assert_array_equal(got.result[key], expected.result[key])
     with pytest.raises(GeneMismatchError, match="missing"):
-        W.ResponseExplorer(model, renamed(bulk))
+        W.ResponseExplorer(renamed(bulk), model=model)
 
 
 # ------------------------------------------------------------------------------------------ cycleCDR entry points

@@ -64,7 +64,8 @@ def test_deepcellstate_refuses_data_without_a_control_column(bulk):
     with pytest.raises(MissingColumnError, match="control_key=None"):
         CellDrugProfiles.from_adata(data)
     with pytest.raises(MissingColumnError, match="control_key=None"):
-        pk.tl.cross_validate_deepcellstate(data, source="PC3", target="MCF7", n_folds=2, folds=[0], **TINY_DCS)
+        pk.tl.cross_validate_deepcellstate(data, source="PC3", target="MCF7", n_folds=2, folds=[0], device="cpu",
+                                           train_options=dict(latent_dim=4, hidden=(8,), max_epochs=2, max_rounds=1))
     assert "deepcellstate" not in data.uns
 
 
@@ -79,7 +80,7 @@ def test_deepcellstate_control_key_none_treats_every_row_as_a_drug(bulk, dcs):
 def test_deepcellstate_trained_with_controls_refuses_data_without_them(bulk, dcs):
     data = _without_control(bulk)
     for call in (lambda: dcs.predict(data, target="MCF7"), lambda: pk.tl.latent_embeddings(data, model=dcs),
-                 lambda: W.ResponseExplorer(dcs, data)):
+                 lambda: W.ResponseExplorer(data, model=dcs)):
         with pytest.raises(MissingColumnError, match=r"trained with control_key='control'.*adata.obs\['control'\] ="):
             call()
 
@@ -152,7 +153,7 @@ def test_cyclecdr_predict_on_zero_control_rows_says_what_to_pass(bulk, cdr):
 # ---------------------------------------------------------------------------------------------------- panels
 def test_latent_traversal_on_empty_data(morph, vae):
     with pytest.raises(EmptyGroupError, match="adata has no rows.*leave adata out"):
-        W.LatentTraversal(vae, morph[:0])
+        W.LatentTraversal(morph[:0], model=vae)
 
 
 def test_embedding_explorer_with_swapped_arguments(morph, vae):
@@ -163,12 +164,15 @@ def test_embedding_explorer_with_swapped_arguments(morph, vae):
 
 
 def test_other_panels_refuse_swapped_arguments(morph, vae, bulk, dcs):
-    with pytest.raises(PerturbkitInputError, match=r"swapped.*LatentTraversal\(model, adata\)"):
-        W.LatentTraversal(morph, vae)
-    with pytest.raises(PerturbkitInputError, match=r"swapped.*LSAExplorer\(adata, model\)"):
-        W.LSAExplorer(vae, morph)
-    with pytest.raises(PerturbkitInputError, match=r"swapped.*ResponseExplorer\(model, adata\)"):
-        W.ResponseExplorer(bulk, dcs)
+    with pytest.raises(PerturbkitInputError, match=r"swapped.*LatentTraversal\(adata, model=model\)"):
+        W.LatentTraversal(vae, model=morph)
+    with pytest.raises(PerturbkitInputError, match=r"swapped.*LSAExplorer\(adata, model=model\)"):
+        W.LSAExplorer(vae, model=morph)
+    with pytest.raises(PerturbkitInputError, match=r"swapped.*ResponseExplorer\(adata, model=model\)"):
+        W.ResponseExplorer(dcs, model=bulk)
+    for panel in (W.LatentTraversal, W.LSAExplorer, W.ResponseExplorer):  # the model is keyword-only
+        with pytest.raises(TypeError):
+            panel(morph, vae)
 
 
 def test_panels_refuse_untrained_models(morph, bulk):
@@ -178,12 +182,12 @@ def test_panels_refuse_untrained_models(morph, bulk):
     untrained_cdr = CycleCDR(bulk.var_names, drugs={"a": ""}, drug_encoder="onehot", hidden=(8,), latent_dim=4,
                              device="cpu")
     calls = [
-        (lambda: W.LatentTraversal(untrained_vae, morph), "VAE", r"pk\.tl\.train_vae"),
-        (lambda: W.LatentTraversal(untrained_dcs), "DeepCellState", r"pk\.tl\.train_deepcellstate"),
+        (lambda: W.LatentTraversal(morph, model=untrained_vae), "VAE", r"pk\.tl\.train_vae"),
+        (lambda: W.LatentTraversal(model=untrained_dcs), "DeepCellState", r"pk\.tl\.train_deepcellstate"),
         (lambda: W.EmbeddingExplorer(morph, model=untrained_vae, basis="pca"), "VAE", r"pk\.tl\.train_vae"),
-        (lambda: W.LSAExplorer(morph, untrained_vae), "VAE", r"pk\.tl\.train_vae"),
-        (lambda: W.ResponseExplorer(untrained_dcs, bulk), "DeepCellState", r"pk\.tl\.train_deepcellstate"),
-        (lambda: W.ResponseExplorer(untrained_cdr, bulk), "CycleCDR", r"pk\.tl\.train_cyclecdr"),
+        (lambda: W.LSAExplorer(morph, model=untrained_vae), "VAE", r"pk\.tl\.train_vae"),
+        (lambda: W.ResponseExplorer(bulk, model=untrained_dcs), "DeepCellState", r"pk\.tl\.train_deepcellstate"),
+        (lambda: W.ResponseExplorer(bulk, model=untrained_cdr), "CycleCDR", r"pk\.tl\.train_cyclecdr"),
     ]
     for call, name, hint in calls:
         with pytest.raises(PerturbkitInputError, match=rf"model is an untrained {name}.*Train the model first.*{hint}"):
@@ -196,11 +200,15 @@ def test_panels_refuse_untrained_models(morph, bulk):
 def test_vae_tools_refuse_swapped_or_untrained_models(morph, vae, function):
     f = getattr(pk.tl, function)
     with pytest.raises(PerturbkitInputError, match=rf"swapped.*pk\.tl\.{function}\(adata, model=vae\)"):
-        f(vae, morph)
-    with pytest.raises(PerturbkitInputError, match=rf"pk\.tl\.{function}: model must be a trained VAE, got None"):
+        f(vae, model=morph)
+    with pytest.raises(TypeError, match="model"):  # the model is keyword-only and required
         f(morph)
+    with pytest.raises(TypeError):
+        f(morph, vae)
+    with pytest.raises(PerturbkitInputError, match=rf"pk\.tl\.{function}: model must be a trained VAE, got None"):
+        f(morph, model=None)
     with pytest.raises(PerturbkitInputError, match=r"untrained VAE.*pk\.tl\.train_vae"):
-        f(morph, VAE(morph.var_names, latent_dim=4, hidden=(8,), device="cpu"))
+        f(morph, model=VAE(morph.var_names, latent_dim=4, hidden=(8,), device="cpu"))
 
 
 def test_model_first_tools_refuse_data(morph, bulk, vae, dcs):
@@ -241,7 +249,7 @@ def test_bad_options_raise_perturbkit_errors(bulk):
 
 def test_model_entry_points_name_a_missing_layer(morph, vae):
     for call in (lambda: pk.tl.latent_arithmetic(morph.copy(), model=vae, layer="nope"),
-                 lambda: W.LatentTraversal(vae, morph, layer="nope"),
+                 lambda: W.LatentTraversal(morph, model=vae, layer="nope"),
                  lambda: pk.tl.project_reconstructions(morph, model=vae, layer="nope")):
         with pytest.raises(PerturbkitInputError, match=r"adata has no layer 'nope'; its layers are \['noise_free'\]"):
             call()

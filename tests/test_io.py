@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import json
+import warnings
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -12,6 +15,7 @@ from conftest import shared_file
 
 import perturbkit as pk
 from perturbkit._schema import EmptyGroupError, MissingColumnError, PerturbkitInputError
+from perturbkit.errors import FileFormatError
 from perturbkit.pp._annotate import annotate
 
 L1000 = "l1000/test_l1000.gct.gz"
@@ -20,6 +24,10 @@ CELL_PAINTING = "cell_painting/SQ00015054_normalized_feature_select.csv.gz"
 HUB_DRUGS = "repurposing_hub/repurposing_drugs_20200324.txt.gz"
 HUB_SAMPLES = "repurposing_hub/repurposing_samples_20200324.txt.gz"
 KANG = "kang_pbmc/kang_ifnb_pbmc_2k.h5ad"
+L1000_GCTX = "l1000/LJP005_A375_24H_level4_n377x978.gctx"
+P100 = "p100/P100_P-0029_MCF7_3h.gct.gz"
+MOA_MAP = "cell_painting/lincs_cell_painting_moa_map.tsv.gz"
+CMAPPY = Path(__file__).parent / "fixtures" / "cmappy"
 
 
 @pytest.fixture(scope="module")
@@ -359,3 +367,433 @@ def test_read_h5ad_kang():
         pk.io.read_h5ad(shared_file(KANG), condition_key="treatment")
     with pytest.raises(EmptyGroupError, match="control_value="):
         pk.io.read_h5ad(shared_file(KANG), condition_key="condition", control_value="DMSO")
+
+
+# ------------------------------------------------------------------ GCT text: every line checked (issue 10)
+
+
+def _gct_lines(n_rows=3, n_cols=4):
+    """A small valid GCT 1.3 as a list of lines (no line ends)."""
+    lines = ["#1.3", f"{n_rows}\t{n_cols}\t1\t2", "\t".join(["id", "symbol", *[f"s{j}" for j in range(n_cols)]]),
+             "\t".join(["pert_iname", "na", "DMSO", *["vorinostat"] * (n_cols - 1)]),
+             "\t".join(["pert_type", "na", "ctl_vehicle", *["trt_cp"] * (n_cols - 1)])]
+    for i in range(n_rows):
+        lines.append("\t".join([f"g{i}", f"G{i}", *[f"{i + 0.25 * j:.4f}" for j in range(n_cols)]]))
+    return lines
+
+
+def _write(path, lines, *, end="\n"):
+    if isinstance(lines[0], str):
+        Path(path).write_bytes(("\n".join(lines) + end).encode())
+    else:
+        Path(path).write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_gct_every_data_line_is_checked(tmp_path):
+    good = pk.io.read_gct(_write(tmp_path / "good.gct", _gct_lines()))
+    assert good.shape == (4, 3)
+    lines = _gct_lines()
+    fields = lines[6].split("\t")
+    lines[6] = "\t".join(fields[:3] + fields[4:])  # one value missing mid-line: later values would shift left
+    with pytest.raises(FileFormatError, match=r"mid\.gct' line 7: the line has 5 fields where 6 are expected"):
+        pk.io.read_gct(_write(tmp_path / "mid.gct", lines))
+    lines = _gct_lines()
+    lines[6] += "\t1.5"  # one value too many
+    with pytest.raises(FileFormatError, match="line 7: the line has 7 fields"):
+        pk.io.read_gct(_write(tmp_path / "long.gct", lines))
+    lines = _gct_lines()
+    lines[-1] = lines[-1].rsplit("\t", 2)[0]  # the last line cut short (a truncated download)
+    with pytest.raises(FileFormatError, match="line 8: .*4 fields.*truncated"):
+        pk.io.read_gct(_write(tmp_path / "cut.gct", lines, end=""))
+    lines = _gct_lines()
+    lines[3] = lines[3].rsplit("\t", 1)[0]  # a short column-metadata line
+    with pytest.raises(FileFormatError, match="line 4: the line has 5 fields"):
+        pk.io.read_gct(_write(tmp_path / "meta.gct", lines))
+
+
+def test_gct_tolerates_what_does_not_change_values(tmp_path):
+    good = pk.io.read_gct(_write(tmp_path / "good.gct", _gct_lines()))
+    lines = _gct_lines()
+    same = [
+        _write(tmp_path / "crlf.gct", [line + "\r" for line in lines]),  # Windows line ends
+        _write(tmp_path / "blank.gct", [*lines, "", ""]),  # blank lines at the end
+        _write(tmp_path / "padded.gct", lines[:2] + [line + "\t\t" for line in lines[2:]]),  # spreadsheet padding
+        _write(tmp_path / "bom.gct", ["\ufeff" + lines[0], *lines[1:]]),
+    ]
+    for path in same:
+        back = pk.io.read_gct(path)
+        assert np.array_equal(back.X, good.X), path.name
+        pd.testing.assert_frame_equal(back.obs, good.obs)
+        pd.testing.assert_frame_equal(back.var, good.var)
+    with pytest.warns(UserWarning, match="does not end with a line break"):
+        pk.io.read_gct(_write(tmp_path / "noeol.gct", lines, end=""))
+    padded_but_one = lines[:2] + [line + "\t" for line in lines[2:-1]] + [lines[-1]]
+    with pytest.raises(FileFormatError, match=r"line 8: the line has 6 fields where 7 are expected \(the header"):
+        pk.io.read_gct(_write(tmp_path / "padded_but_one.gct", padded_but_one))
+
+
+def test_gct_nul_byte_and_invalid_utf8(tmp_path):
+    lines = [line.encode() for line in _gct_lines()]
+    lines[6] = lines[6].replace(b"1.0000", b"4.\x00\x00\x002563")  # read as 4.0 before
+    with pytest.raises(FileFormatError, match=r"nul\.gct' line 7 .*NUL byte"):
+        pk.io.read_gct(_write(tmp_path / "nul.gct", lines))
+    lines = [line.encode() for line in _gct_lines()]
+    lines[3] = lines[3].replace(b"vorinostat", b"vorin\xf8stat", 1)  # Latin-1, not UTF-8
+    with pytest.raises(FileFormatError,
+                       match=r"latin1\.gct' is not valid UTF-8: line 4 \(byte 25 of the line\) holds b'\\xf8sta'"):
+        pk.io.read_gct(_write(tmp_path / "latin1.gct", lines))
+    gz = tmp_path / "latin1.gct.gz"
+    gz.write_bytes(gzip.compress((tmp_path / "latin1.gct").read_bytes()))
+    with pytest.raises(FileFormatError, match="not valid UTF-8: line 4"):
+        pk.io.read_gct(gz)
+
+
+def test_gct_bad_value_names_line_and_sample(tmp_path):
+    lines = _gct_lines()
+    lines[7] = lines[7].replace("2.2500", "2.2.5")
+    with pytest.raises(FileFormatError, match=r"line 8: the value '2\.2\.5' \(sample 's1'\) is not a number"):
+        pk.io.read_gct(_write(tmp_path / "bad.gct", lines))
+
+
+def test_gct_corrupted_gzip(tmp_path, l1000):
+    path = pk.io.write_gct(l1000[:20, :30], tmp_path / "plate.gct.gz")
+    data = path.read_bytes()
+    (tmp_path / "cut.gct.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileFormatError, match=r"cut\.gct\.gz' is a damaged or incomplete gzip file"):
+        pk.io.read_gct(tmp_path / "cut.gct.gz")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    (tmp_path / "flip.gct.gz").write_bytes(bytes(flipped))
+    with pytest.raises(FileFormatError, match="gzip"):
+        pk.io.read_gct(tmp_path / "flip.gct.gz")
+
+
+def test_gct_duplicated_metadata_field(tmp_path):
+    lines = _gct_lines()
+    lines[4] = lines[4].replace("pert_type", "pert_iname")
+    with pytest.raises(FileFormatError, match="line 5: the column-metadata field 'pert_iname' appears twice"):
+        pk.io.read_gct(_write(tmp_path / "dup.gct", lines))
+
+
+# ------------------------------------------------------------------ GCT metadata: cmapPy's missing values, schema
+
+
+def test_gct_missing_tokens_match_cmappy():
+    """cmapPy 4.0.1's parse of tests/fixtures/cmappy/missing_tokens.gct (see the README there)."""
+    ref = json.loads((CMAPPY / "missing_tokens.json").read_text())
+    adata = pk.io.read_gct(CMAPPY / "missing_tokens.gct")
+    deliberate = {"s10": "-666.000", "s11": "", "s21": " NA"}  # missing here, kept as text by cmapPy (documented)
+    tok = adata.obs["tok"]
+    for sample, value in ref["col_meta"]["tok"]["values"].items():
+        if value is None or sample in deliberate:
+            assert pd.isna(tok[sample]), (sample, tok[sample])
+        else:
+            assert tok[sample] == value
+    assert {s: ref["col_meta"]["tok"]["values"][s] for s in deliberate} == deliberate
+    for field in ("num", "num_na"):
+        assert adata.obs[field].dtype == np.float64 and ref["col_meta"][field]["dtype"] == "float64"
+        assert adata.obs_names[adata.obs[field].isna()].tolist() == ref["col_meta"][field]["missing"]
+    for field in ("rtok", "rnum"):
+        assert adata.var_names[adata.var[field].isna()].tolist() == ref["row_meta"][field]["missing"]
+    _compare_matrix(adata, ref)
+
+
+def test_gct_smiles_and_dose_units(tmp_path):
+    lines = ["#1.3", "1\t4\t0\t6", "id\ts1\ts2\ts3\ts4",
+             "pert_iname\tDMSO\tdrugA\tdrugB\tdrugB",
+             "pert_type\tctl_vehicle\ttrt_cp\ttrt_misc\ttrt_misc",
+             "pert_dose\t-666\t10\t5\t500",
+             "pert_dose_unit\t-666\tnM\tng\tng/mL",
+             "pert_time\t24\t24\t90\t2",
+             "canonical_smiles\tCS(C)=O\tCCO\tNA\tN/A",
+             "g1\t1\t2\t3\t4"]
+    with pytest.warns(UserWarning) as record:
+        adata = pk.io.read_gct(_write(tmp_path / "units.gct", lines))
+    message = str(record[0].message)
+    assert "cannot be converted to µM" in message
+    assert "pert_dose unit 'ng' (1 row, e.g. ['s3'])" in message and "unit 'ng/mL' (1 row, e.g. ['s4'])" in message
+    assert adata.obs["dose"].tolist()[:2] == [0.0, 0.01] and adata.obs["dose"].iloc[2:].isna().all()
+    assert adata.obs["time"].tolist() == [24.0, 24.0, 90.0, 2.0]
+    assert adata.obs["smiles"].tolist()[:2] == ["CS(C)=O", "CCO"] and adata.obs["smiles"].iloc[2:].isna().all()
+    lines[6] = "pert_dose_unit\t-666\tnM\tuM\tµM"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pk.io.read_gct(_write(tmp_path / "ok.gct", lines)).obs["dose"].tolist() == [0.0, 0.01, 5.0, 500.0]
+
+
+def test_dose_parsing_is_vectorised_and_names_many_rows():
+    from perturbkit.io._gct import _lincs_schema
+
+    n = 20_000
+    obs = pd.DataFrame({"pert_idose": np.where(np.arange(n) % 4 == 0, "3 ng", "10.0 um"),
+                        "pert_itime": "24 h"}, index=[f"w{i}" for i in range(n)])
+    with pytest.warns(UserWarning, match=r"pert_idose unit 'ng' \(5000 rows, e\.g\. \['w0', 'w4', 'w8'\]\)"):
+        out = _lincs_schema(obs)
+    assert out["dose"].isna().sum() == 5000 and (out["dose"].dropna() == 10.0).all() and (out["time"] == 24).all()
+
+
+# ------------------------------------------------------------------ read_gct_metadata
+
+
+@pytest.mark.parametrize("kind", ["gct", "gct.gz", "gctx"])
+def test_read_gct_metadata_matches_read_gct(kind, l1000, tmp_path, monkeypatch):
+    path = tmp_path / f"plate.{kind}"
+    (pk.io.write_gctx if kind == "gctx" else pk.io.write_gct)(l1000, path)
+    full = pk.io.read_gct(path)
+    from perturbkit.io import _gct
+
+    def no_matrix(*args, **kwargs):
+        raise AssertionError("read_gct_metadata must not read the matrix")
+
+    monkeypatch.setattr(_gct._GctxSource, "matrix", no_matrix)
+    monkeypatch.setattr(_gct._GctTextSource, "matrix", no_matrix)
+    obs, var = pk.io.read_gct_metadata(path)
+    pd.testing.assert_frame_equal(obs, full.obs)
+    pd.testing.assert_frame_equal(var, full.var)
+
+
+def test_read_gct_metadata_real_files(shared_data):
+    for relative in (L1000, L1000_GCTX, P100):
+        full = pk.io.read_gct(shared_data(relative))
+        obs, var = pk.io.read_gct_metadata(shared_data(relative))
+        pd.testing.assert_frame_equal(obs, full.obs)
+        pd.testing.assert_frame_equal(var, full.var)
+    obs, _ = pk.io.read_gct_metadata(shared_data(L1000_GCTX))
+    keep = obs.index[obs["drug"].isin(["DMSO", "neratinib"])]  # choose columns, then read only them
+    part = pk.io.read_gct(shared_data(L1000_GCTX), cid=keep)
+    assert part.n_obs == len(keep) == 26 + 6
+
+
+# ------------------------------------------------------------------ GCTX: damage, checksum, speed-related defaults
+
+
+def test_gctx_damaged_files(tmp_path, l1000, shared_data):
+    foreign = shared_data(L1000_GCTX)  # written by cmapPy: no checksum
+    data = foreign.read_bytes()
+    (tmp_path / "cut.gctx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileFormatError, match=r"cut\.gctx' cannot be opened as HDF5/GCTX.*damaged or incomplete"):
+        pk.io.read_gct(tmp_path / "cut.gctx")
+    (tmp_path / "head.gctx").write_bytes(data[:4096])
+    with pytest.raises(FileFormatError, match="head.gctx"):
+        pk.io.read_gct(tmp_path / "head.gctx")
+
+    path = pk.io.write_gctx(l1000, tmp_path / "mine.gctx")
+    data = path.read_bytes()
+    assert data.startswith(b"perturbkit GCTX checksum\n")
+    for i, where in ((len(data) - 100, "matrix"), (600, "superblock"), (len(data) // 3, "middle")):
+        flipped = bytearray(data)
+        flipped[i] ^= 0x20
+        bad = tmp_path / f"flip_{where}.gctx"
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(FileFormatError, match=rf"flip_{where}\.gctx' is damaged: its content no longer matches"):
+            pk.io.read_gct(bad)
+    (tmp_path / "short.gctx").write_bytes(data[:-10])
+    with pytest.raises(FileFormatError, match="truncated or damaged"):
+        pk.io.read_gct(tmp_path / "short.gctx")
+    with pytest.raises(FileFormatError, match="truncated or damaged"):
+        pk.io.read_gct_metadata(tmp_path / "short.gctx")
+    back = pk.io.read_gct(path, verify=False)
+    assert np.array_equal(back.X, l1000.X)
+
+
+def test_gctx_h5py_errors_become_file_format_errors(tmp_path):
+    import h5py
+
+    path = tmp_path / "odd.gctx"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("0/DATA/0/matrix", data=np.zeros((2, 3), np.float32))
+        f.create_dataset("0/META/COL/id", data=np.array([b"a", b"b"]))
+        f.create_dataset("0/META/ROW/id", data=np.array([b"x", b"\xffy", b"z"]))  # not UTF-8
+    with pytest.raises(FileFormatError, match=r"odd\.gctx': the GCTX dataset /0/META/ROW/id holds bytes that are not"):
+        pk.io.read_gct(path)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("0/DATA/0/matrix", data=np.array([[b"a", b"b", b"c"]] * 2))  # text, not numbers
+        f.create_dataset("0/META/COL/id", data=np.array([b"a", b"b"]))
+        f.create_dataset("0/META/ROW/id", data=np.array([b"x", b"y", b"z"]))
+    with pytest.raises(FileFormatError, match=r"odd\.gctx' is a damaged or incomplete GCTX"):
+        pk.io.read_gct(path)
+
+
+def test_write_gctx_defaults_and_atomic(tmp_path, l1000, monkeypatch):
+    import h5py
+
+    path = pk.io.write_gctx(l1000, tmp_path / "plate.gctx")
+    with h5py.File(path, "r") as f:
+        assert f["0/DATA/0/matrix"].compression is None and f["0/DATA/0/matrix"].chunks is None  # contiguous
+    small = pk.io.write_gctx(l1000, tmp_path / "small.gctx", compression="gzip")
+    with h5py.File(small, "r") as f:
+        assert f["0/DATA/0/matrix"].compression == "gzip"
+    assert np.array_equal(pk.io.read_gct(small).X, l1000.X)
+    plain = pk.io.write_gctx(l1000, tmp_path / "plain.gctx", checksum=False)
+    assert plain.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    pd.testing.assert_frame_equal(pk.io.read_gct(plain).obs, l1000.obs)
+    with pytest.raises(PerturbkitInputError, match="compression='zip' is not known"):
+        pk.io.write_gctx(l1000, tmp_path / "x.gctx", compression="zip")
+
+    before = path.read_bytes()
+    from perturbkit.io import _gct
+
+    def fail(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(_gct, "_write_meta_column", fail)
+    with pytest.raises(OSError, match="No space"):
+        pk.io.write_gctx(l1000[:5], path)
+    monkeypatch.setattr(_gct, "_text_values", fail)
+    with pytest.raises(OSError, match="No space"):
+        pk.io.write_gct(l1000[:5], tmp_path / "plate.gct")
+    assert path.read_bytes() == before  # the good file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.gctx", "plate.gctx", "small.gctx"]  # no temp files
+
+
+# ------------------------------------------------------------------ agreement with cmapPy on the real files
+
+
+def _compare_matrix(adata, ref):
+    """adata (samples x genes) against cmapPy's genes x samples fixture: ids, sampled values, sums, NaN counts."""
+    assert adata.var_names.tolist() == ref["row_ids"] and adata.obs_names.tolist() == ref["col_ids"]
+    rows = adata.var_names.get_indexer(ref["values"]["row_id"])
+    cols = adata.obs_names.get_indexer(ref["values"]["col_id"])
+    expected = np.array([np.nan if v is None else v for v in ref["values"]["value"]], dtype=np.float32)
+    np.testing.assert_array_equal(adata.X[cols, rows], expected)  # float32 values: identical
+    X = adata.X.astype(np.float64)
+    np.testing.assert_allclose(np.nansum(X, axis=1), ref["col_sums"], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(np.nansum(X, axis=0), ref["row_sums"], rtol=1e-12, atol=1e-9)
+    assert np.isnan(X).sum(axis=1).tolist() == ref["col_nan"] and np.isnan(X).sum(axis=0).tolist() == ref["row_nan"]
+
+
+def _compare_metadata(frame, ref_meta, *, deliberate=()):
+    for field, info in ref_meta.items():
+        values = frame[field]
+        assert frame.index[values.isna().to_numpy()].tolist() == info["missing"], field
+        for key, expected in info["values"].items():
+            got = values[key]
+            if expected is None:
+                assert pd.isna(got), (field, key)
+            elif (field, expected) in deliberate:  # documented: text TRUE/FALSE becomes bool
+                assert got == (expected.lower() == "true")
+            elif isinstance(expected, float):
+                assert float(got) == pytest.approx(expected, rel=1e-12), (field, key)
+            else:
+                assert got == expected and type(got) is not str or isinstance(expected, str), (field, key, got)
+        kind = {"object": "O", "float64": "f", "int64": "i", "bool": "b"}[info["dtype"]]
+        assert values.dtype.kind == kind or (field, "TRUE") in deliberate, (field, values.dtype, info["dtype"])
+
+
+@pytest.mark.parametrize("name, relative", [("test_l1000", L1000), ("ljp005_level4", L1000_GCTX),
+                                            ("p100_p0029", P100)])
+def test_read_gct_agrees_with_cmappy(name, relative, shared_data, tmp_path):
+    ref = json.loads((CMAPPY / f"{name}.json").read_text())
+    assert ref["source"] == relative
+    adata = pk.io.read_gct(shared_data(relative), gene_symbols=False)
+    _compare_matrix(adata, ref)
+    deliberate = {("pr_probe_suitability_manual", "TRUE"), ("pr_probe_suitability_manual", "FALSE")}
+    _compare_metadata(adata.var, ref["row_meta"], deliberate=deliberate)
+    _compare_metadata(adata.obs, ref["col_meta"])
+    # and the same after a round trip through perturbkit's GCTX and GCT writers
+    for out in (tmp_path / "x.gctx", tmp_path / "x.gct"):
+        back = pk.io.read_gct((pk.io.write_gctx if out.suffix == ".gctx" else pk.io.write_gct)(adata, out),
+                              gene_symbols=False)
+        _compare_matrix(back, ref)
+
+
+# ------------------------------------------------------------------ the new real files
+
+
+def test_read_real_level4_gctx(shared_data, l1000):
+    adata = pk.io.read_gct(shared_data(L1000_GCTX))
+    assert adata.shape == (377, 978) and adata.X.dtype == np.float32
+    obs = adata.obs
+    assert int(obs["control"].sum()) == 26 and (obs.loc[obs["control"], "dose"] == 0.0).all()
+    assert obs.loc[~obs["control"], "drug"].nunique() == 59  # compounds and positive controls
+    assert sorted(obs.loc[obs["pert_type"] == "trt_cp", "dose"].unique()) == [0.04, 0.12, 0.37, 1.11, 3.33, 10.0]
+    assert set(obs["time"]) == {24.0} and set(obs["cell_line"]) == {"A375"}
+    assert adata.var_names.equals(l1000.var_names) and adata.obs_names.equals(l1000.obs_names)  # the same plate
+    assert abs(float(np.median(adata.X))) < 1 < 5 < float(np.median(l1000.X))  # z-scores, not log2 expression
+
+
+def test_read_real_p100_plate(shared_data):
+    adata = pk.io.read_gct(shared_data(P100))
+    assert adata.shape == (96, 96)
+    assert int(np.isnan(adata.X).sum()) == 1  # one "NA" in the data block
+    obs = adata.obs
+    assert obs["smiles"].notna().all() and (obs["smiles"] == obs["isomeric_smiles"]).all()
+    assert obs.loc[obs["drug"] == "DMSO", "smiles"].unique().tolist() == ["CS(=O)C"]
+    assert int(obs["control"].sum()) == 3 and obs["drug"].nunique() == 32  # pert_type is 'ctrl_vehicle' here
+    assert (obs.loc[obs["control"], "dose"] == 0.0).all() and set(obs["time"]) == {3.0}
+
+
+def test_read_moa_table(shared_data, tmp_path):
+    moa = pk.io.read_moa_table(shared_data(MOA_MAP))
+    assert len(moa) == 1570 and moa["broad_id"].is_unique
+    assert int(moa["moa"].str.contains("|", regex=False).sum()) == 214
+    assert list(moa.columns[:3]) == ["drug", "broad_id", "moa"]
+    split = moa["moa"].map(pk._schema.split_moa)
+    assert int((split.str.len() >= 2).sum()) == 214 and int(moa["moa"].isna().sum()) == 52
+    assert moa.set_index("drug").at["milnacipran", "moa"] == "serotonin–norepinephrine reuptake inhibitor (SNRI)"
+    (tmp_path / "bad.tsv").write_text("broad_id\tpert_iname\tmoa\nBRD-1\ta\tx | y\nBRD-2\tb\n")
+    with pytest.raises(FileFormatError, match=r"bad\.tsv' line 3 has 2 fields.*truncated"):
+        pk.io.read_moa_table(tmp_path / "bad.tsv")
+    (tmp_path / "ok.tsv").write_text("broad_id\tpert_iname\tmoa\nBRD-1\ta\tx | y\nBRD-2\tb\t\n")
+    assert pk.io.read_moa_table(tmp_path / "ok.tsv")["moa"].tolist()[0] == "x|y"
+    with pytest.raises(PerturbkitInputError, match="no 'moa' column"):
+        pk.io.read_moa_table(tmp_path / "ok.tsv").pipe(lambda _: pk.io.read_moa_table(_write(
+            tmp_path / "nomoa.tsv", ["broad_id\tname", "BRD-1\ta"])))
+
+
+# ------------------------------------------------------------------ Cell Painting CSV: clear errors
+
+
+def test_cell_painting_csv_errors(tmp_path, cell_painting):
+    header = "Metadata_Plate,Metadata_Well,Metadata_broad_sample,Cells_AreaShape_Area,Nuclei_Intensity_Mean_DNA"
+    rows = ["P1,A01,DMSO,1.5,2.5", "P1,A02,BRD-K1,3.0,4.0"]
+    ok = pk.io.read_cell_painting(_write(tmp_path / "ok.csv", [header, *rows]), cell_line="A549")
+    assert ok.shape == (2, 2)
+
+    cut = [header, rows[0], rows[1][: rows[1].rindex(",")]]  # the last row lost its last field
+    with pytest.raises(FileFormatError, match=r"cut\.csv' line 3 has 4 fields, but the header line \(line 1\) has 5\."
+                                              r" The file looks truncated"):
+        pk.io.read_cell_painting(_write(tmp_path / "cut.csv", cut), cell_line="A549")
+    with pytest.raises(FileFormatError, match=r"noeol\.csv. does not end with a line break.*cut short"):
+        pk.io.read_cell_painting(_write(tmp_path / "noeol.csv", [header, *rows], end=""), cell_line="A549")
+    shifted = [header, "P1,A01,DMSO,1.5", rows[1]]
+    with pytest.raises(FileFormatError, match=r"line 2 has 4 fields"):
+        pk.io.read_cell_painting(_write(tmp_path / "short.csv", shifted), cell_line="A549")
+
+    semi = [line.replace(",", ";").replace(".", ",") for line in [header, *rows]]  # a European spreadsheet
+    with pytest.raises(FileFormatError, match=r"semi\.csv' looks semicolon-separated.*pass sep=';'"):
+        pk.io.read_cell_painting(_write(tmp_path / "semi.csv", semi), cell_line="A549")
+    back = pk.io.read_cell_painting(tmp_path / "semi.csv", sep=";", decimal=",", cell_line="A549")
+    assert np.array_equal(back.X, ok.X)
+    pd.testing.assert_frame_equal(back.obs, ok.obs)
+
+    gz = tmp_path / "plate.csv.gz"
+    gz.write_bytes(gzip.compress((tmp_path / "ok.csv").read_bytes())[:-12])
+    with pytest.raises(FileFormatError, match=r"plate\.csv\.gz' is a damaged or incomplete gzip file"):
+        pk.io.read_cell_painting(gz, cell_line="A549")
+    (tmp_path / "nul.csv").write_bytes(b"\n".join([header.encode(), b"P1,A01,DMSO,1.\x005,2.5", b""]))
+    with pytest.raises(FileFormatError, match=r"nul\.csv' line 2 .*NUL byte"):
+        pk.io.read_cell_painting(tmp_path / "nul.csv", cell_line="A549")
+    (tmp_path / "latin.csv").write_bytes(b"\n".join([header.encode(), b"P1,A01,DMS\xd8,1.5,2.5", b""]))
+    with pytest.raises(FileFormatError, match=r"latin\.csv' is not valid UTF-8: line 2"):
+        pk.io.read_cell_painting(tmp_path / "latin.csv", cell_line="A549")
+    dup = [header + ",Cells_AreaShape_Area", *[r + ",1" for r in rows]]
+    with pytest.raises(FileFormatError, match="names some columns twice"):
+        pk.io.read_cell_painting(_write(tmp_path / "dup.csv", dup), cell_line="A549")
+    with pytest.raises(PerturbkitInputError, match="sep="):
+        pk.io.read_cell_painting(tmp_path / "ok.csv", sep="ab")
+
+    real = pd.read_csv(shared_file(CELL_PAINTING))
+    assert real["Metadata_moa"].str.contains(",").any()  # quoted fields with commas are fine
+    real.iloc[:5].to_csv(tmp_path / "quoted.csv", index=False)
+    assert np.array_equal(pk.io.read_cell_painting(tmp_path / "quoted.csv").X, cell_painting.X[:5])
+
+
+def test_gct_empty_values_at_line_ends(tmp_path):
+    lines = _gct_lines()
+    lines[5] = lines[5].rsplit("\t", 1)[0] + "\t"  # empty last value of a line: missing
+    lines[-1] = "\t".join(lines[-1].split("\t")[:2] + [""] + lines[-1].split("\t")[3:-1] + [""])
+    adata = pk.io.read_gct(_write(tmp_path / "empty.gct", lines))
+    assert np.isnan(adata.X[3, 0]) and np.isnan(adata.X[0, 2]) and np.isnan(adata.X[3, 2])
+    assert int(np.isnan(adata.X).sum()) == 3

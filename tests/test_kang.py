@@ -10,7 +10,8 @@ import anndata as ad
 import perturbkit as pk
 from perturbkit._schema import PerturbkitInputError
 from perturbkit.pp._markers import PBMC_MARKERS, annotate_cell_types
-from perturbkit.tl._kang import kang_holdout, preprocess_pbmc
+from perturbkit.experiments import kang_holdout
+from perturbkit.tl import preprocess_pbmc
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -58,7 +59,8 @@ def test_preprocess_annotates_pbmc_populations(kang):
 def test_kang_holdout_runs_and_reports_r2(kang):
     metrics = {}
     for seed in (0,):  # two seeds were checked by hand (see the note); one keeps the test short
-        result = kang_holdout(kang, preprocessed=True, seed=seed, n_degs=100, max_epochs=20, **SMALL)
+        result = kang_holdout(kang, preprocessed=True, seed=seed, n_degs=100,
+                              train_options=dict(SMALL, max_epochs=20))
         table = result["metrics"]
         assert list(table.index) == ["cycleCDR", "baseline: no change", "baseline: mean treated response"]
         assert np.isfinite(table[["r2", "r2_degs"]].to_numpy(float)).all()

@@ -120,8 +120,8 @@ def test_embed_predictions_and_umap():
     fig = pl.prediction_umap(emb, color="drug")
     assert sum(len(t.x) for t in fig.data) == 54 and len(fig.data) == 3
     assert set(fig.data[0].marker.symbol) == {"diamond", "circle"}
-    direct = pl.prediction_umap(pred, truth, n_neighbors=10)  # pred and truth: embed_predictions runs first
-    assert {t.name for t in direct.data} == {"predicted (24)", "measured (30)"}
+    with pytest.raises(PerturbkitInputError, match="embed_predictions"):  # pl only draws: it embeds nothing
+        pl.prediction_umap(pred)
     with pytest.raises(PerturbkitInputError, match="no column"):
         pl.prediction_umap(emb, color="moa")
     with pytest.raises(PerturbkitInputError, match="lack"):

@@ -288,7 +288,8 @@ def test_figures_read_a_trained_vae():
     model = pk.tl.train_vae(adata, **options)
     curves = pk.pl.training_curves(model.history_frame)
     np.testing.assert_allclose(curves.data[0].y, model.history_frame.train_loss)
-    control = pk.tl.vae_shuffled_control(adata, **options)
+    control = pk.experiments.vae_shuffled_control(adata, kind="mmd", train_options={k: v for k, v in options.items()
+                                                                                     if k != "kind"})
     assert {t.name for t in pk.pl.training_curves(control).data} >= {"real, train loss", "shuffled, validation loss"}
     contributions = pk.tl.traversal_contributions(model, groupby="sim_group")
     heat = pk.pl.traversal_heatmap(contributions).data[0]

@@ -125,7 +125,7 @@ def test_save_load_round_trip_gives_identical_predictions(data, tmp_path):
     model.scaler = pk.pp.Scaler("maxabs").fit(data.X)
     path = model.save(tmp_path / "tiny.pt")
     loaded = BaseModel.load(path)
-    assert type(loaded) is TinyAutoencoder and loaded.hparams == {"hidden": 5, "seed": 0}
+    assert type(loaded) is TinyAutoencoder and loaded.hparams == {"hidden": 5, "data_keys": {}, "layer": None, "seed": 0}
     np.testing.assert_array_equal(model.predict(data), loaded.predict(data))
     assert loaded.scaler == model.scaler
     assert list(loaded.var_names) == list(data.var_names)
@@ -161,5 +161,5 @@ def test_device_argument_validated():
     with pytest.raises(ValueError, match="not known"):
         pk.settings.device = "tpu"
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(pk.errors.DeviceError, match="CUDA is not available"):
             TinyAutoencoder(["a", "b"], device="cuda")

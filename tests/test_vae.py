@@ -13,10 +13,11 @@ from scipy.stats import wasserstein_distance
 import perturbkit as pk
 from perturbkit._schema import GeneMismatchError, PerturbkitInputError
 from perturbkit.models.vae import VAE, gaussian_kernel, kl_divergence, mmd
-from perturbkit.models.vae._model import stratified_split
+from perturbkit.train import split_indices
 from perturbkit.tl import _vae as tl
 
 FAST = dict(max_epochs=15, patience=None, device="cpu", hidden=(64,))
+FAST_OPTIONS = {k: v for k, v in FAST.items() if k != "device"}  # train_options= (device is its own argument)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -77,7 +78,7 @@ def test_save_load_round_trip(trained, tmp_path):
 
 
 def test_seeded_cpu_runs_are_reproducible(morph):
-    runs = [VAE.from_adata(morph, kind="mmd", seed=seed, **dict(FAST, max_epochs=3)) for seed in (4, 4, 5)]
+    runs = [VAE.build_and_train(morph, kind="mmd", seed=seed, **dict(FAST, max_epochs=3)) for seed in (4, 4, 5)]
     np.testing.assert_array_equal(runs[0].transform(morph.X), runs[1].transform(morph.X))
     np.testing.assert_array_equal(runs[0].history_frame["train_loss"], runs[1].history_frame["train_loss"])
     assert not np.allclose(runs[0].transform(morph.X), runs[2].transform(morph.X))
@@ -91,11 +92,11 @@ def test_output_follows_the_data_scaling(trained, morph):
     for values in (far, samples):
         assert values.min() >= 0.0 and values.max() <= 1.0
     raw = pk.datasets.simulate_morphology(n_compounds=15, n_moas=3, n_features=20, n_plates=2, seed=1)
-    linear = VAE.from_adata(raw, **dict(FAST, max_epochs=2))
+    linear = VAE.build_and_train(raw, **dict(FAST, max_epochs=2))
     assert linear.hparams["output"] == "linear"
     assert linear.inverse_transform(np.full((1, 10), 50.0)).max() > 1.0 or linear.sample(50).min() < 0.0
     with pytest.raises(PerturbkitInputError, match="minmax"):
-        VAE.from_adata(raw, output="sigmoid", **FAST)
+        VAE.build_and_train(raw, output="sigmoid", **FAST)
 
 
 def test_feature_mismatch_and_bad_arguments(trained, morph):
@@ -124,7 +125,7 @@ def test_encode_aligns_features_by_name(trained, morph):
 
 def test_stratified_split_takes_each_plate():
     plates = np.repeat(["p1", "p2", "p3"], [20, 30, 50])
-    train, val = stratified_split(100, validation_fraction=0.1, seed=0, strata=plates)
+    train, val = split_indices(100, validation_fraction=0.1, seed=0, strata=plates)
     assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 100
     assert pd.Series(plates[val]).value_counts().to_dict() == {"p1": 2, "p2": 3, "p3": 5}
 
@@ -207,17 +208,18 @@ def test_traversal_contributions_average_the_difference_by_group(trained):
 
 def test_simulate_decodes_prior_draws(trained):
     model, _ = trained["mmd"]
-    sim = tl.simulate(model, 50, seed=3)
+    sim = tl.simulate(model, n=50, seed=3)
     assert sim.shape == (50, model.n_vars) and sim.obsm["X_vae"].shape == (50, 10)
     np.testing.assert_array_equal(sim.X, model.inverse_transform(sim.obsm["X_vae"]))
-    np.testing.assert_array_equal(sim.X, tl.simulate(model, 50, seed=3).X)
-    assert not np.array_equal(sim.X, tl.simulate(model, 50, seed=4).X)
+    np.testing.assert_array_equal(sim.X, tl.simulate(model, n=50, seed=3).X)
+    assert not np.array_equal(sim.X, tl.simulate(model, n=50, seed=4).X)
 
 
 # ----------------------------------------------------------------------------------------- β, tuning, controls
 def test_select_beta_has_an_interior_minimum(morph):
     betas = [1e-6, 1e-2, 0.1, 10.0]
-    curve = tl.select_beta(morph, betas=betas, seed=0, latent_dim=10, **dict(FAST, max_epochs=30))
+    curve = tl.select_beta(morph, betas=betas, seed=0, device="cpu",
+                           train_options=dict(FAST_OPTIONS, latent_dim=10, max_epochs=30))
     assert list(curve["beta"]) == betas
     h = curve["hausdorff"].to_numpy()
     best = int(np.argmin(h))
@@ -230,7 +232,8 @@ def test_select_beta_has_an_interior_minimum(morph):
 
 
 def test_tune_vae_runs_the_trials(morph):
-    trials = tl.tune_vae(morph, n_trials=3, kind="beta", beta=0.3, seed=0, **dict(FAST, max_epochs=3))
+    options = dict(FAST_OPTIONS, beta=0.3, max_epochs=3)
+    trials = tl.tune_vae(morph, n_trials=3, kind="beta", seed=0, device="cpu", train_options=options)
     assert len(trials) == 3
     for column in ("lr", "batch_size", "latent_dim", "batch_norm", "value"):
         assert column in trials
@@ -238,14 +241,15 @@ def test_tune_vae_runs_the_trials(morph):
     assert set(trials["batch_size"]) <= {32, 64, 128, 256, 512}
     assert np.isfinite(trials["value"]).all() and (trials["state"] == "COMPLETE").all()
     assert set(trials.attrs["best_params"]) == {"lr", "batch_size", "latent_dim", "batch_norm"}
-    again = tl.tune_vae(morph, n_trials=3, kind="beta", beta=0.3, seed=0, **dict(FAST, max_epochs=3))
+    again = tl.tune_vae(morph, n_trials=3, kind="beta", seed=0, device="cpu", train_options=options)
     pd.testing.assert_frame_equal(again, trials)
 
 
 def test_shuffled_control_loses_to_real_data(morph):
     # β = 0.1: on 60 min-max features (summed variance ~1.6) the vanilla KL weight collapses the posterior, and
     # a collapsed model reconstructs real and shuffled data equally (the feature means)
-    curves = tl.vae_shuffled_control(morph, kind="beta", beta=0.1, seed=0, **dict(FAST, max_epochs=20))
+    curves = pk.experiments.vae_shuffled_control(morph, kind="beta", seed=0, device="cpu",
+                                                 train_options=dict(FAST_OPTIONS, beta=0.1, max_epochs=20))
     assert set(curves["data"]) == {"real", "shuffled"}
     for column in ("epoch", "train_loss", "validation_loss"):
         assert column in curves

@@ -44,7 +44,7 @@ def _y(trace) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- LatentTraversal
 def test_traversal_sliders_match_latent_traversal(vae, morph):
-    panel = W.LatentTraversal(vae, morph)
+    panel = W.LatentTraversal(morph, model=vae)
     assert sorted(panel.controls["sliders"]) == list(range(6)) and panel.children  # displayable container
     for k in (0, 3):
         for value in (-3.0, 3.0):
@@ -59,7 +59,7 @@ def test_traversal_sliders_match_latent_traversal(vae, morph):
 
 
 def test_traversal_order_start_point_and_errors(vae, morph):
-    panel = W.LatentTraversal(vae, morph)
+    panel = W.LatentTraversal(morph, model=vae)
     panel.controls["sliders"][1].value = 2.0
     panel.controls["order"].value = "sorted"
     y = _y(panel.figure.data[0])
@@ -89,9 +89,9 @@ def test_traversal_order_start_point_and_errors(vae, morph):
     assert panel.controls["sliders"][4].value == pytest.approx(1.5)
 
     with pytest.raises(PerturbkitInputError, match="do not exist"):
-        W.LatentTraversal(vae, features=[99])
+        W.LatentTraversal(model=vae, features=[99])
     with pytest.raises(PerturbkitInputError, match="latent interface"):
-        W.LatentTraversal(object())
+        W.LatentTraversal(model=object())
     with pytest.raises(UnknownCategoryError):
         panel.start_from_group("moa", "no such MOA")
 
@@ -103,7 +103,7 @@ def test_traversal_deepcellstate_decoders(dcs, bulk):
     rows = np.flatnonzero(profiles.present[:, 0])
     one_per_drug = ad.AnnData(profiles.values[rows, 0], obs=pd.DataFrame({"drug": profiles.drugs[rows]}, index=profiles.drugs[rows]),
                               var=pd.DataFrame(index=dcs.var_names))
-    panel = W.LatentTraversal(dcs, one_per_drug, n_sliders=5)
+    panel = W.LatentTraversal(one_per_drug, model=dcs, n_sliders=5)
     assert len(panel.controls["sliders"]) == 5 and panel.controls["decoder"].options == (source, target)
     drug = str(profiles.drugs[rows[3]])
     panel.start_from_group("drug", drug)
@@ -119,7 +119,7 @@ def test_traversal_deepcellstate_decoders(dcs, bulk):
 
 
 def test_traversal_cyclecdr_decoders(cyclecdr):
-    panel = W.LatentTraversal(cyclecdr)
+    panel = W.LatentTraversal(model=cyclecdr)
     assert panel.controls["decoder"].options == cyclecdr.decoder_names
     panel.controls["sliders"][0].value = 2.0
     z = np.zeros(16, dtype=np.float32)
@@ -186,7 +186,7 @@ def test_lsa_explorer_matches_latent_arithmetic(morph, vae, use_model):
     data = morph.copy()
     table = pk.tl.latent_arithmetic(data, model=model, n_shuffles=10, seed=0)
     assert len(table) >= 2
-    panel = W.LSAExplorer(morph, model, n_shuffles=10, seed=0)
+    panel = W.LSAExplorer(morph, model=model, n_shuffles=10, seed=0)
     pd.testing.assert_frame_equal(panel.table[["l2", "pearson", "z"]], table[["l2", "pearson", "z"]])
     assert "latent_arithmetic" not in morph.uns  # the panel only reads
 
@@ -213,21 +213,21 @@ def test_lsa_explorer_matches_latent_arithmetic(morph, vae, use_model):
 
 
 def test_lsa_explorer_unmeasured_pair_and_errors(morph, vae):
-    panel = W.LSAExplorer(morph, vae)
+    panel = W.LSAExplorer(morph, model=vae)
     singles = list(panel.controls["A"].options)
     unmeasured = next((a, b) for a in singles for b in singles if a < b and f"{a}|{b}" not in panel.pairs)
     panel.select(*unmeasured)
     assert not panel.result["has_real"] and len(panel.figure.data[0].y) == 0 and len(panel.figure.data[1].y) == 60
     assert "not measured" in panel.status.value
     with pytest.raises(EmptyGroupError, match="control"):
-        W.LSAExplorer(morph, vae, control="no-such-control")
+        W.LSAExplorer(morph, model=vae, control="no-such-control")
     with pytest.raises(PerturbkitInputError, match="not one of"):
         panel.select("nope", singles[0])
 
 
 # --------------------------------------------------------------------------------------------- ResponseExplorer
 def test_response_explorer_deepcellstate(dcs, bulk):
-    panel = W.ResponseExplorer(dcs, bulk, n_genes=20)
+    panel = W.ResponseExplorer(bulk, model=dcs, n_genes=20)
     source, target = dcs.cell_lines
     profiles = dcs.profiles_from(bulk)
     both = profiles.drugs[profiles.present.all(axis=1)]
@@ -250,11 +250,11 @@ def test_response_explorer_deepcellstate(dcs, bulk):
     with pytest.raises(PerturbkitInputError, match="no treated profile"):
         panel.select("not-a-drug")
     with pytest.raises(PerturbkitInputError, match="DeepCellState or CycleCDR"):
-        W.ResponseExplorer(object(), bulk)
+        W.ResponseExplorer(bulk, model=object())
 
 
 def test_response_explorer_cyclecdr(cyclecdr, bulk):
-    panel = W.ResponseExplorer(cyclecdr, bulk)
+    panel = W.ResponseExplorer(bulk, model=cyclecdr)
     drug = panel.controls["drug"].options[4]
     cell = panel.controls["source"].options[0]
     panel.select(drug, source=cell)

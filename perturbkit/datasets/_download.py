@@ -24,17 +24,16 @@ Where the hashes come from
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import anndata as ad
 import pandas as pd
 
-from .._schema import PerturbkitInputError
+from .._schema import DownloadError, PerturbkitInputError
 from .._settings import settings
-
-
-class DownloadError(RuntimeError):
-    """A data set could not be downloaded (no network, HTTP error, or a hash mismatch)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,17 @@ REGISTRY: dict[str, RegistryEntry] = _build_registry()
 
 
 def registry() -> pd.DataFrame:
-    """Every file the downloaders know: name, URL(s), hash (``None`` where unknown), size in bytes, hash source."""
+    """Every file the downloaders know, with its URL(s), hash, size and the hash's source.
+
+    Returns
+    -------
+    One row per file (index ``file``): ``url``, ``mirrors``, ``known_hash`` (``None`` where unknown), ``size`` in
+    bytes and ``hash_source``.
+
+    Examples
+    --------
+    >>> pk.datasets.registry().loc["kang_2018.h5ad", "url"]
+    """
     return pd.DataFrame(
         [
             {
@@ -191,6 +200,21 @@ def _downloader(progressbar: bool):
     return pooch.HTTPDownloader(progressbar=bool(progressbar), timeout=60)
 
 
+@contextmanager
+def _pooch_log():
+    """pooch's "Downloading ..." messages only at ``pk.settings.verbosity`` ≥ 1 (its warnings always)."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    if settings.verbosity < 1:
+        logger.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _hash_matches(path: Path, known_hash: str | None) -> bool:
     import pooch
 
@@ -203,8 +227,28 @@ def _hash_matches(path: Path, known_hash: str | None) -> bool:
 def fetch(name: str, *, progressbar: bool | None = None, entry: RegistryEntry | None = None) -> Path:
     """Return the local path of registry file ``name``, downloading it into ``pk.settings.datadir`` if needed.
 
-    Raises :class:`DownloadError` when the file is not cached (or its cached copy fails the hash check) and no URL
-    can deliver it. For ``.gctx.gz`` archives the decompressed file's path is returned.
+    Parameters
+    ----------
+    name
+        A file name of :func:`registry`.
+    progressbar
+        Show a download progress bar (default ``pk.settings.progress_bar``, off at ``pk.settings.verbosity`` 0).
+    entry
+        A registry entry to use instead of looking ``name`` up (for files outside the registry, such as
+        per-plate Cell Painting profiles).
+
+    Returns
+    -------
+    The local path; for ``.gctx.gz`` archives, the decompressed file's.
+
+    Raises
+    ------
+    DownloadError
+        The file is not cached (or its cached copy fails the hash check) and no URL can deliver it.
+
+    Examples
+    --------
+    >>> path = pk.datasets.fetch("kang_2018.h5ad")
     """
     import pooch
 
@@ -227,14 +271,15 @@ def fetch(name: str, *, progressbar: bool | None = None, entry: RegistryEntry | 
     failures = []
     for url in entry.urls:
         try:
-            path = pooch.retrieve(
-                url,
-                known_hash=entry.known_hash,
-                fname=entry.fname,
-                path=folder,
-                processor=processor,
-                downloader=_downloader(progressbar),
-            )
+            with _pooch_log():
+                path = pooch.retrieve(
+                    url,
+                    known_hash=entry.known_hash,
+                    fname=entry.fname,
+                    path=folder,
+                    processor=processor,
+                    downloader=_downloader(progressbar),
+                )
         except Exception as err:  # network errors, HTTP errors, hash mismatch of the downloaded file
             failures.append(f"  {url}: {type(err).__name__}: {err}")
             continue
@@ -261,8 +306,12 @@ def fetch(name: str, *, progressbar: bool | None = None, entry: RegistryEntry | 
 
 
 def lincs_l1000_level5(
-    *, what: str = "signatures", load: bool = False, landmark_only: bool = True, progressbar: bool | None = None
-):
+    *,
+    what: Literal["signatures", "sig_info", "gene_info"] = "signatures",
+    load: bool = False,
+    landmark_only: bool = True,
+    progressbar: bool | None = None,
+) -> Path | pd.DataFrame | ad.AnnData:
     """LINCS L1000 phase 2 level 5 signatures (GEO GSE70138), or their signature / gene tables.
 
     Parameters
@@ -280,8 +329,18 @@ def lincs_l1000_level5(
     progressbar
         Show a download progress bar (default ``pk.settings.progress_bar``).
 
+    Returns
+    -------
+    The local path (``load=False``), a DataFrame (``sig_info``, ``gene_info``) or an AnnData (``signatures``).
+
+    Notes
+    -----
     Files come from https://ftp.ncbi.nlm.nih.gov/geo/series/GSE70nnn/GSE70138/suppl/ and are checked against the
     SHA-512 sums GEO publishes for the series.
+
+    Examples
+    --------
+    >>> sig_info = pk.datasets.lincs_l1000_level5(what="sig_info", load=True)
     """
     if what not in LINCS_L1000_FILES:
         raise PerturbkitInputError(f"what={what!r} is not known; use one of {list(LINCS_L1000_FILES)}.")
@@ -297,14 +356,27 @@ def lincs_l1000_level5(
     return read_gct(path, sig_info=sig_info, gene_info=gene_info, landmark_only=landmark_only)
 
 
-def kang_pbmc(*, load: bool = False, progressbar: bool | None = None):
+def kang_pbmc(*, load: bool = False, progressbar: bool | None = None) -> Path | ad.AnnData:
     """Kang et al. 2018 PBMCs, control vs interferon-β stimulated (24,673 cells × 15,706 genes, raw counts).
 
     The ``kang_2018.h5ad`` file distributed by pertpy (obs ``label`` ctrl/stim, ``cell_type``, ``replicate``),
     from https://exampledata.scverse.org/pertpy/kang_2018.h5ad (mirror: figshare file 34464122), SHA-256 checked.
 
-    Returns the local path, or with ``load=True`` an AnnData read by :func:`perturbkit.io.read_h5ad` with the
-    boolean ``control`` column (``label == "ctrl"``) added.
+    Parameters
+    ----------
+    load
+        ``False`` returns the local path; ``True`` the AnnData.
+    progressbar
+        Show a download progress bar (default ``pk.settings.progress_bar``).
+
+    Returns
+    -------
+    The local path, or with ``load=True`` an AnnData read by :func:`perturbkit.io.read_h5ad` with the boolean
+    ``control`` column (``label == "ctrl"``) added.
+
+    Examples
+    --------
+    >>> pbmc = pk.tl.preprocess_pbmc(pk.datasets.kang_pbmc(load=True))
     """
     path = fetch("kang_2018.h5ad", progressbar=progressbar)
     if not load:
@@ -316,13 +388,15 @@ def kang_pbmc(*, load: bool = False, progressbar: bool | None = None):
 
 def lincs_cell_painting(
     *,
-    consensus: str = "modz_feature_select",
+    consensus: Literal[
+        "modz_feature_select", "median_feature_select", "modz", "spherized_modz", "spherized_median"
+    ] = "modz_feature_select",
     plate: str | None = None,
-    batch: str = "2016_04_01_a549_48hr_batch1",
+    batch: Literal["2016_04_01_a549_48hr_batch1", "2017_12_05_Batch2"] = "2016_04_01_a549_48hr_batch1",
     known_hash: str | None = None,
     load: bool = False,
     progressbar: bool | None = None,
-):
+) -> Path | ad.AnnData:
     """LINCS Cell Painting profiles of A549 cells (Broad Institute, github.com/broadinstitute/lincs-cell-painting).
 
     Parameters
@@ -340,6 +414,18 @@ def lincs_cell_painting(
         ``"2016_04_01_a549_48hr_batch1"`` (default) or ``"2017_12_05_Batch2"``.
     load
         ``True`` returns an AnnData read by :func:`perturbkit.io.read_cell_painting`; ``False`` the local path.
+    known_hash
+        ``"sha256:<digest>"`` to check a per-plate file against.
+    progressbar
+        Show a download progress bar (default ``pk.settings.progress_bar``).
+
+    Returns
+    -------
+    The local path, or with ``load=True`` the AnnData.
+
+    Examples
+    --------
+    >>> consensus = pk.datasets.lincs_cell_painting(load=True)
     """
     if plate is not None:
         fname = _plate_fname(plate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -89,11 +90,65 @@ def simulate_bulk(
     cell_lines: list[str] | None = None,
     compounds: pd.DataFrame | None = None,
     seed: int = 0,
-):
+) -> ad.AnnData:
     """Simulate LINCS L1000 level-5-like drug signatures in several cell lines, with the truth kept.
 
-    Generative model
-    ----------------
+    Parameters
+    ----------
+    n_drugs
+        Number of drugs.
+    n_cell_lines
+        Number of cell lines (named from ``cell_lines``, else MCF7, PC3, A375, ...).
+    n_genes
+        Number of genes (978: the L1000 landmark genes).
+    n_moas
+        Number of MOA families.
+    latent_dim
+        Size of the true latent drug effect.
+    frac_two_moas
+        Fraction of drugs with two MOAs (``"A|B"``).
+    doses, times
+        The doses (µM) and times (h) conditions are drawn from.
+    conditions_per_drug
+        (dose, time) conditions per drug and cell line.
+    n_controls
+        DMSO controls per plate.
+    frac_missing
+        Fraction of (cell line, drug) pairs left unmeasured.
+    noise
+        SD of the measurement noise (z-score units).
+    shared_fraction
+        Share of the response variance common to all cell lines.
+    nonlinearity
+        0: each cell line's own map is linear; 1: it responds to pathway magnitudes.
+    n_pathways
+        Hidden units of each cell line's own map.
+    amplitude
+        Gene-wise RMS of a fully active drug's profile.
+    deviation_scale
+        Size of the structure-derived deviation of a drug from its MOA prototype.
+    baseline
+        SD of a cell-line expression baseline added to every row (0: level-5-like data).
+    cell_lines
+        Cell-line names (default MCF7, PC3, ...).
+    compounds
+        Real compounds (columns ``drug``, ``moa``, ``smiles``) to use instead of the built-in scaffolds.
+    seed
+        Seed of every random draw.
+
+    Returns
+    -------
+    AnnData with float32 ``X`` (signatures × genes ``G0001``...), obs columns ``cell_line``, ``drug``, ``dose``
+    (µM), ``time`` (h), ``moa``, ``control``, ``smiles``, ``plate``; ``layers['noise_free']`` (``x_c(s)``, plus
+    the baseline when used); ``obsm['latent_true']`` (the dose- and time-scaled latent ``s`` of each row);
+    ``uns['simulation']`` with ``params``, ``moa_names``, ``moa_prototypes``, ``drug_names``, ``drug_latent``,
+    ``drug_deviation``, ``drug_moa_membership`` (drugs × MOAs 0/1), ``drugs`` (table with moa, smiles,
+    scaffold, substituents, log10_ec50), ``gene_weights`` (cell lines × genes) and ``cell_lines``.
+
+    Notes
+    -----
+    The generative model:
+
     1. **Drugs and MOAs.** ``n_moas`` mechanism-of-action families are taken from a built-in table of real drug
        scaffolds (EGFR inhibitors from gefitinib/erlotinib, HDAC inhibitors from vorinostat/panobinostat, ...).
        Each MOA ``m`` has a latent prototype ``P_m ~ N(0, I_latent_dim)``. Drugs of a family are the real parent
@@ -135,17 +190,11 @@ def simulate_bulk(
     a ridge map between the cell lines reaches ~0.6-0.7 on held-out drugs (depending on its penalty) and a small
     nonlinear network (a dropout MLP with a 64-unit bottleneck) ~0.72-0.76.
 
-    Returns
-    -------
-    AnnData with float32 ``X`` (signatures × genes ``G0001``...), obs columns ``cell_line``, ``drug``, ``dose``
-    (µM), ``time`` (h), ``moa``, ``control``, ``smiles``, ``plate``; ``layers['noise_free']`` (``x_c(s)``, plus
-    the baseline when used); ``obsm['latent_true']`` (the dose- and time-scaled latent ``s`` of each row);
-    ``uns['simulation']`` with ``params``, ``moa_names``, ``moa_prototypes``, ``drug_names``, ``drug_latent``,
-    ``drug_deviation``, ``drug_moa_membership`` (drugs × MOAs 0/1), ``drugs`` (table with moa, smiles,
-    scaffold, substituents, log10_ec50), ``gene_weights`` (cell lines × genes) and ``cell_lines``.
+    Examples
+    --------
+    >>> adata = pk.datasets.simulate_bulk(n_drugs=200, seed=0)
+    >>> model = pk.tl.train_deepcellstate(adata)
     """
-    import anndata as ad
-
     _check_positive(
         n_drugs=n_drugs,
         n_cell_lines=n_cell_lines,
@@ -336,9 +385,15 @@ _AREASHAPE = (
 def cellprofiler_feature_names() -> pd.DataFrame:
     """Every CellProfiler-style feature the morphology simulator can emit, with its true compartment/channel.
 
-    Returns a DataFrame indexed by feature name with columns ``compartment``, ``feature_type``, ``channel``
-    (``""`` for shape features; the first channel for correlations) and ``sim_group`` (``compartment_channel``,
-    or ``compartment_AreaShape``), the unit on which the simulator's latent factors load.
+    Returns
+    -------
+    A DataFrame indexed by feature name with columns ``compartment``, ``feature_type``, ``channel`` (``""`` for
+    shape features; the first channel for correlations) and ``sim_group`` (``compartment_channel``, or
+    ``compartment_AreaShape``), the unit on which the simulator's latent factors load.
+
+    Examples
+    --------
+    >>> pk.datasets.cellprofiler_feature_names()["sim_group"].nunique()
     """
     rows = []
     for comp in COMPARTMENTS:
@@ -386,11 +441,55 @@ def simulate_morphology(
     batch_effect: float = 0.3,
     deviation_scale: float = 0.15,
     seed: int = 0,
-):
+) -> ad.AnnData:
     """Simulate Cell Painting-like well-level morphology profiles of A549 cells, with the truth kept.
 
-    Generative model
-    ----------------
+    Parameters
+    ----------
+    n_compounds
+        Number of compounds.
+    n_moas
+        Number of MOA families.
+    doses
+        The doses (µM) each compound is measured at.
+    n_replicates
+        Wells per compound and dose.
+    n_controls
+        DMSO wells per plate.
+    frac_two_moas
+        Fraction of compounds with two MOAs (``"A|B"``).
+    latent_dim
+        Size of the true latent effect.
+    n_plates
+        Number of plates.
+    n_features
+        Number of CellProfiler-style features.
+    effect_size
+        Feature RMS of a fully active compound before saturation.
+    saturation
+        Scale of the tanh saturation.
+    noise
+        Total SD of the well noise.
+    batch_effect
+        SD of the per-plate offsets.
+    deviation_scale
+        Size of the structure-derived deviation of a compound from its MOA prototype.
+    seed
+        Seed of every random draw.
+
+    Returns
+    -------
+    AnnData (wells × features, float32) with obs ``cell_line`` ("A549"), ``drug``, ``dose`` (µM), ``time``
+    (48.0 h), ``moa``, ``control``, ``smiles``, ``plate``, ``replicate``; var parsed by
+    :func:`perturbkit.io.parse_cellprofiler_features`, plus ``sim_group``;
+    ``layers['noise_free']`` (no noise, no plate offset); ``obsm['latent_true']`` (``s`` per well);
+    ``uns['simulation']`` with the library truth (``moa_prototypes``, ``drug_latent``, ...) and
+    ``group_names``, ``group_loadings`` (groups × latent), ``plate_names``, ``plate_offsets`` and ``params``.
+
+    Notes
+    -----
+    The generative model:
+
     1. **Compounds, MOAs, SMILES, latent effects** exactly as in :func:`simulate_bulk` (real drug scaffolds and
        their analogs; ``z = sum of MOA prototypes + structure-derived deviation``). Every MOA has single-MOA
        compounds, and the ``frac_two_moas`` two-MOA compounds fall in a few ``"A|B"`` groups (about four
@@ -411,17 +510,11 @@ def simulate_morphology(
        has a group-shared part and a feature-specific part with total SD ``noise``. Values are in units of the
        DMSO spread, like robust z-scored (normalized) profiles.
 
-    Returns
-    -------
-    AnnData (wells × features, float32) with obs ``cell_line`` ("A549"), ``drug``, ``dose`` (µM), ``time``
-    (48.0 h), ``moa``, ``control``, ``smiles``, ``plate``, ``replicate``; var parsed by
-    :func:`perturbkit.io.parse_cellprofiler_features`, plus ``sim_group``;
-    ``layers['noise_free']`` (no noise, no plate offset); ``obsm['latent_true']`` (``s`` per well);
-    ``uns['simulation']`` with the library truth (``moa_prototypes``, ``drug_latent``, ...) and
-    ``group_names``, ``group_loadings`` (groups × latent), ``plate_names``, ``plate_offsets`` and ``params``.
+    Examples
+    --------
+    >>> adata = pk.datasets.simulate_morphology(seed=0)
+    >>> pk.pp.scale(adata, method="minmax")
     """
-    import anndata as ad
-
     _check_positive(
         n_compounds=n_compounds,
         n_replicates=n_replicates,
@@ -552,11 +645,53 @@ def simulate_single_cell(
     mean_umis: float = 3000.0,
     dispersion: float = 0.2,
     seed: int = 0,
-):
+) -> ad.AnnData:
     """Simulate unpaired single-cell UMI counts of control (DMSO) and drug-treated cells, with the truth kept.
 
-    Generative model
-    ----------------
+    Parameters
+    ----------
+    n_cells
+        Number of cells.
+    n_genes
+        Number of genes.
+    cell_types
+        The cell types (obs ``cell_line``).
+    n_drugs
+        Number of drugs.
+    n_moas
+        Number of MOA families.
+    doses
+        The doses (µM) treated cells get.
+    frac_control
+        Fraction of control (DMSO) cells.
+    frac_de_genes
+        Fraction of genes that respond to drugs.
+    latent_dim
+        Size of the true latent drug effect.
+    frac_two_moas
+        Fraction of drugs with two MOAs.
+    lfc_scale
+        Log-fold-change RMS of a fully active drug on the responding genes.
+    mean_umis
+        Mean UMIs per cell.
+    dispersion
+        Median negative-binomial dispersion of the genes.
+    seed
+        Seed of every random draw.
+
+    Returns
+    -------
+    AnnData with sparse CSR float32 integer counts; obs ``cell_line`` (the cell type), ``drug``, ``dose``,
+    ``time`` (24.0), ``moa``, ``control``, ``smiles``, ``plate`` (sequencing lane), ``condition``
+    ("control"/"treated"), ``size_factor``; var ``de`` (True for responding genes);
+    ``layers['log_mean']`` (the true log-mean of every cell and gene, size factor included);
+    ``uns['simulation']`` with the library truth, ``de_genes``, ``baseline_log_mean`` (cell types × genes),
+    ``true_lfc`` (cell types × drugs × doses × genes), ``dispersion`` and ``params``.
+
+    Notes
+    -----
+    The generative model:
+
     1. **Drugs** as in :func:`simulate_bulk`: MOA families of real scaffolds and analogs with SMILES, latent
        effect ``z = sum of MOA prototypes + structure-derived deviation``, potency (EC50), ``s = hill(dose) z``.
     2. **Baseline expression.** Gene log-means ``N(-1, 1.2^2)``, rescaled so a cell has ``mean_umis`` UMIs on
@@ -569,17 +704,10 @@ def simulate_single_cell(
        phi))``, i.e. negative binomial with gene dispersion ``phi ~ dispersion * lognormal(0, 0.5)``.
     Controls and treated cells are independent draws: nothing pairs them.
 
-    Returns
-    -------
-    AnnData with sparse CSR float32 integer counts; obs ``cell_line`` (the cell type), ``drug``, ``dose``,
-    ``time`` (24.0), ``moa``, ``control``, ``smiles``, ``plate`` (sequencing lane), ``condition``
-    ("control"/"treated"), ``size_factor``; var ``de`` (True for responding genes);
-    ``layers['log_mean']`` (the true log-mean of every cell and gene, size factor included);
-    ``uns['simulation']`` with the library truth, ``de_genes``, ``baseline_log_mean`` (cell types × genes),
-    ``true_lfc`` (cell types × drugs × doses × genes), ``dispersion`` and ``params``.
+    Examples
+    --------
+    >>> adata = pk.datasets.simulate_single_cell(n_cells=2000, seed=0)
     """
-    import anndata as ad
-
     _check_positive(n_cells=n_cells, n_genes=n_genes, n_drugs=n_drugs, latent_dim=latent_dim)
     cell_types = [str(c) for c in cell_types]
     if len(cell_types) == 0 or len(set(cell_types)) != len(cell_types):

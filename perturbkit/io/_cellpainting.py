@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError
+from .._schema import FileFormatError, PerturbkitInputError
 from ._utils import existing_path, first_present, read_delimited
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 #: The five Cell Painting channels (Bray et al. 2016), in their usual order.
 CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
@@ -93,7 +97,9 @@ def read_cell_painting(
     cell_line: str | None = None,
     metadata_prefix: str = "Metadata_",
     features=None,
-):
+    sep: str | None = None,
+    decimal: str = ".",
+) -> AnnData:
     """Read pycytominer-style Cell Painting profiles (CSV, CSV.gz, TSV or parquet) into AnnData.
 
     Each row (well or consensus profile) becomes an observation. ``Metadata_*`` columns go to ``obs`` (kept as
@@ -114,6 +120,11 @@ def read_cell_painting(
 
     ``obs_names`` are ``"<plate>_<well>"`` when unique, else row numbers.
 
+    A text file is checked as it is read: every line must have the header's number of fields (a truncated row is
+    refused, not padded with NaN), the file must end with a line break (else its last value may be cut short),
+    column names must be unique, and a NUL byte, bytes that are not UTF-8, a stray quote or a damaged ``.gz``
+    raise :class:`~perturbkit.errors.FileFormatError` naming the file and line.
+
     Parameters
     ----------
     path
@@ -127,6 +138,11 @@ def read_cell_painting(
         Prefix of metadata columns.
     features
         Feature columns to keep (default: every non-metadata column).
+    sep
+        Field separator of a text file: ``None`` (default) sniffs tab or comma from the header line; pass ``";"``
+        for semicolon-separated files (which are refused when sniffed, as their numbers often use decimal commas).
+    decimal
+        Decimal mark of the numbers, e.g. ``","`` with ``sep=";"``.
 
     Returns
     -------
@@ -135,7 +151,7 @@ def read_cell_painting(
     import anndata as ad
 
     path = existing_path(path, what="Cell Painting profile file")
-    table = _read_profiles(path)
+    table = _read_profiles(path, sep=sep, decimal=decimal)
     meta_cols = [c for c in table.columns if str(c).startswith(metadata_prefix)]
     if not meta_cols:
         raise PerturbkitInputError(
@@ -169,7 +185,7 @@ def read_cell_painting(
     return ad.AnnData(X=np.ascontiguousarray(X), obs=obs, var=var)
 
 
-def _read_profiles(path) -> pd.DataFrame:
+def _read_profiles(path, *, sep=None, decimal=".") -> pd.DataFrame:
     name = path.name.lower()
     with open(path, "rb") as fh:
         magic = fh.read(4)
@@ -177,12 +193,14 @@ def _read_profiles(path) -> pd.DataFrame:
         try:
             return pd.read_parquet(path)
         except Exception as err:  # pyarrow raises several types for a broken file
-            raise PerturbkitInputError(f"'{path}' cannot be read as parquet: {err}") from None
+            raise FileFormatError(f"'{path}' cannot be read as parquet (damaged or incomplete?): {err}") from None
     if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")):
+        if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in "\"\n\r"):
+            raise PerturbkitInputError(f"sep={sep!r} is not a field separator; use ',', '\\t' or ';'.")
         try:
-            return read_delimited(path, low_memory=False)
+            return read_delimited(path, sep=sep, strict=True, low_memory=False, decimal=decimal)
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise PerturbkitInputError(f"'{path}' is not a readable CSV/TSV table: {err}") from None
+            raise FileFormatError(f"'{path}' is not a readable CSV/TSV table: {err}") from None
     raise PerturbkitInputError(
         f"Unknown profile format for '{path}': expected .csv, .csv.gz, .tsv(.gz) or .parquet."
     )

@@ -8,7 +8,22 @@ GCTX layout (the LINCS / CMap convention)::
 
 Missing metadata is written as -666 and read back as NaN. Files written by :func:`write_gctx` also carry
 attributes (``perturbkit_dtype``, ``perturbkit_name``, ``perturbkit_columns``) that let :func:`read_gct` restore
-dtypes, column names and column order exactly; other readers simply ignore them.
+dtypes, column names and column order exactly, and a CRC-32 of the file in the HDF5 user block (the first 512
+bytes, which the HDF5 format reserves for the user) that :func:`read_gct` checks before HDF5 parses the file.
+Other readers (cmapPy, h5py, cmapR) ignore both.
+
+Agreement with cmapPy 4.0.1 (``cmapPy.pandasGEXpress.parse``): the same ids, matrix values and metadata, with
+these deliberate differences:
+
+- Missing metadata: cmapPy's tokens (``na``, ``NA``, ``NaN``, ``nan``, ``-nan``, ``-NaN``, ``None``, ``NULL``,
+  ``#N/A``, ``N/A``, ``#NA``, ``#N/A!``, ``#VALUE!``, ``-666``, ``-666.0``) are missing in GCT text and GCTX alike
+  (cmapPy's GCTX parser only maps -666); so are blank fields (cmapPy keeps ``""``, which makes a numeric column
+  text), -666 with any number of zero decimals (cmapPy's text parser reads ``-666.000`` as the number -666) and
+  tokens with surrounding white space.
+- Metadata of only ``True``/``False`` becomes bool (cmapPy keeps strings).
+- The matrix: ``""``, ``n/a`` and ``null`` are also read as NaN (cmapPy stops with an error).
+- Stricter checks: every line must have the header's number of fields, NUL bytes and invalid UTF-8 are errors,
+  duplicated ids are errors, and the result is AnnData (samples × genes), not genes × samples.
 """
 
 from __future__ import annotations
@@ -16,24 +31,37 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 import warnings
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, dense_matrix
+from .._atomic import atomic_write
+from .._schema import FileFormatError, PerturbkitInputError, dense_matrix
 from .._version import __version__
 from ._utils import (
+    CMAP_NA_STRINGS,
     MISSING_VALUE,
+    checked_text,
     existing_path,
     first_present,
     infer_column,
+    iter_lines,
     key_strings,
     load_table,
-    open_text,
+    lower_strings,
+    read_file_bytes,
+    warn_no_final_newline,
 )
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 _MATRIX = "0/DATA/0/matrix"
 _ROW = "0/META/ROW"
@@ -45,16 +73,26 @@ _CATEGORIES_ATTR = "perturbkit_categories"
 _WRITER_ATTR = "perturbkit_version"
 _ID_ALIAS = "perturbkit:id"  # a metadata column literally called "id" is stored under this name
 
-_NA_STRINGS = ["", "na", "NA", "NaN", "nan", "-nan", "N/A", "n/a", "NULL", "null", "None", "#N/A", "-666", "-666.0"]
-_VEHICLE_TYPES = {"ctl_vehicle", "ctl_vehicle.cns"}
-_DOSE_UNITS = {"um": 1.0, "µm": 1.0, "μm": 1.0, "umol": 1.0, "micromolar": 1.0, "nm": 1e-3, "mm": 1e3, "pm": 1e-6}
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_USERBLOCK = 512  # bytes before the HDF5 superblock, reserved for the user: perturbkit keeps its checksum there
+_CHECKSUM_MAGIC = b"perturbkit GCTX checksum\n"
+_VERIFY_UP_TO = 1 << 30  # files up to 1 GiB are always verified; larger ones when read whole (verify=None)
+
+#: Missing values in the matrix of GCT text: cmapPy's tokens and -666 (pandas also matches "-666.0"), plus three
+#: that cmapPy rejects.
+_DATA_NA = [*CMAP_NA_STRINGS, "-666", "", "n/a", "null"]
+_VEHICLE_TYPES = {"ctl_vehicle", "ctl_vehicle.cns", "ctrl_vehicle"}
+_DOSE_UNITS = {"um": 1.0, "µm": 1.0, "μm": 1.0, "umol": 1.0, "micromolar": 1.0, "nm": 1e-3, "nanomolar": 1e-3,
+               "mm": 1e3, "millimolar": 1e3, "pm": 1e-6, "m": 1e6, "molar": 1e6}
 _TIME_UNITS = {"h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "m": 1 / 60, "min": 1 / 60,
-               "d": 24.0, "day": 24.0, "days": 24.0}
+               "mins": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60, "d": 24.0, "day": 24.0, "days": 24.0}
+_MISSING_666 = re.compile(r"^\s*-666(\.0*)?\s*$")
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s].*?)?\s*$")
 _LANDMARK_COLUMNS = ("pr_is_lm", "pr_is_lmark", "is_landmark", "landmark")
 _SYMBOL_COLUMNS = ("pr_gene_symbol", "gene_symbol", "symbol")
 _GENE_KEY_COLUMNS = ("pr_gene_id", "pr_id", "gene_id", "id", "pr_gene_symbol")
 _SIG_KEY_COLUMNS = ("sig_id", "cid", "id", "inst_id", "distil_id")
+_SMILES_COLUMNS = ("isomeric_smiles", "canonical_smiles")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -71,18 +109,26 @@ def read_gct(
     cid=None,
     rid=None,
     gene_symbols: bool | str = "auto",
-):
+    verify: bool | None = None,
+) -> AnnData:
     """Read a GCT (text v1.2/v1.3, plain or ``.gz``) or GCTX (HDF5) file into AnnData.
 
     Samples (GCT columns) become ``obs``, genes (GCT rows) become ``var``. Column metadata goes to ``obs`` and row
-    metadata to ``var``; -666 becomes NaN and text that looks numeric becomes numeric. The LINCS fields are mapped
-    to perturbkit's schema, keeping the originals, and only where the column is not already there:
+    metadata to ``var``; missing values (-666, ``NA``, ``nan``, ... as cmapPy reads them; see the module notes)
+    become NaN and text that looks numeric becomes numeric. The LINCS fields are mapped to perturbkit's schema,
+    keeping the originals, and only where the column is not already there:
 
     ``cell_line`` ← ``cell_id``; ``drug`` ← ``pert_iname`` ("DMSO" for DMSO); ``dose`` (float, µM) ←
     ``pert_dose`` + ``pert_dose_unit``, else parsed from ``pert_idose`` ("10.0 um", nM converted to µM), 0.0 for
     vehicle controls without a dose; ``time`` (float, hours) ← ``pert_time`` + ``pert_time_unit``, else parsed
-    from ``pert_itime`` ("24 h"); ``control`` (bool) ← ``pert_type`` in {ctl_vehicle, ctl_vehicle.cns} or
-    ``pert_iname`` == DMSO.
+    from ``pert_itime`` ("24 h"); ``control`` (bool) ← ``pert_type`` in {ctl_vehicle, ctl_vehicle.cns,
+    ctrl_vehicle} or ``pert_iname`` == DMSO; ``smiles`` ← ``isomeric_smiles``, else ``canonical_smiles``.
+    Doses in units that cannot become µM (``ng``, ``ng/mL``, ``%``, ...) are NaN, with a warning that names
+    the rows.
+
+    The file is checked as it is read: a line with a missing or extra field, a NUL byte, bytes that are not
+    UTF-8, a damaged ``.gz`` or HDF5 file all raise :class:`~perturbkit.errors.FileFormatError` naming the file
+    (and line). GCTX files written by :func:`write_gctx` carry a checksum that is verified before HDF5 reads them.
 
     Parameters
     ----------
@@ -99,22 +145,33 @@ def read_gct(
         Keep the landmark genes only (``pr_is_lm`` / ``pr_is_lmark`` equal to 1 or "Y", from ``gene_info`` or the
         file's own row metadata). Raises :class:`PerturbkitInputError` when no landmark flag is available.
     cid, rid
-        Sample (column) / gene (row) ids to keep, in the order given. From a GCTX only those are read.
+        Sample (column) / gene (row) ids to keep, in the order given. From a GCTX only those are read. To choose
+        them from the metadata first, use :func:`read_gct_metadata`.
     gene_symbols
         ``"auto"`` (default): use the gene symbols as ``var_names`` when ``gene_info`` is given, or when the row
         metadata holds ``pr_gene_symbol`` (not for files written by :func:`write_gctx`, whose ``var_names`` are
         kept as written). ``True`` forces, ``False`` keeps the file's row ids.
+    verify
+        Check the checksum of a GCTX written by :func:`write_gctx`. ``None`` (default): when the file is at most
+        1 GiB or is read whole (no ``cid``/``rid``/``landmark_only``); ``True``: always; ``False``: never.
+        Files without a checksum (written by other tools) cannot be verified.
 
     Returns
     -------
     AnnData of shape (samples, genes) with float32 ``X``.
+
+    Examples
+    --------
+    >>> adata = pk.io.read_gct("level4.gctx")
+    >>> obs, var = pk.io.read_gct_metadata("level5_beta_trt_cp_n720216x12328.gctx")
+    >>> keep = obs.index[(obs["cell_line"] == "A375") & (obs["time"] == 24)]
+    >>> a375 = pk.io.read_gct("level5_beta_trt_cp_n720216x12328.gctx", cid=keep, landmark_only=True)
     """
     import anndata as ad
 
     path = existing_path(path, what="GCT/GCTX file")
-    fmt = _sniff_format(path)
-    reader = _GctxSource(path) if fmt == "gctx" else _GctTextSource(path)
-    with reader:
+    whole = cid is None and rid is None and not landmark_only
+    with _open_source(path, matrix=True, verify=_should_verify(path, verify, whole)) as reader:
         obs, var = reader.obs, reader.var
         col_idx = _selection(obs.index, cid, "cid", "sample (column)")
         row_idx = _selection(var.index, rid, "rid", "gene (row)")
@@ -130,65 +187,142 @@ def read_gct(
             row_idx = (np.arange(len(reader.var)) if row_idx is None else row_idx)[keep]
             var = var.iloc[np.flatnonzero(keep)]
         X = reader.matrix(col_idx, row_idx)
-
-    if sig_info is not None:
-        obs = _join_sig_info(obs, sig_info)
-    obs = _lincs_schema(obs)
-    var = _apply_gene_symbols(var, gene_symbols, symbol_source, written_by_perturbkit=reader.written_by_perturbkit)
-    obs.index = obs.index.astype(str)
-    obs.index.name = None
-    var.index.name = None
+    obs, var = _finish(obs, var, sig_info, gene_symbols, symbol_source, reader.written_by_perturbkit)
     return ad.AnnData(X=X, obs=obs, var=var)
 
 
-def write_gctx(adata, path, *, compression: str | None = "gzip"):
+def read_gct_metadata(
+    path, *, sig_info=None, gene_info=None, gene_symbols: bool | str = "auto", verify: bool | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the sample (``obs``) and gene (``var``) metadata of a GCT or GCTX file without its matrix.
+
+    From a GCTX only the metadata groups are read, so this is quick even for the full LINCS files (e.g. 12,328 ×
+    473,647); from GCT text the lines are checked and the ids and metadata parsed, but no matrix is built. The
+    tables are exactly ``read_gct(path, ...).obs`` and ``.var``, with the same schema mapping; use them to choose
+    ``cid=`` / ``rid=`` for :func:`read_gct`.
+
+    Parameters
+    ----------
+    path
+        ``.gct``, ``.gct.gz`` or ``.gctx`` file.
+    sig_info, gene_info, gene_symbols
+        As in :func:`read_gct`.
+    verify
+        Check the checksum of a GCTX written by :func:`write_gctx` (which means reading the whole file).
+        ``None`` (default): only when the file is at most 1 GiB; ``True``: always; ``False``: never.
+
+    Returns
+    -------
+    ``(obs, var)``: two DataFrames indexed by sample ids and gene ids (or symbols, see ``gene_symbols``).
+
+    Examples
+    --------
+    >>> obs, var = pk.io.read_gct_metadata("level5_beta_trt_cp_n720216x12328.gctx")
+    >>> obs["cell_line"].value_counts().head()
+    >>> keep = obs.index[obs["drug"].isin(["vorinostat", "DMSO"])]
+    >>> adata = pk.io.read_gct("level5_beta_trt_cp_n720216x12328.gctx", cid=keep)
+    """
+    path = existing_path(path, what="GCT/GCTX file")
+    with _open_source(path, matrix=False, verify=_should_verify(path, verify, False)) as reader:
+        obs, var = reader.obs, reader.var
+        symbol_source = None
+        if gene_info is not None:
+            var, symbol_source = _join_gene_info(var, gene_info)
+    return _finish(obs, var, sig_info, gene_symbols, symbol_source, reader.written_by_perturbkit)
+
+
+def _finish(obs, var, sig_info, gene_symbols, symbol_source, written_by_perturbkit):
+    if sig_info is not None:
+        obs = _join_sig_info(obs, sig_info)
+    obs = _lincs_schema(obs)
+    var = _apply_gene_symbols(var, gene_symbols, symbol_source, written_by_perturbkit=written_by_perturbkit)
+    obs.index = obs.index.astype(str)
+    obs.index.name = None
+    var.index.name = None
+    return obs, var
+
+
+def write_gctx(adata, path, *, compression: str | int | None = None, checksum: bool = True) -> Path:
     """Write ``adata`` as GCTX (HDF5, the LINCS/CMap layout) that :func:`read_gct` reads back identically.
 
     ``X`` is stored as float32 with shape (n_obs, n_vars) (i.e. genes × samples in GCT terms), ``obs`` as column
     metadata and ``var`` as row metadata. Missing values are written as -666. Each metadata dataset carries a
     ``perturbkit_dtype`` attribute so that bool, integer, float, string and categorical columns round-trip.
+    The file is written to a temporary file next to ``path`` and then moved over it, so an interrupted write
+    never leaves a half-written file (an existing ``path`` stays as it was).
 
     Parameters
     ----------
     adata
         The profiles (dense or sparse ``X``).
     path
-        Output file (conventionally ``.gctx``); overwritten if present.
+        Output file (conventionally ``.gctx``); replaced if present.
     compression
-        HDF5 filter for the matrix (``"gzip"``, ``"lzf"`` or ``None``).
+        HDF5 filter for the matrix: ``None`` (default; contiguous storage, fastest to write and read, as cmapPy
+        writes it), ``"gzip"`` (or a gzip level 0-9: about 10% smaller for float profiles, several times slower)
+        or ``"lzf"``. The default used to be ``"gzip"``; pass it to get the old behaviour.
+    checksum
+        Store a CRC-32 of the file in its HDF5 user block, which :func:`read_gct` verifies so that a damaged file
+        raises an error instead of crashing HDF5 or loading changed values. Readers other than perturbkit
+        ignore it.
 
     Returns
     -------
     The path written, as :class:`pathlib.Path`.
+
+    Examples
+    --------
+    >>> pk.io.write_gctx(adata, "profiles.gctx")
+    >>> pk.io.write_gctx(adata, "profiles_small.gctx", compression="gzip")
     """
     import h5py
 
     path = Path(path).expanduser()
+    if compression is not None and compression not in ("gzip", "lzf") and not (
+            isinstance(compression, int) and not isinstance(compression, bool) and 0 <= compression <= 9):
+        raise PerturbkitInputError(f"compression={compression!r} is not known; use None, 'gzip' (or a level 0-9) "
+                                   f"or 'lzf'.")
     _check_unique(adata.obs_names, "obs_names")
     _check_unique(adata.var_names, "var_names")
     X = dense_matrix(adata, dtype=np.float32)
-    with h5py.File(path, "w") as f:
-        f.attrs["version"] = "GCTX1.0"
-        f.attrs["src"] = path.name
-        f.attrs[_WRITER_ATTR] = __version__
-        chunks = (max(1, min(X.shape[0], 256)), max(1, min(X.shape[1], 4096))) if X.size else None
-        f.create_dataset(_MATRIX, data=X, chunks=chunks, compression=compression if X.size else None)
-        for group_name, frame, ids in ((_COL, adata.obs, adata.obs_names), (_ROW, adata.var, adata.var_names)):
-            group = f.require_group(group_name)
-            group.create_dataset("id", data=_encode_strings(ids.astype(str)))
-            order = []
-            for column in frame.columns:
-                order.append(_write_meta_column(group, str(column), frame[column]))
-            group.attrs[_ORDER_ATTR] = json.dumps(order)
+    with atomic_write(path) as tmp:
+        options = {"userblock_size": _USERBLOCK} if checksum else {}
+        with h5py.File(tmp, "w", **options) as f:
+            f.attrs["version"] = "GCTX1.0"
+            f.attrs["src"] = path.name
+            f.attrs[_WRITER_ATTR] = __version__
+            if compression is None or X.size == 0:
+                f.create_dataset(_MATRIX, data=X)
+            else:
+                chunks = (max(1, min(X.shape[0], 256)), max(1, min(X.shape[1], 4096)))
+                f.create_dataset(_MATRIX, data=X, chunks=chunks, compression=compression)
+            for group_name, frame, ids in ((_COL, adata.obs, adata.obs_names), (_ROW, adata.var, adata.var_names)):
+                group = f.require_group(group_name)
+                group.create_dataset("id", data=_encode_strings(np.asarray(ids.astype(str), dtype=object)))
+                order = []
+                for column in frame.columns:
+                    order.append(_write_meta_column(group, str(column), frame[column]))
+                group.attrs[_ORDER_ATTR] = json.dumps(order)
+        if checksum:
+            _stamp_checksum(tmp)
     return path
 
 
-def write_gct(adata, path):
+def write_gct(adata, path) -> Path:
     """Write ``adata`` as GCT text v1.3 (gzip-compressed when ``path`` ends in ``.gz``).
 
     Genes are rows and samples columns, as the format wants; ``var`` goes to row metadata and ``obs`` to column
     metadata. ``X`` is written with 9 significant digits, so float32 values read back exactly. Text cannot keep
-    dtypes: numbers, bools and strings come back as such, categoricals come back as strings.
+    dtypes: numbers, bools and strings come back as such, categoricals come back as strings, and strings that
+    read as missing values (``NA``, ``None``, ...) come back as NaN. The file is written to a temporary file next
+    to ``path`` and then moved over it, so an interrupted write never leaves a half-written file.
+
+    Parameters
+    ----------
+    adata
+        The profiles (dense or sparse ``X``); ``obs`` and ``var`` values must not hold tabs or line breaks.
+    path
+        Output file (``.gct``, or ``.gct.gz`` for gzip); replaced if present.
 
     Returns
     -------
@@ -203,22 +337,23 @@ def write_gct(adata, path):
     for ids, what in ((adata.obs_names, "obs_names"), (adata.var_names, "var_names")):
         _check_text(pd.Series(ids.astype(str)), what)
 
-    if path.name.endswith(".gz"):
-        handle = io.TextIOWrapper(gzip.GzipFile(path, "wb", compresslevel=4, mtime=0), encoding="utf-8", newline="\n")
-    else:
-        handle = open(path, "w", encoding="utf-8", newline="\n")
-    with handle as fh:
-        fh.write("#1.3\n")
-        fh.write(f"{adata.n_vars}\t{adata.n_obs}\t{len(row_meta)}\t{len(col_meta)}\n")
-        fh.write("\t".join(["id", *row_meta.keys(), *adata.obs_names.astype(str)]) + "\n")
-        filler = ["na"] * len(row_meta)
-        for name, values in col_meta.items():
-            fh.write("\t".join([name, *filler, *values]) + "\n")
-        numbers = io.StringIO()
-        np.savetxt(numbers, X.T, fmt="%.9g", delimiter="\t")  # 9 significant digits: float32 reads back exactly
-        prefixes = zip(adata.var_names.astype(str), *row_meta.values())
-        for prefix, line in zip(prefixes, numbers.getvalue().splitlines()):
-            fh.write("\t".join(prefix) + ("\t" + line if line else "") + "\n")
+    with atomic_write(path) as tmp, open(tmp, "wb") as raw:
+        if path.name.endswith(".gz"):  # the gzip header names the final file, not the temporary one
+            stream = gzip.GzipFile(filename=path.name, mode="wb", compresslevel=4, fileobj=raw, mtime=0)
+        else:
+            stream = raw
+        with io.TextIOWrapper(stream, encoding="utf-8", newline="\n") as fh:
+            fh.write("#1.3\n")
+            fh.write(f"{adata.n_vars}\t{adata.n_obs}\t{len(row_meta)}\t{len(col_meta)}\n")
+            fh.write("\t".join(["id", *row_meta.keys(), *adata.obs_names.astype(str)]) + "\n")
+            filler = ["na"] * len(row_meta)
+            for name, values in col_meta.items():
+                fh.write("\t".join([name, *filler, *values]) + "\n")
+            numbers = io.StringIO()
+            np.savetxt(numbers, X.T, fmt="%.9g", delimiter="\t")  # 9 significant digits: float32 reads back exactly
+            prefixes = zip(adata.var_names.astype(str), *row_meta.values(), strict=True)
+            for prefix, line in zip(prefixes, numbers.getvalue().splitlines(), strict=True):
+                fh.write("\t".join(prefix) + ("\t" + line if line else "") + "\n")
     return path
 
 
@@ -227,36 +362,59 @@ def write_gct(adata, path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _hdf5_offset(path: Path) -> int | None:
+    """Where the HDF5 superblock starts (0, or after a user block: 512, 1024, ...); None if not HDF5."""
+    with open(path, "rb") as fh:
+        for offset in (0, 512, 1024, 2048, 4096, 8192):
+            fh.seek(offset)
+            if fh.read(8) == _HDF5_SIGNATURE:
+                return offset
+    return None
+
+
 def _sniff_format(path: Path) -> str:
+    if _hdf5_offset(path) is not None:
+        return "gctx"
     with open(path, "rb") as fh:
         head = fh.read(8)
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "gctx"
     if head[:2] == b"\x1f\x8b":
-        with gzip.open(path, "rb") as fh:
-            try:
+        try:
+            with gzip.open(path, "rb") as fh:
                 head = fh.read(8)
-            except OSError as err:
-                raise PerturbkitInputError(
-                    f"'{path}' looks gzip-compressed but cannot be decompressed: {err}"
-                ) from None
+        except (OSError, EOFError, zlib.error):
+            head = read_file_bytes(path)[:8]  # raises the clear error for a damaged gzip file
     if head.lstrip(b"\xef\xbb\xbf").startswith((b"#1.2", b"#1.3")):
         return "gct"
-    raise PerturbkitInputError(
+    raise FileFormatError(
         f"'{path}' is not a GCT or GCTX file: GCT text starts with '#1.2' or '#1.3' (first bytes here: {head!r}), "
         f"GCTX is HDF5. For Cell Painting profiles use pk.io.read_cell_painting; for .h5ad use pk.io.read_h5ad."
     )
 
 
+def _open_source(path: Path, *, matrix: bool, verify: bool):
+    if _sniff_format(path) == "gctx":
+        return _GctxSource(path, verify=verify)
+    return _GctTextSource(path, matrix=matrix)
+
+
+def _should_verify(path: Path, verify, whole: bool) -> bool:
+    if verify is None:
+        return whole or path.stat().st_size <= _VERIFY_UP_TO
+    if not isinstance(verify, bool):
+        raise PerturbkitInputError(f"verify must be True, False or None, not {verify!r}.")
+    return verify
+
+
 class _GctTextSource:
-    """Parses the whole text file (headers by hand, the data block with pandas)."""
+    """Checks every line of the text, parses headers by hand and the data block with pandas."""
 
     written_by_perturbkit = False
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, matrix: bool = True):
         self.path = path
-        with open_text(path) as fh:
-            self._parse(fh)
+        raw = checked_text(read_file_bytes(path), path)
+        self._parse(raw, matrix)
+        warn_no_final_newline(raw, path)
 
     def __enter__(self):
         return self
@@ -264,79 +422,166 @@ class _GctTextSource:
     def __exit__(self, *exc):
         return False
 
-    def _fail(self, problem: str):
-        raise PerturbkitInputError(f"Malformed GCT file '{self.path}': {problem}")
+    def _fail(self, problem: str, line: int | None = None):
+        where = f" line {line}" if line is not None else ""
+        raise FileFormatError(f"Malformed GCT file '{self.path}'{where}: {problem}")
 
-    def _parse(self, fh) -> None:
-        version = fh.readline().rstrip("\r\n").lstrip("\ufeff").split("\t")[0].strip()
+    def _parse(self, raw: bytes, matrix: bool) -> None:
+        lines = iter_lines(raw)
+        number, start, end = next(lines, (1, 0, 0))
+        version = raw[start:end].split(b"\t")[0].strip().decode("utf-8")
         if version not in ("#1.2", "#1.3"):
-            self._fail(f"the first line must be '#1.2' or '#1.3', not {version!r}.")
-        dims_line = fh.readline().rstrip("\r\n")
+            self._fail(f"the first line must be '#1.2' or '#1.3', not {version!r}.", 1)
+        number, start, end = next(lines, (2, 0, 0))
+        dims_line = raw[start:end].decode("utf-8")
         tokens = [t for t in re.split(r"[\t ]+", dims_line.strip()) if t]
         n_expected = 2 if version == "#1.2" else 4
         layout = "rows, columns" + ("" if version == "#1.2" else ", row-metadata fields, column-metadata fields")
         if len(tokens) != n_expected or not all(re.fullmatch(r"\d+", t) for t in tokens):
             self._fail(
                 f"the dimension line (line 2) must hold {n_expected} non-negative integers ({layout}) for version "
-                f"{version}, but it is {dims_line!r}."
+                f"{version}, but it is {dims_line!r}.", 2,
             )
         dims = [int(t) for t in tokens]
         n_rows, n_cols = dims[0], dims[1]
         n_row_meta, n_col_meta = (1, 0) if version == "#1.2" else (dims[2], dims[3])
         width = 1 + n_row_meta + n_cols
+        layout = f"id + {n_row_meta} row-metadata fields + {n_cols} samples, as the dimension line says"
 
-        header = fh.readline().rstrip("\r\n").split("\t")
-        header = _trim_trailing(header, width)
-        if len(header) != width:
+        # every non-blank line from line 3 on: the header, n_col_meta metadata lines, n_rows data lines
+        heads: list[tuple[int, int, int]] = []
+        data: list[tuple[int, int, int]] = []
+        header_count, first_diff = None, None
+        for number, start, end in lines:
+            if end == start:
+                continue  # blank lines are skipped, as pandas (and so cmapPy) skip them
+            count = raw.count(b"\t", start, end) + 1
+            if len(heads) < 1 + n_col_meta:
+                heads.append((number, start, end))
+            else:
+                data.append((number, start, end))
+            if header_count is None:
+                header_count = count
+            elif count != header_count and first_diff is None:
+                first_diff = (number, count, end)
+        if not heads:
+            self._fail(f"the file ends before the header line (line 3; {layout}).")
+        extra = header_count - width
+        if extra and not (extra > 0 and raw.endswith(b"\t" * extra, heads[0][1], heads[0][2])):
             self._fail(
-                f"the header line (line 3) has {len(header)} fields, but the dimension line says {n_cols} samples "
-                f"and {n_row_meta} row-metadata fields, i.e. {width} fields (id + row metadata + sample ids)."
+                f"the header line (line 3) has {header_count} fields, but the dimension line says {n_cols} samples "
+                f"and {n_row_meta} row-metadata fields, i.e. {width} fields (id + row metadata + sample ids).",
+                heads[0][0],
             )
-        row_fields = [_restore_name(h) for h in header[1 : 1 + n_row_meta]]
-        col_ids = header[1 + n_row_meta :]
+        if first_diff is not None:
+            number, count, end = first_diff
+            last = " It is the last line: the file looks truncated." if end == len(raw) and count < header_count \
+                else ""
+            padding = f" (the header line's last {extra} of them empty)" if extra else ""
+            self._fail(
+                f"the line has {count} fields where {header_count} are expected{padding} ({layout}).{last} A "
+                f"missing or extra tab shifts every later value of the line; repair or re-export the file.", number,
+            )
+        if extra:  # every line ends in the same empty fields (a spreadsheet export): they must all be empty
+            self._check_trailing(raw, heads + data, extra)
 
+        def fields(start, end):
+            values = raw[start:end].decode("utf-8").split("\t")
+            return values[:width] if extra else values
+
+        header = fields(heads[0][1], heads[0][2])
+        row_fields = [_restore_name(h) for h in header[1: 1 + n_row_meta]]
+        col_ids = header[1 + n_row_meta:]
+        _check_unique_names(row_fields, f"row-metadata field names in the header of '{self.path}'")
+        if len(heads) < 1 + n_col_meta:
+            self._fail(f"the dimension line says {n_col_meta} column-metadata lines, but the file ends after "
+                       f"{len(heads) - 1}.")
         col_meta = {}
-        for k in range(n_col_meta):
-            line = fh.readline()
-            if not line:
-                self._fail(f"the dimension line says {n_col_meta} column-metadata lines, but the file ends after {k}.")
-            fields = _trim_trailing(line.rstrip("\r\n").split("\t"), width)
-            if len(fields) != width:
-                self._fail(
-                    f"column-metadata line {k + 1} ({fields[0]!r}, line {4 + k}) has {len(fields)} fields; "
-                    f"expected {width}."
-                )
-            col_meta[_restore_name(fields[0])] = fields[1 + n_row_meta :]
+        for number, start, end in heads[1:]:
+            values = fields(start, end)
+            name = _restore_name(values[0])
+            if name in col_meta:
+                self._fail(f"the column-metadata field {name!r} appears twice.", number)
+            col_meta[name] = values[1 + n_row_meta:]
+        if len(data) != n_rows:
+            self._fail(f"the dimension line says {n_rows} rows (genes), but the file holds {len(data)} data lines.")
 
-        dtypes = {i: str for i in range(1 + n_row_meta)}
-        dtypes.update({i: np.float32 for i in range(1 + n_row_meta, width)})
-        na_values = {i: _NA_STRINGS for i in range(1 + n_row_meta, width)}
-        try:
-            block = pd.read_csv(
-                fh, sep="\t", header=None, dtype=dtypes, keep_default_na=False, na_values=na_values,
-                quoting=3, engine="c",
-            )
-        except pd.errors.EmptyDataError:
-            block = pd.DataFrame(columns=range(width))
-        except ValueError as err:
-            self._fail(f"the data block holds values that are not numbers ({err}).")
-        if block.shape[1] > width and block.iloc[:, width:].isna().all().all():
-            block = block.iloc[:, :width]
-        if block.shape[1] != width and len(block):
-            self._fail(f"the data lines have {block.shape[1]} fields; expected {width} (id + {n_row_meta} row "
-                       f"metadata + {n_cols} values).")
-        if len(block) != n_rows:
-            self._fail(f"the dimension line says {n_rows} rows (genes), but the file holds {len(block)} data lines.")
-
-        row_ids = block.iloc[:, 0].astype(str).str.strip().to_numpy() if len(block) else np.array([], dtype=str)
-        self.var = _meta_frame(
-            {name: block.iloc[:, 1 + j].to_numpy(dtype=object) for j, name in enumerate(row_fields)}, row_ids
-        )
+        row_ids, row_meta, value_spans = self._split_data_lines(raw, data, n_row_meta, extra)
+        self.var = _meta_frame(dict(zip(row_fields, row_meta, strict=True)), row_ids)
         self.obs = _meta_frame({name: np.asarray(v, dtype=object) for name, v in col_meta.items()}, col_ids)
         _check_unique(self.var.index, f"row ids in '{self.path}'")
         _check_unique(self.obs.index, f"column ids in '{self.path}'")
-        # genes x samples in the file; AnnData wants samples x genes
-        self._X = np.ascontiguousarray(block.iloc[:, 1 + n_row_meta :].to_numpy(dtype=np.float32).T)
+        self._X = self._parse_values(raw, data, value_spans, col_ids) if matrix else None
+
+    def _check_trailing(self, raw, lines, extra):
+        tail = b"\t" * extra
+        for number, start, end in lines:
+            if not raw.endswith(tail, start, end):
+                self._fail(f"the line does not end in the {extra} empty fields that the header line ends in.",
+                           number)
+
+    @staticmethod
+    def _split_data_lines(raw, data, n_row_meta, extra):
+        """Row ids, row-metadata columns and the byte span of each line's values (fields already counted)."""
+        ids, meta, spans = [], [[] for _ in range(n_row_meta)], []
+        for _, start, end in data:
+            pos = start
+            for _ in range(n_row_meta + 1):  # the id and row-metadata fields end at the next tabs
+                tab = raw.find(b"\t", pos, end)
+                pos = end + 1 if tab < 0 else tab + 1
+            fields = raw[start: pos - 1].decode("utf-8").split("\t")
+            ids.append(fields[0])
+            for column, value in zip(meta, fields[1:], strict=True):
+                column.append(value)
+            spans.append((min(pos, end), end - extra))
+        return ids, [np.asarray(column, dtype=object) for column in meta], spans
+
+    def _parse_values(self, raw, data, spans, col_ids) -> np.ndarray:
+        """The values as float32 (samples x genes), parsed by pandas as one long column, a few MB at a time."""
+        n_cols = len(col_ids)
+        X = np.empty((n_cols, len(spans)), dtype=np.float32)
+        if n_cols == 0 or not spans:
+            return X
+        first = 0
+        while first < len(spans):
+            last, size = first, 0
+            while last < len(spans) and (last == first or size < (32 << 20)):
+                size += spans[last][1] - spans[last][0]
+                last += 1
+            chunk = b"\n".join(raw[a:b] for a, b in spans[first:last]).replace(b"\t", b"\n") + b"\n"
+            try:
+                values = pd.read_csv(
+                    io.BytesIO(chunk), header=None, names=[0], dtype={0: np.float32}, na_values=_DATA_NA,
+                    keep_default_na=False, skip_blank_lines=False, quoting=3, engine="c",
+                )[0].to_numpy()
+            except (ValueError, pd.errors.ParserError) as err:
+                found = self._find_bad_value(raw, data[first:last], spans[first:last], col_ids)
+                if found is None:
+                    self._fail(f"the data block holds values that are not numbers ({err}).")
+                number, sample, value = found
+                self._fail(
+                    f"the value {value!r} (sample {sample!r}) is not a number, so the data block holds values "
+                    f"that are not numbers. Write missing values as NaN, NA or -666.", number,
+                )
+            if values.size != (last - first) * n_cols:  # cannot happen after the field counts; never reshape wrong
+                self._fail(f"lines {data[first][0]}-{data[last - 1][0]} hold {values.size} values where "
+                           f"{(last - first) * n_cols} were expected.")
+            X[:, first:last] = values.reshape(last - first, n_cols).T
+            first = last
+        return X
+
+    @staticmethod
+    def _find_bad_value(raw, data, spans, col_ids):
+        na = set(_DATA_NA) | {"-666.0"}
+        for (number, _, _), (start, end) in zip(data, spans, strict=True):
+            for k, value in enumerate(raw[start:end].decode("utf-8").split("\t")):
+                if value in na:
+                    continue
+                try:
+                    float(value)
+                except ValueError:
+                    return number, col_ids[k] if k < len(col_ids) else k, value
+        return None
 
     def matrix(self, col_idx, row_idx) -> np.ndarray:
         X = self._X
@@ -347,43 +592,131 @@ class _GctTextSource:
         return np.ascontiguousarray(X, dtype=np.float32)
 
 
+@contextmanager
+def _h5_errors(path: Path):
+    """Turn the errors h5py raises for a damaged file into :class:`FileFormatError` naming the file."""
+    try:
+        yield
+    except PerturbkitInputError:
+        raise
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise FileFormatError(
+            f"'{path}' is a damaged or incomplete GCTX (HDF5) file ({type(err).__name__}: {err}). Download or write "
+            f"it again (pk.io.write_gctx writes GCTX)."
+        ) from None
+
+
+def _checksum_record(path: Path) -> dict | None:
+    """The checksum that :func:`write_gctx` keeps in the user block, or None when the file has none."""
+    with open(path, "rb") as fh:
+        head = fh.read(_USERBLOCK)
+    if not head.startswith(_CHECKSUM_MAGIC):
+        return None
+    try:
+        record = json.loads(head[len(_CHECKSUM_MAGIC):].split(b"\n", 1)[0].decode("ascii"))
+        record = {"crc32": int(record["crc32"]), "size": int(record["size"]), "offset": int(record["offset"])}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise FileFormatError(
+            f"'{path}' is damaged: the checksum record that perturbkit wrote at its start is unreadable. Write the "
+            f"file again, or pass verify=False to try reading it anyway."
+        ) from None
+    return record
+
+
+def _crc32(path: Path, offset: int) -> tuple[int, int]:
+    crc, size = 0, 0
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(offset)
+        while True:
+            n = fh.readinto(buffer)
+            if not n:
+                break
+            crc = zlib.crc32(view[:n], crc)
+            size += n
+    return crc, size + offset
+
+
+def _verify_checksum(path: Path) -> None:
+    record = _checksum_record(path)
+    if record is None:
+        return
+    crc, size = _crc32(path, record["offset"])
+    if size != record["size"]:
+        raise FileFormatError(
+            f"'{path}' is {size} bytes but was written with {record['size']}: it is truncated or damaged. Download "
+            f"or write it again (or pass verify=False to try reading it anyway)."
+        )
+    if crc != record["crc32"]:
+        raise FileFormatError(
+            f"'{path}' is damaged: its content no longer matches the checksum written with it (CRC-32 {crc:08x}, "
+            f"expected {record['crc32']:08x}). Download or write it again (or pass verify=False to try anyway)."
+        )
+
+
+def _stamp_checksum(path: Path) -> None:
+    crc, size = _crc32(path, _USERBLOCK)
+    record = json.dumps({"crc32": crc, "size": size, "offset": _USERBLOCK, "writer": f"perturbkit {__version__}"})
+    block = _CHECKSUM_MAGIC + record.encode("ascii") + b"\n"
+    with open(path, "r+b") as fh:
+        fh.write(block.ljust(_USERBLOCK, b"\0"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 class _GctxSource:
     """Reads ids and metadata on entry; the matrix (or only the selected part of it) on demand."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, verify: bool = True):
         import h5py
 
         self.path = path
+        if verify:
+            _verify_checksum(path)  # before HDF5 parses a damaged file (which can crash or hang the library)
         try:
             self._file = h5py.File(path, "r", rdcc_nbytes=128 * 1024**2)
         except OSError as err:
-            raise PerturbkitInputError(f"'{path}' cannot be opened as HDF5/GCTX: {err}") from None
+            raise FileFormatError(
+                f"'{path}' cannot be opened as HDF5/GCTX: {err}. The file is damaged or incomplete; download or "
+                f"write it again."
+            ) from None
         try:
-            missing = [p for p in (_MATRIX, f"{_ROW}/id", f"{_COL}/id") if p not in self._file]
-            if missing:
-                raise PerturbkitInputError(
-                    f"'{path}' is HDF5 but not GCTX: it lacks {', '.join('/' + m for m in missing)}. A GCTX holds "
-                    f"/0/DATA/0/matrix, /0/META/ROW/id and /0/META/COL/id (write one with pk.io.write_gctx)."
-                )
-            self.written_by_perturbkit = _WRITER_ATTR in self._file.attrs
-            self.var = _read_meta_group(self._file[_ROW], path)
-            self.obs = _read_meta_group(self._file[_COL], path)
-            _check_unique(self.var.index, f"row ids in '{path}'")
-            _check_unique(self.obs.index, f"column ids in '{path}'")
-            shape = self._file[_MATRIX].shape
-            n_obs, n_var = len(self.obs), len(self.var)
-            if shape == (n_obs, n_var):
-                self._transposed = False
-            elif shape == (n_var, n_obs):
-                self._transposed = True
-            else:
-                raise PerturbkitInputError(
-                    f"Malformed GCTX '{path}': /0/DATA/0/matrix has shape {shape}, but there are {n_obs} column ids "
-                    f"and {n_var} row ids (expected shape ({n_obs}, {n_var}))."
-                )
+            with _h5_errors(path):
+                self._read_metadata()
         except BaseException:
             self._file.close()
             raise
+
+    def _read_metadata(self) -> None:
+        import h5py
+
+        path, f = self.path, self._file
+        missing = [p for p in (_MATRIX, f"{_ROW}/id", f"{_COL}/id") if p not in f]
+        if missing:
+            raise FileFormatError(
+                f"'{path}' is HDF5 but not GCTX: it lacks {', '.join('/' + m for m in missing)}. A GCTX holds "
+                f"/0/DATA/0/matrix, /0/META/ROW/id and /0/META/COL/id (write one with pk.io.write_gctx)."
+            )
+        self.written_by_perturbkit = _WRITER_ATTR in f.attrs
+        self.var = _read_meta_group(f[_ROW], path)
+        self.obs = _read_meta_group(f[_COL], path)
+        _check_unique(self.var.index, f"row ids in '{path}'")
+        _check_unique(self.obs.index, f"column ids in '{path}'")
+        ds = f[_MATRIX]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+            raise FileFormatError(f"Malformed GCTX '{path}': /0/DATA/0/matrix is not a 2-D dataset.")
+        shape = ds.shape
+        n_obs, n_var = len(self.obs), len(self.var)
+        if shape == (n_obs, n_var):
+            self._transposed = False
+        elif shape == (n_var, n_obs):
+            self._transposed = True
+        else:
+            raise FileFormatError(
+                f"Malformed GCTX '{path}': /0/DATA/0/matrix has shape {shape}, but there are {n_obs} column ids "
+                f"and {n_var} row ids (expected shape ({n_obs}, {n_var}))."
+            )
 
     def __enter__(self):
         return self
@@ -393,10 +726,11 @@ class _GctxSource:
         return False
 
     def matrix(self, col_idx, row_idx) -> np.ndarray:
-        ds = self._file[_MATRIX]
-        if self._transposed:  # genes x samples on disk
-            return np.ascontiguousarray(_read_block(ds, row_idx, col_idx).T, dtype=np.float32)
-        return np.ascontiguousarray(_read_block(ds, col_idx, row_idx), dtype=np.float32)
+        with _h5_errors(self.path):
+            ds = self._file[_MATRIX]
+            if self._transposed:  # genes x samples on disk
+                return np.ascontiguousarray(_read_block(ds, row_idx, col_idx).T, dtype=np.float32)
+            return np.ascontiguousarray(_read_block(ds, col_idx, row_idx), dtype=np.float32)
 
 
 def _read_block(ds, rows, cols) -> np.ndarray:
@@ -432,7 +766,7 @@ def _runs(sorted_idx: np.ndarray):
     breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [len(sorted_idx)]])
-    return [(int(sorted_idx[a]), int(sorted_idx[b - 1]) + 1) for a, b in zip(starts, stops)]
+    return [(int(sorted_idx[a]), int(sorted_idx[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -441,7 +775,10 @@ def _runs(sorted_idx: np.ndarray):
 
 
 def _read_meta_group(group, path) -> pd.DataFrame:
-    ids = _decode_strings(group["id"])
+    id_ds = group["id"]
+    if not hasattr(id_ds, "ndim") or id_ds.ndim != 1:
+        raise FileFormatError(f"Malformed GCTX '{path}': {group.name}/id is not a 1-D dataset of ids.")
+    ids = _decode_strings(id_ds, path)
     names = [k for k in group.keys() if k != "id"]
     if _ORDER_ATTR in group.attrs:
         stored = json.loads(group.attrs[_ORDER_ATTR])
@@ -452,30 +789,30 @@ def _read_meta_group(group, path) -> pd.DataFrame:
         if not hasattr(ds, "shape") or ds.ndim != 1:
             continue
         if ds.shape[0] != len(ids):
-            raise PerturbkitInputError(
+            raise FileFormatError(
                 f"Malformed GCTX '{path}': metadata field {group.name}/{key} has {ds.shape[0]} values but there are "
                 f"{len(ids)} ids."
             )
         name = str(ds.attrs.get(_NAME_ATTR, key))
-        columns[name] = _decode_column(ds)
+        columns[name] = _decode_column(ds, path)
     index = pd.Index(ids, dtype=object)
     return pd.DataFrame({k: v.set_axis(index) for k, v in columns.items()}, index=index)
 
 
-def _decode_column(ds) -> pd.Series:
+def _decode_column(ds, path) -> pd.Series:
     hint = ds.attrs.get(_DTYPE_ATTR)
     hint = hint.decode() if isinstance(hint, bytes) else hint
     if ds.dtype.kind in "SOU":
-        raw = pd.Series(_decode_strings(ds), dtype=object)
+        raw = pd.Series(_decode_strings(ds, path), dtype=object)
         if hint in ("string", "category"):
-            values = raw.where(~raw.str.fullmatch(r"\s*-666(\.0*)?\s*").fillna(False), np.nan)
+            values = raw.where(~_written_missing(raw.to_numpy()), np.nan)
             if hint == "category":
                 cats = ds.attrs.get(_CATEGORIES_ATTR)
                 if cats is not None:
                     return pd.Series(pd.Categorical(values, categories=json.loads(cats)))
                 return values.astype("category")
             return values
-        return infer_column(raw)
+        return infer_column(raw, na_strings=CMAP_NA_STRINGS)
     values = pd.Series(ds[()])
     if hint == "bool":
         return values.astype(bool)
@@ -490,6 +827,13 @@ def _decode_column(ds) -> pd.Series:
     return infer_column(values)
 
 
+def _written_missing(values: np.ndarray) -> np.ndarray:
+    """True where a string column written by :func:`write_gctx` holds its missing value, "-666"."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    flags = np.array([isinstance(v, str) and _MISSING_666.match(v) is not None for v in uniques] + [True], bool)
+    return flags[np.where(codes < 0, len(uniques), codes)]
+
+
 def _write_meta_column(group, name: str, values: pd.Series) -> str:
     key = _ID_ALIAS if name == "id" else name.replace("/", "∕")
     if key in group:
@@ -502,10 +846,10 @@ def _write_meta_column(group, name: str, values: pd.Series) -> str:
         cats = json.dumps([str(c) for c in dtype.categories])
         if len(cats) < 32_000:
             attrs[_CATEGORIES_ATTR] = cats
-    elif dtype == bool:
+    elif isinstance(dtype, np.dtype) and dtype.kind == "b":
         data, hint = values.to_numpy(dtype=np.uint8), "bool"
     elif pd.api.types.is_bool_dtype(dtype):  # nullable "boolean"
-        data = values.astype(object).map(lambda v: MISSING_VALUE if pd.isna(v) else int(v)).to_numpy(np.int16)
+        data = values.astype("Int16").fillna(MISSING_VALUE).to_numpy(np.int16)
         hint = "boolean"
     elif pd.api.types.is_integer_dtype(dtype):
         if isinstance(dtype, pd.api.extensions.ExtensionDtype):
@@ -532,8 +876,12 @@ def _write_meta_column(group, name: str, values: pd.Series) -> str:
     return key
 
 
-def _strings_with_missing(values: pd.Series) -> list[str]:
-    return [str(MISSING_VALUE) if _is_missing(v) else str(v) for v in values]
+def _strings_with_missing(values) -> np.ndarray:
+    """``str`` of each value, "-666" for missing ones (vectorised)."""
+    obj = pd.Series(values, copy=False).astype(object)
+    out = obj.astype(str).to_numpy(dtype=object)
+    out[pd.isna(obj).to_numpy()] = str(MISSING_VALUE)
+    return out
 
 
 def _is_missing(v) -> bool:
@@ -544,21 +892,45 @@ def _is_missing(v) -> bool:
 
 
 def _encode_strings(values) -> np.ndarray:
-    encoded = [str(v).encode("utf-8") for v in values]
-    width = max((len(b) for b in encoded), default=1) or 1
-    return np.array(encoded, dtype=f"S{width}")
+    """UTF-8 fixed-width bytes (numpy's fast path for ASCII)."""
+    values = np.asarray(values, dtype=object)
+    try:
+        out = values.astype("S")
+    except UnicodeEncodeError:
+        out = np.array([str(v).encode("utf-8") for v in values], dtype=object).astype("S")
+    return out if out.dtype.itemsize > 0 else out.astype("S1")
 
 
-def _decode_strings(ds) -> np.ndarray:
-    if ds.dtype.kind in "SO":
-        return np.array(ds.asstr()[()], dtype=object)
-    return np.array([str(v) for v in ds[()]], dtype=object)
+def _decode_strings(ds, path=None) -> np.ndarray:
+    """The values of an HDF5 dataset as Python strings (object array); bytes must be UTF-8."""
+    data = ds[()]
+    kind = data.dtype.kind
+    if kind == "S":
+        try:
+            return data.astype("U").astype(object)
+        except UnicodeDecodeError:
+            data = data.astype(object)
+            kind = "O"
+    if kind == "O":
+        out = np.empty(len(data), dtype=object)
+        for i, v in enumerate(data):
+            if isinstance(v, bytes):
+                try:
+                    v = v.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise FileFormatError(
+                        f"'{path}': the GCTX dataset {ds.name} holds bytes that are not UTF-8 (value {i}: {v[:40]!r})"
+                        f"; the file is damaged or was written in another encoding."
+                    ) from None
+            out[i] = str(v)
+        return out
+    return data.astype(str).astype(object)
 
 
 def _meta_frame(columns: dict, ids) -> pd.DataFrame:
     index = pd.Index([str(i).strip() for i in ids], dtype=object)
-    return pd.DataFrame({k: infer_column(pd.Series(v, index=index, dtype=object)) for k, v in columns.items()},
-                        index=index)
+    return pd.DataFrame({k: infer_column(pd.Series(v, index=index, dtype=object), na_strings=CMAP_NA_STRINGS)
+                         for k, v in columns.items()}, index=index)
 
 
 def _text_field_name(name) -> str:
@@ -572,16 +944,14 @@ def _restore_name(name: str) -> str:
 
 
 def _text_values(values: pd.Series, name) -> list[str]:
-    out = []
-    for v in values.astype(object):
-        if _is_missing(v):
-            out.append(str(MISSING_VALUE))
-        elif isinstance(v, (float, np.floating)):
-            out.append(repr(float(v)))
-        else:
-            out.append(str(v))
+    obj = pd.Series(values, copy=False).astype(object)
+    is_float = obj.map(lambda v: isinstance(v, (float, np.floating))).to_numpy(dtype=bool)
+    out = obj.astype(str).to_numpy(dtype=object)
+    if is_float.any():
+        out[is_float] = [repr(float(v)) for v in obj.to_numpy()[is_float]]
+    out[pd.isna(obj).to_numpy()] = str(MISSING_VALUE)
     _check_text(pd.Series(out, dtype=object), f"column {name!r}")
-    return out
+    return out.tolist()
 
 
 def _check_text(values: pd.Series, what: str) -> None:
@@ -593,17 +963,17 @@ def _check_text(values: pd.Series, what: str) -> None:
         )
 
 
-def _trim_trailing(fields: list[str], width: int) -> list[str]:
-    while len(fields) > width and fields[-1].strip() == "":
-        fields = fields[:-1]
-    return fields
-
-
 def _check_unique(index, what: str) -> None:
     index = pd.Index(index)
     if not index.is_unique:
         dups = index[index.duplicated()].unique()[:5].tolist()
         raise PerturbkitInputError(f"The {what} are not unique (e.g. {dups}); make them unique first.")
+
+
+def _check_unique_names(names, what: str) -> None:
+    index = pd.Index(names)
+    if not index.is_unique:
+        raise FileFormatError(f"The {what} are not unique (e.g. {index[index.duplicated()].unique()[:5].tolist()}).")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -617,7 +987,7 @@ def _selection(index: pd.Index, wanted, name: str, what: str):
     wanted = [str(w) for w in ([wanted] if isinstance(wanted, str) else list(wanted))]
     pos = index.get_indexer(wanted)
     if (pos < 0).any():
-        missing = [w for w, p in zip(wanted, pos) if p < 0]
+        missing = [w for w, p in zip(wanted, pos, strict=True) if p < 0]
         raise PerturbkitInputError(
             f"{len(missing)} of the {len(wanted)} {name} ids are not {what} ids of the file, e.g. {missing[:5]}. "
             f"Its ids look like {index[:3].tolist()}."
@@ -725,7 +1095,7 @@ def _apply_gene_symbols(var: pd.DataFrame, gene_symbols, symbol_source, *, writt
     var = var.copy()
     ids = pd.Index(var.index.astype(str))
     symbols = var[column].astype(object)
-    names = [str(s) if not _is_missing(s) and str(s).strip() else i for s, i in zip(symbols, ids)]
+    names = [str(s) if not _is_missing(s) and str(s).strip() else i for s, i in zip(symbols, ids, strict=True)]
     var.insert(0, "id", ids.to_numpy(dtype=object))
     var.index = _make_unique(names)
     return var
@@ -745,17 +1115,33 @@ def _make_unique(names: list[str]) -> pd.Index:
     return pd.Index(out, dtype=object)
 
 
-def _quantity(values: pd.Series, units: pd.Series | None, table: dict, default_unit: str) -> pd.Series:
-    """Numbers in a target unit from a number column + unit column, or from strings like '10.0 um'."""
-    out = pd.Series(np.nan, index=values.index, dtype=float)
-    unknown: set[str] = set()
-    for i, (value, unit) in enumerate(zip(values.astype(object), units if units is not None else [None] * len(values))):
+def _quantity(values: pd.Series, units: pd.Series | None, table: dict, default_unit: str):
+    """Numbers in a target unit from a number column + unit column, or from strings like '10.0 um'.
+
+    Vectorised over the distinct (value, unit) pairs. Returns the numbers and, per problem (an unknown unit or
+    an unparsable value), a boolean mask of the rows that have it.
+    """
+    n = len(values)
+    v_codes, v_uniques = pd.factorize(values.astype(object).to_numpy(), use_na_sentinel=True)
+    if units is not None:
+        u_codes, u_uniques = pd.factorize(units.astype(object).to_numpy(), use_na_sentinel=True)
+    else:
+        u_codes, u_uniques = np.full(n, -1, dtype=np.intp), []
+    width = len(u_uniques) + 1
+    pairs, inverse = np.unique(v_codes.astype(np.int64) * width + (u_codes + 1), return_inverse=True)
+    numbers = np.full(len(pairs), np.nan)
+    problems: dict[str, list[int]] = {}
+    for k, pair in enumerate(pairs):
+        vi, ui = divmod(int(pair), width)
+        if vi < 0:
+            continue  # missing value
+        value, unit = v_uniques[vi], (u_uniques[ui - 1] if ui > 0 else None)
         if _is_missing(value):
             continue
         if isinstance(value, str):
             match = _QUANTITY.match(value)
             if not match:
-                unknown.add(value)
+                problems.setdefault(f"value {value!r}", []).append(k)
                 continue
             number, parsed_unit = float(match.group(1)), match.group(2)
             unit = parsed_unit if parsed_unit else unit
@@ -764,24 +1150,55 @@ def _quantity(values: pd.Series, units: pd.Series | None, table: dict, default_u
         unit_key = default_unit if _is_missing(unit) or str(unit).strip() == "" else str(unit).strip().lower()
         factor = table.get(unit_key)
         if factor is None:
-            unknown.add(str(unit))
+            problems.setdefault(f"unit {str(unit).strip()!r}", []).append(k)
             continue
-        out.iloc[i] = number * factor
-    if unknown:
+        numbers[k] = number * factor
+    masks = {label: np.isin(inverse, ks) for label, ks in problems.items()}
+    return pd.Series(numbers[inverse], index=values.index, dtype=float), masks
+
+
+def _quantity_column(obs, value_col, unit_col, text_col, table, default_unit, fill_zero=None):
+    """A dose/time column from value + unit columns, falling back to strings like "10 um".
+
+    Warns, naming the rows, about values that stay NaN because their unit cannot be converted.
+    """
+    result, problems = None, {}
+    for values, units in ((value_col, unit_col), (text_col, None)):
+        if values not in obs.columns:
+            continue
+        numbers, masks = _quantity(obs[values], obs[units] if units in obs.columns else None, table, default_unit)
+        for label, mask in masks.items():
+            problems.setdefault(f"{values} {label}", np.zeros(len(obs), bool))
+            problems[f"{values} {label}"] |= mask
+        result = numbers if result is None else result.fillna(numbers)
+    if result is None:
+        return None
+    if fill_zero is not None:
+        result = result.where(~(result.isna().to_numpy() & fill_zero), 0.0)
+    still = result.isna().to_numpy()
+    parts = []
+    for label, mask in problems.items():
+        rows = obs.index[mask & still]
+        if len(rows):
+            parts.append(f"{label} ({len(rows)} row{'s' if len(rows) > 1 else ''}, e.g. {rows[:3].tolist()})")
+    if parts:
+        target = "µM" if table is _DOSE_UNITS else "hours"
         warnings.warn(
-            f"{len(unknown)} unit(s) or value(s) could not be converted and were set to NaN: {sorted(unknown)[:5]}.",
+            f"Some values cannot be converted to {target} and are set to NaN: {'; '.join(parts)}. Known units: "
+            f"{', '.join(sorted(table))}. Convert them yourself (e.g. a mass concentration needs the molecular "
+            f"weight) and set the column after reading.",
+            UserWarning,
             stacklevel=4,
         )
-    return out
+    return result.astype(float)
 
 
 def _lincs_schema(obs: pd.DataFrame) -> pd.DataFrame:
     obs = obs.copy()
     iname = obs["pert_iname"] if "pert_iname" in obs.columns else None
-    is_dmso = (iname.astype(object).map(lambda v: isinstance(v, str) and v.strip().lower() == "dmso").to_numpy(bool)
-               if iname is not None else np.zeros(len(obs), bool))
-    vehicle = (obs["pert_type"].astype(object).map(lambda v: isinstance(v, str) and v.strip().lower() in _VEHICLE_TYPES)
-               .to_numpy(bool) if "pert_type" in obs.columns else np.zeros(len(obs), bool))
+    is_dmso = lower_strings(iname) == "dmso" if iname is not None else np.zeros(len(obs), bool)
+    vehicle = (np.isin(lower_strings(obs["pert_type"]), list(_VEHICLE_TYPES)) if "pert_type" in obs.columns
+               else np.zeros(len(obs), bool))
     if "cell_line" not in obs.columns and "cell_id" in obs.columns:
         obs["cell_line"] = obs["cell_id"]
     if "drug" not in obs.columns and iname is not None:
@@ -789,23 +1206,16 @@ def _lincs_schema(obs: pd.DataFrame) -> pd.DataFrame:
     if "control" not in obs.columns and (iname is not None or "pert_type" in obs.columns):
         obs["control"] = vehicle | is_dmso
     if "dose" not in obs.columns:
-        dose = None
-        if "pert_dose" in obs.columns:
-            units = obs["pert_dose_unit"] if "pert_dose_unit" in obs.columns else None
-            dose = _quantity(obs["pert_dose"], units, _DOSE_UNITS, "um")
-        if "pert_idose" in obs.columns:
-            parsed = _quantity(obs["pert_idose"], None, _DOSE_UNITS, "um")
-            dose = parsed if dose is None else dose.fillna(parsed)
+        dose = _quantity_column(obs, "pert_dose", "pert_dose_unit", "pert_idose", _DOSE_UNITS, "um",
+                                fill_zero=vehicle | is_dmso)
         if dose is not None:
-            obs["dose"] = dose.where(~(dose.isna().to_numpy() & (vehicle | is_dmso)), 0.0).astype(float)
+            obs["dose"] = dose
     if "time" not in obs.columns:
-        time = None
-        if "pert_time" in obs.columns:
-            units = obs["pert_time_unit"] if "pert_time_unit" in obs.columns else None
-            time = _quantity(obs["pert_time"], units, _TIME_UNITS, "h")
-        if "pert_itime" in obs.columns:
-            parsed = _quantity(obs["pert_itime"], None, _TIME_UNITS, "h")
-            time = parsed if time is None else time.fillna(parsed)
+        time = _quantity_column(obs, "pert_time", "pert_time_unit", "pert_itime", _TIME_UNITS, "h")
         if time is not None:
-            obs["time"] = time.astype(float)
+            obs["time"] = time
+    if "smiles" not in obs.columns:
+        column = first_present(obs, _SMILES_COLUMNS)
+        if column is not None:
+            obs["smiles"] = obs[column]
     return obs

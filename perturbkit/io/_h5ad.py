@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._schema import EmptyGroupError, MissingColumnError, PerturbkitInputError
 from ._utils import existing_path
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 _CONTROL_GUESSES = ("ctrl", "control", "dmso", "vehicle", "unstimulated", "untreated")
 
 
-def read_h5ad(path, *, condition_key: str | None = None, control_value=None, control_key: str = "control"):
+def read_h5ad(
+    path, *, condition_key: str | None = None, control_value=None, control_key: str = "control"
+) -> AnnData:
     """Read an ``.h5ad`` file with :func:`anndata.read_h5ad`, optionally adding the boolean ``control`` column.
 
     Parameters

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError
-from ._utils import existing_path, read_delimited
+from .._schema import MOA_SEPARATOR, PerturbkitInputError
+from ._utils import existing_path, first_present, read_delimited
 
 _DRUG_COLUMNS = ["pert_iname", "clinical_phase", "moa", "target", "disease_area", "indication"]
+_MOA_NAME_COLUMNS = ("pert_iname", "drug", "pert_name", "compound", "name")
 
 
 def read_repurposing_hub(drugs, samples=None) -> pd.DataFrame:
@@ -80,3 +81,71 @@ def _most_common(samples: pd.DataFrame, column: str) -> pd.Series:
     stats = s.groupby(["pert_iname", column], sort=False).agg(n=("_order", "size"), first=("_order", "min"))
     stats = stats.reset_index().sort_values(["pert_iname", "n", "first"], ascending=[True, False, True])
     return stats.drop_duplicates("pert_iname").set_index("pert_iname")[column]
+
+
+def read_moa_table(path, *, fix_encoding: bool = True) -> pd.DataFrame:
+    r"""Read a compound → mechanism-of-action table, e.g. the LINCS Cell Painting ``moa_map`` (TSV/CSV, gzip too).
+
+    One row per line of the file. The schema columns come first: ``drug`` (from ``pert_iname``), ``broad_id``
+    (from ``broad_id``, else the first 13 characters of ``broad_sample``) and ``moa`` in perturbkit's convention
+    (several mechanisms joined by ``"|"`` without spaces around them, NaN when there is none), then the file's
+    other columns unchanged. Every line must have the header's number of fields.
+
+    Parameters
+    ----------
+    path
+        The table (``.tsv``, ``.csv``, ``.txt``, plain or ``.gz``).
+    fix_encoding
+        Repair text that was encoded as UTF-8 twice (the LINCS table spells "serotonin–norepinephrine" as
+        "serotoninâ\x80\x93norepinephrine"), so that MOAs match the Repurposing Hub's spelling.
+
+    Returns
+    -------
+    DataFrame; join it into AnnData with :func:`perturbkit.pp.annotate` (e.g. ``on="Metadata_broad_id",
+    table_on="broad_id"``).
+
+    Examples
+    --------
+    >>> moa = pk.io.read_moa_table("lincs_cell_painting_moa_map.tsv.gz")
+    >>> int(moa["moa"].str.contains("|", regex=False).sum())  # compounds with more than one MOA
+    214
+    """
+    path = existing_path(path, what="MOA table")
+    try:
+        table = read_delimited(path, strict=True, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise PerturbkitInputError(f"'{path}' is not a readable MOA table: {err}") from None
+    if "moa" not in table.columns:
+        raise PerturbkitInputError(
+            f"'{path}' has no 'moa' column; its columns are {list(table.columns)[:10]}. Pass a table with one "
+            f"compound per line and its mechanisms of action in 'moa' (several joined by '|')."
+        )
+    if fix_encoding:
+        table = table.apply(lambda column: column.map(_fix_double_utf8))
+    out = pd.DataFrame(index=table.index)
+    name = first_present(table, _MOA_NAME_COLUMNS)
+    out["drug"] = table[name] if name is not None else np.nan
+    if "broad_id" in table.columns:
+        out["broad_id"] = table["broad_id"]
+    elif "broad_sample" in table.columns:
+        out["broad_id"] = table["broad_sample"].map(lambda v: v[:13] if isinstance(v, str) else np.nan)
+    out["moa"] = table["moa"].map(_join_moa)
+    rest = [c for c in table.columns if c not in out.columns]
+    return pd.concat([out, table[rest]], axis=1)
+
+
+def _join_moa(value):
+    if not isinstance(value, str):
+        return np.nan
+    parts = [p.strip() for p in value.split(MOA_SEPARATOR) if p.strip()]
+    return MOA_SEPARATOR.join(parts) if parts else np.nan
+
+
+def _fix_double_utf8(value):
+    r"""'serotoninâ\x80\x93norepinephrine' → 'serotonin–norepinephrine'; other values unchanged."""
+    if not isinstance(value, str) or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value

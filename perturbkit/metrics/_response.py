@@ -10,11 +10,12 @@ deltas from the control mean.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from .._groups import group_means
 from .._schema import (
     EmptyGroupError,
     GeneMismatchError,
@@ -35,6 +36,21 @@ def r2_rows(pred, truth, *, clip: bool = True) -> np.ndarray:
 
     Like sklearn, a constant ``truth`` row scores 1 when predicted exactly and 0 otherwise. NaN or inf in either
     input raise :class:`~perturbkit.errors.NonFiniteError`.
+
+    Parameters
+    ----------
+    pred, truth
+        Arrays of the same shape (rows × genes; a 1-D input is one row).
+    clip
+        Clip scores below 0 at 0.
+
+    Returns
+    -------
+    One score per row.
+
+    Examples
+    --------
+    >>> pk.metrics.r2_rows(pred.X, truth.X)
     """
     pred, truth = _as_2d(pred, "pred"), _as_2d(truth, "truth")
     ss_res = ((truth - pred) ** 2).sum(axis=1)
@@ -43,9 +59,25 @@ def r2_rows(pred, truth, *, clip: bool = True) -> np.ndarray:
 
 
 def explained_variance_rows(pred, truth, *, clip: bool = False) -> np.ndarray:
-    """``sklearn.metrics.explained_variance_score(truth[i], pred[i])`` for each row: 1 − Var(truth − pred)/Var(truth).
+    """``sklearn.metrics.explained_variance_score(truth[i], pred[i])`` for each row.
 
-    NaN or inf in either input raise :class:`~perturbkit.errors.NonFiniteError`.
+    That is 1 − Var(truth − pred) / Var(truth). NaN or inf in either input raise
+    :class:`~perturbkit.errors.NonFiniteError`.
+
+    Parameters
+    ----------
+    pred, truth
+        Arrays of the same shape (rows × genes; a 1-D input is one row).
+    clip
+        Clip scores below 0 at 0.
+
+    Returns
+    -------
+    One score per row.
+
+    Examples
+    --------
+    >>> pk.metrics.explained_variance_rows(pred.X, truth.X)
     """
     pred, truth = _as_2d(pred, "pred"), _as_2d(truth, "truth")
     return _finish((truth - pred).var(axis=1), truth.var(axis=1), clip)
@@ -76,18 +108,6 @@ def _matrix(adata, layer, what: str):
         raise PerturbkitInputError(f"{what}.X is empty; load the profiles into {what}.X or pass layer=.")
     check_finite(X, where=f"{what}.X" if layer is None else f"{what}.layers[{layer!r}]")
     return X
-
-
-def _group_means(X, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean row per group code (rows with code −1 are skipped) and the group sizes; works on sparse X."""
-    keep = codes >= 0
-    rows = np.flatnonzero(keep)
-    indicator = sp.csr_matrix((np.ones(len(rows)), (codes[keep], rows)), shape=(n_groups, X.shape[0]))
-    counts = np.asarray(indicator.sum(axis=1)).ravel()
-    sums = indicator @ X
-    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts[:, None], counts.astype(int)
 
 
 def _keys(obs: pd.DataFrame, groupby: list[str]) -> list[tuple | None]:
@@ -144,7 +164,7 @@ def evaluate_response(
     control=None,
     n_degs: int = 50,
     layer: str | None = None,
-    control_groupby: str | Sequence[str] | None = "auto",
+    control_groupby: Literal["auto"] | str | Sequence[str] | None = "auto",
 ) -> pd.DataFrame:
     """Compare mean predicted and mean measured profiles per group (e.g. cell line × drug).
 
@@ -211,12 +231,12 @@ def evaluate_response(
     if not groups:
         raise EmptyGroupError(f"truth has no (non-control) rows with values in {groupby}.")
     index = {k: i for i, k in enumerate(groups)}
-    truth_mean, n_truth = _group_means(_matrix(truth, layer, "truth"), _codes(truth_keys, index), len(groups))
+    truth_mean, n_truth = group_means(_matrix(truth, layer, "truth"), _codes(truth_keys, index), len(groups))
 
     pred_X = _matrix(pred, layer, "pred")
     if genes is not None:
         pred_X = pred_X[:, genes]
-    pred_mean, n_pred = _group_means(pred_X, _codes(_keys(pred.obs, groupby), index), len(groups))
+    pred_mean, n_pred = group_means(pred_X, _codes(_keys(pred.obs, groupby), index), len(groups))
     absent = [g for g, n in zip(groups, n_pred) if n == 0]
     if absent:
         shown = [g[0] if len(g) == 1 else g for g in absent[:10]]
@@ -284,7 +304,7 @@ def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_
     sub_keys = [tuple(g[p] for p in positions) for g in groups]
     sub_groups = list(dict.fromkeys(sub_keys))
     sub_index = {k: i for i, k in enumerate(sub_groups)}
-    means, counts = _group_means(X, _codes(_keys(ctrl.obs, cols), sub_index), len(sub_groups))
+    means, counts = group_means(X, _codes(_keys(ctrl.obs, cols), sub_index), len(sub_groups))
     lacking = [g for g, n in zip(sub_groups, counts) if n == 0]
     if lacking:
         raise EmptyGroupError(
@@ -295,7 +315,21 @@ def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_
 
 
 def summarise_response(df: pd.DataFrame) -> pd.Series:
-    """Mean of each metric column of an :func:`evaluate_response` table (NaNs skipped)."""
+    """Mean of each metric column of an :func:`evaluate_response` table (NaNs skipped).
+
+    Parameters
+    ----------
+    df
+        An :func:`evaluate_response` table.
+
+    Returns
+    -------
+    The mean of each metric column present (index: the metric names of :data:`METRICS`).
+
+    Examples
+    --------
+    >>> pk.metrics.summarise_response(pk.metrics.evaluate_response(pred, truth, groupby="drug"))
+    """
     cols = [c for c in METRICS if c in df.columns]
     if not cols:
         raise PerturbkitInputError(f"no metric columns {list(METRICS)} in the table; pass evaluate_response's output.")

@@ -10,11 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, dense_matrix
+from .._schema import GeneMismatchError, PerturbkitInputError, UnknownOptionError, check_finite, dense_matrix
 
-class UnknownOptionError(PerturbkitInputError, TypeError):
-    """An unknown keyword option: a :class:`PerturbkitInputError` that is also the ``TypeError`` Python raises for
-    an unexpected keyword argument."""
+__all__ = ["UnknownOptionError", "check_model_and_data", "check_trained", "is_anndata", "is_model", "model_matrix"]
 
 
 #: How to train each model class, for the "train it first" messages.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._groups import group_means
 from .._schema import (
     EmptyGroupError,
     MissingColumnError,
@@ -91,12 +92,9 @@ class CellDrugProfiles:
             cell_codes = cell_lines.get_indexer(obs[cell_key])
         n_d, n_c = len(drugs), len(cell_lines)
         flat = drug_codes * n_c + cell_codes
-        counts = np.bincount(flat, minlength=n_d * n_c)
-        sums = np.zeros((n_d * n_c, X.shape[1]), dtype=np.float64)
-        np.add.at(sums, flat, X)
+        means, counts = group_means(X, flat, n_d * n_c)
         present = counts > 0
-        values = np.zeros_like(sums, dtype=np.float32)
-        values[present] = (sums[present] / counts[present, None]).astype(np.float32)
+        values = np.where(present[:, None], means, 0.0).astype(np.float32)
         moa = None
         if moa_key is not None and moa_key in adata.obs:
             moa_per_row = pd.Series(adata.obs.loc[keep, moa_key].astype(str).to_numpy(), index=obs[drug_key].to_numpy())
@@ -158,7 +156,7 @@ def _positions(index: pd.Index, selector) -> np.ndarray:
     return pos
 
 
-def model_profiles(model, adata, *, layer=None) -> CellDrugProfiles:
+def model_profiles(model, adata, *, layer=None, cell_lines=None) -> CellDrugProfiles:
     """Per-(drug, cell line) treated profiles of ``adata`` in ``model``'s feature order, collected with the obs keys
     the model was trained with (``model.hparams['data_keys']``)."""
     import anndata as ad
@@ -176,4 +174,4 @@ def model_profiles(model, adata, *, layer=None) -> CellDrugProfiles:
     aligned = ad.AnnData(X, obs=adata.obs, var=pd.DataFrame(index=model.var_names))
     return CellDrugProfiles.from_adata(aligned, cell_key=keys["cell_key"], drug_key=keys["drug_key"],
                                        control_key=control_key, moa_key=keys.get("moa_key"),
-                                       average=keys.get("average", True))
+                                       average=keys.get("average", True), cell_lines=cell_lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -56,7 +57,7 @@ def _long_results(results) -> pd.DataFrame:
         return pd.concat(frames, ignore_index=True)
     if isinstance(results, pd.DataFrame):
         frame = results
-        if "model" not in frame.columns and frame.index.name == "model":  # e.g. pk.tl.cyclecdr_ablation
+        if "model" not in frame.columns and frame.index.name == "model":  # e.g. pk.experiments.cyclecdr_ablation
             frame = frame.reset_index()
         return require_frame_columns(frame, ["model"], what="the results")
     raise PerturbkitInputError(f"results must be a dict {{model name: evaluate_response DataFrame}} or a DataFrame "
@@ -71,10 +72,20 @@ def response_bars(results, *, metrics=("r2", "r2_degs", "explained_variance", "e
     ----------
     results
         ``{model name: evaluate_response DataFrame}`` or a long DataFrame with a ``model`` column (one row per
-        group and model; a table with one row per model, such as :func:`perturbkit.tl.cyclecdr_ablation`'s,
+        group and model; a table with one row per model, such as :func:`perturbkit.experiments.cyclecdr_ablation`'s,
         gives bars without error bars).
     metrics
         The metric columns drawn, one bar colour each. Missing ones are skipped; at least one must be present.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> pk.pl.response_bars({"cycleCDR": pk.tl.evaluate_response(pred, truth, groupby=["cell_line", "drug"])})
     """
     frame = _long_results(results)
     wanted = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -129,6 +140,12 @@ def response_boxes(results, *, metric: str = "r2_degs", by: str = "drug", n_top:
     counts
         Samples per drug (a Series indexed by drug). Default: the ``n_truth`` column (measured rows per group)
         summed per drug, taking each group once.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
     """
     frame = _long_results(results)
     require_frame_columns(frame, [by, metric], what="response_boxes")
@@ -175,29 +192,34 @@ def response_boxes(results, *, metric: str = "r2_degs", by: str = "drug", n_top:
     return fig
 
 
-def prediction_umap(embedding, truth=None, *, color: str = "source", marker_size: float = 6,
-                    title: str | None = None, **embed_kwargs) -> go.Figure:
+def prediction_umap(embedding: ad.AnnData, *, color: str = "source", marker_size: float = 6,
+                    title: str | None = None) -> go.Figure:
     """UMAP of predicted and measured profiles, coloured by source (predicted / measured), drug or cell line.
 
     Parameters
     ----------
     embedding
-        The AnnData of :func:`perturbkit.tl.embed_predictions` (``obsm['X_umap']``, obs ``source``). Or, with
-        ``truth``, the predicted profiles: the embedding is then computed by ``embed_predictions(embedding, truth,
-        **embed_kwargs)`` first.
+        The AnnData of :func:`perturbkit.tl.embed_predictions` (``obsm['X_umap']``, obs ``source``).
     color
         obs column colouring the points; when it is not ``source``, the sources keep apart by marker symbol
         (predicted: diamond, measured: circle).
-    """
-    if truth is not None:
-        from ..tl._response_embedding import embed_predictions
+    marker_size
+        Marker size in pixels.
+    title
+        Overrides the default title.
 
-        embedding = embed_predictions(embedding, truth, **embed_kwargs)
-    elif embed_kwargs:
-        raise PerturbkitInputError(f"{sorted(embed_kwargs)} are embed_predictions settings; they need truth=.")
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> emb = pk.tl.embed_predictions(pred, truth, n_neighbors=10)
+    >>> pk.pl.prediction_umap(emb, color="drug")
+    """
     if not (hasattr(embedding, "obsm") and hasattr(embedding, "obs")):
-        raise PerturbkitInputError(f"prediction_umap needs the AnnData of pk.tl.embed_predictions (or pred and truth); "
-                                   f"got {type(embedding).__name__}.")
+        raise PerturbkitInputError(f"prediction_umap needs the AnnData of pk.tl.embed_predictions(pred, truth); got "
+                                   f"{type(embedding).__name__}.")
     if "X_umap" not in embedding.obsm:
         raise PerturbkitInputError(f"embedding.obsm has no 'X_umap' (it has {list(embedding.obsm.keys())}); compute "
                                    f"it with pk.tl.embed_predictions.")

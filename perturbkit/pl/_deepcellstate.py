@@ -5,11 +5,13 @@ They only read results (cross-validation tables, predictions, embeddings); they 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .._schema import PerturbkitInputError
+from .._schema import OBS_KEYS, PerturbkitInputError
 from .._stats import pearson_rows
 from ._utils import (
     GREY,
@@ -56,6 +58,15 @@ def pcc_scatter(cv: pd.DataFrame, *, x: str = "baseline_pcc", y: str = "pcc", co
         Column colouring the points (default ``moa``; ignored when absent; ``None`` for one colour).
     title
         Overrides the default title, which gives both means and how many drugs lie above the diagonal.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> cv = pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7")
+    >>> pk.pl.pcc_scatter(cv)
     """
     cv = require_frame_columns(cv, [x, y], what="pcc_scatter")
     if color is not None and color not in cv.columns:
@@ -109,6 +120,12 @@ def fold_change_distribution(cv: pd.DataFrame, *, model: str = "pcc", baseline: 
         Drugs with a baseline PCC at or below this are not shown.
     nbins
         Number of histogram bins.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
     """
     cv = require_frame_columns(cv, [model, baseline], what="fold_change_distribution")
     m = cv[model].to_numpy(dtype=float)
@@ -180,8 +197,9 @@ def _input_rows(inputs, drug, genes, position, drug_key, cell_key, sources) -> d
     return {f"input ({cell})" if cell else "input": values}
 
 
-def profile(predicted, *, drug, measured=None, inputs=None, kind: str = "bars", genes=None, n_genes: int = 50,
-            drug_key: str = "drug", cell_key: str = "cell_line", title: str | None = None) -> go.Figure:
+def profile(predicted, *, drug, measured=None, inputs=None, kind: Literal["bars", "heatmap"] = "bars", genes=None,
+            n_genes: int = 50, drug_key: str = OBS_KEYS.drug_key, cell_key: str = OBS_KEYS.cell_key,
+            title: str | None = None) -> go.Figure:
     """One drug's input, predicted and measured profiles, as grouped bars or as a heatmap.
 
     Parameters
@@ -202,6 +220,19 @@ def profile(predicted, *, drug, measured=None, inputs=None, kind: str = "bars", 
         measured profile), ordered by that profile's value.
     n_genes
         How many genes to show when ``genes`` is not given.
+    drug_key, cell_key
+        obs columns of the drug and the cell line in AnnData inputs.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> pred = model.predict(test, target="MCF7", sources=["PC3"])
+    >>> pk.pl.profile(pred, drug="vorinostat", measured=test[test.obs.cell_line == "MCF7"], kind="heatmap")
     """
     if kind not in ("bars", "heatmap"):
         raise PerturbkitInputError(f"kind must be 'bars' or 'heatmap', got {kind!r}.")
@@ -244,12 +275,27 @@ def profile(predicted, *, drug, measured=None, inputs=None, kind: str = "bars", 
     return finish(fig, title=title or default, xlabel=xlabel, ylabel=ylabel)
 
 
-def gene_scatter(predicted, measured, *, drug, drug_key: str = "drug", cell_key: str = "cell_line",
+def gene_scatter(predicted, measured, *, drug, drug_key: str = OBS_KEYS.drug_key, cell_key: str = OBS_KEYS.cell_key,
                  title: str | None = None) -> go.Figure:
     """Predicted against measured value of every gene for one drug, with y = x and the PCC in the title.
 
-    ``predicted`` and ``measured`` are AnnData with one row per drug (``obs_names`` or ``obs[drug_key]``), DataFrames
-    indexed by drug, the drug's 1-D profiles, or (``measured``) a 2-D array whose rows follow ``predicted``'s rows.
+    Parameters
+    ----------
+    predicted
+        An AnnData with one row per drug (``obs_names`` or ``obs[drug_key]``), a DataFrame indexed by drug, or the
+        drug's 1-D profile.
+    measured
+        The same forms, or a 2-D array whose rows follow ``predicted``'s rows.
+    drug
+        The drug to show.
+    drug_key, cell_key
+        obs columns of the drug and the cell line in AnnData inputs.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
     """
     pred, genes, info = _predicted_profile(predicted, drug, drug_key, cell_key)
     meas, _, m_info = profile_of(measured, drug, what="measured", genes=genes, position=info.get("position"),
@@ -271,7 +317,8 @@ def gene_scatter(predicted, measured, *, drug, drug_key: str = "drug", cell_key:
 
 
 def evaluation_curve(df: pd.DataFrame, *, x: str, y: str = "pcc", baseline: str | None = "baseline_pcc",
-                     repeat="auto", log_x: bool | None = None, title: str | None = None) -> go.Figure:
+                     repeat: Literal["auto"] | str | None = "auto", log_x: bool | None = None,
+                     title: str | None = None) -> go.Figure:
     """Mean ± sd of the PCC against a numeric setting: the training-size curve (``x="fraction"``) or the
     latent-size sweep (``x="latent_dim"``).
 
@@ -287,6 +334,17 @@ def evaluation_curve(df: pd.DataFrame, *, x: str, y: str = "pcc", baseline: str 
         present.
     log_x
         Logarithmic x axis; default only for ``latent_dim``.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> curve = pk.experiments.deepcellstate_training_size_curve(adata, source="PC3", target="MCF7")
+    >>> pk.pl.evaluation_curve(curve, x="fraction")
     """
     df = require_frame_columns(df, [x, y], what="evaluation_curve")
     values = [y] + ([baseline] if baseline is not None and baseline in df.columns else [])
@@ -312,12 +370,32 @@ def evaluation_curve(df: pd.DataFrame, *, x: str, y: str = "pcc", baseline: str 
 
 
 def ablation(df: pd.DataFrame, *, x: str = "variant", y: str = "pcc", baseline: str | None = "baseline_pcc",
-             repeat="auto", order=None, title: str | None = None) -> go.Figure:
+             repeat: Literal["auto"] | str | None = "auto", order=None, title: str | None = None) -> go.Figure:
     """Bars of the mean PCC (± sd) per variant, beside the baseline's.
 
     Used for the ablation (``x="variant"``: full model, no dropout / L1 / skip, ...) and for the "70% fewer
-    profiles" experiment (``x="removed"``). ``repeat`` works as in :func:`evaluation_curve`; ``order`` fixes the
-    order of the bars (default: first appearance).
+    profiles" experiment (``x="removed"``).
+
+    Parameters
+    ----------
+    df
+        One row per condition (and repeat), e.g. from :func:`perturbkit.experiments.deepcellstate_ablation`.
+    x, y, baseline
+        The condition column, the model's score, and the baseline's score (``None`` or absent: not drawn).
+    repeat
+        Column numbering repeated runs, as in :func:`evaluation_curve`.
+    order
+        The order of the bars (default: first appearance).
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> pk.pl.ablation(pk.experiments.deepcellstate_ablation(adata, source="PC3", target="MCF7"))
     """
     df = require_frame_columns(df, [x, y], what="ablation")
     values = [y] + ([baseline] if baseline is not None and baseline in df.columns else [])
@@ -350,8 +428,9 @@ def ablation(df: pd.DataFrame, *, x: str = "variant", y: str = "pcc", baseline: 
 _BASIS_NAMES = {"X_umap": "UMAP", "X_tsne": "t-SNE", "X_pca": "PC", "X_draw_graph_fa": "FA"}
 
 
-def embedding(emb, *, basis: str = "X_umap", color: str | None = "cell_line", symbol: str | None = None,
-              connect_pairs: bool = False, components=(0, 1), drug_key: str | None = None, marker_size: float = 7,
+def embedding(emb, *, basis: Literal["X_umap", "X_tsne", "X_pca", "X_input", "X"] | str = "X_umap",
+              color: str | None = "cell_line", symbol: str | None = None, connect_pairs: bool = False,
+              components=(0, 1), drug_key: str | None = None, marker_size: float = 7,
               title: str | None = None) -> go.Figure:
     """2-D scatter of an embedding of profiles, e.g. from :func:`perturbkit.tl.latent_embeddings`.
 
@@ -370,6 +449,20 @@ def embedding(emb, *, basis: str = "X_umap", color: str | None = "cell_line", sy
         Which two columns of the basis to plot.
     drug_key
         The drug column (default: recorded by ``latent_embeddings``, else ``drug``).
+    marker_size
+        Marker size in pixels.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> emb = pk.tl.latent_embeddings(adata, model=model)
+    >>> pk.tl.embed(emb, use_rep="X")
+    >>> pk.pl.embedding(emb, color="cell_line", connect_pairs=True)
     """
     coords, basis_key = _basis(emb, basis)
     cx, cy = components
@@ -460,6 +553,17 @@ def latent_correlation(corr: pd.DataFrame, *, title: str | None = None) -> go.Fi
 
     Rows are drugs encoded from the first cell line, columns from the second; a strong diagonal means each drug
     lands at the same place in latent space from either cell line.
+
+    Parameters
+    ----------
+    corr
+        A square drug × drug DataFrame (its index and column names name the cell lines).
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
     """
     if not isinstance(corr, pd.DataFrame) or corr.shape[0] != corr.shape[1] or corr.shape[0] == 0:
         raise PerturbkitInputError("latent_correlation needs a square, non-empty drug × drug DataFrame.")
@@ -486,8 +590,25 @@ def latent_correlation(corr: pd.DataFrame, *, title: str | None = None) -> go.Fi
 
 
 def gene_importance(df: pd.DataFrame, *, n: int = 30, value: str = "frequency", title: str | None = None) -> go.Figure:
-    """Horizontal bars of the ``n`` most important genes (from :func:`perturbkit.tl.gene_importance`), the most
-    frequent at the top; a dotted line marks the frequency a gene of no importance would have."""
+    """Horizontal bars of the ``n`` most important genes (from :func:`perturbkit.tl.gene_importance`).
+
+    The most frequent gene is at the top; a dotted line marks the frequency a gene of no importance would have.
+
+    Parameters
+    ----------
+    df
+        One row per gene with columns ``gene`` and ``value`` (and ``count``).
+    n
+        How many genes.
+    value
+        The column drawn.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+"""
     df = require_frame_columns(df, ["gene", value], what="gene_importance")
     top = df.sort_values(value, ascending=False, kind="stable").head(int(n))
     counts = top["count"].to_numpy() if "count" in top else np.full(len(top), np.nan)

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .._schema import PerturbkitInputError, UnknownCategoryError
+from .._schema import OBS_KEYS, PerturbkitInputError, UnknownCategoryError
 
 TEMPLATE = "plotly_white"
 
@@ -110,7 +110,8 @@ def mean_sd(df: pd.DataFrame, by: str, values: list[str], repeat: str | None) ->
 
 # ------------------------------------------------------------------------------------------- profile look-up
 def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position: int | None = None,
-               drug_key: str = "drug", cell_key: str = "cell_line") -> tuple[np.ndarray, pd.Index | None, dict]:
+               drug_key: str = OBS_KEYS.drug_key,
+               cell_key: str = OBS_KEYS.cell_key) -> tuple[np.ndarray, pd.Index | None, dict]:
     """One drug's profile from an AnnData / DataFrame / Series / array; returns (values, genes or None, info).
 
     AnnData rows are found by ``obs_names`` first, then by ``obs[drug_key]``; several rows of one drug (doses,
@@ -194,11 +195,13 @@ def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
 
 def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover_columns, source_colors=None,
                    source_symbols=None, axis_name: str = "UMAP", max_traces: int = 60) -> tuple[go.Figure, str]:
-    """Scatter of ``frame.x`` / ``frame.y`` (point ``ids``: ``frame.index``) coloured by ``color`` (numeric: a colour scale; categorical: one trace
-    per value, missing values as a grey "no …" trace). When ``color`` is not ``source``, a ``source`` column keeps
-    its groups apart by marker symbol (``source_symbols``, or one shape per source in order). A categorical column
-    with more than ``max_traces`` values (e.g. hundreds of drugs) is drawn as one trace coloured by category code,
-    without a legend (the value shows on hover). Returns the figure and a "count source, …" summary for the title."""
+    """Scatter of ``frame.x`` / ``frame.y`` (point ``ids``: ``frame.index``) coloured by ``color``.
+
+    Numeric ``color``: a colour scale; categorical: one trace per value, missing values as a grey "no …" trace.
+    When ``color`` is not ``source``, a ``source`` column keeps its groups apart by marker symbol
+    (``source_symbols``, or one shape per source in order). A categorical column with more than ``max_traces``
+    values (e.g. hundreds of drugs) is drawn as one trace coloured by category code, without a legend (the value
+    shows on hover). Returns the figure and a "count source, …" summary for the title."""
     custom, lines = hover_data(frame, hover_columns)
     template = f"{axis_name} %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
     ids = frame.index.astype(str).to_numpy()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,8 @@ def _history_frames(obj) -> pd.DataFrame:
         return pd.concat({str(k): _history_frames(v) for k, v in obj.items()}, names=["run", None]
                          ).reset_index(level=0).reset_index(drop=True)
     raise PerturbkitInputError(f"training_curves needs a history DataFrame (model.history_frame), the frame of "
-                               f"pk.tl.vae_shuffled_control, a model, or a dict of them; got {type(obj).__name__}.")
+                               f"pk.experiments.vae_shuffled_control, a model, or a dict of them; got "
+                               f"{type(obj).__name__}.")
 
 
 def _split_of(column: str) -> tuple[str, str]:
@@ -64,9 +66,9 @@ def training_curves(history_or_frames, *, y=("train_loss", "validation_loss"), b
     ----------
     history_or_frames
         ``model.history_frame`` (columns ``stage``, ``epoch``, ``train_loss``, ``validation_loss``, ...), the
-        frame of :func:`perturbkit.tl.vae_shuffled_control` (adds ``data`` ∈ real / shuffled), a model with a
-        ``history_frame``, or a dict ``{name: frame or model}`` (the names go in a ``run`` column, used as ``by``
-        when ``by`` is absent from the frames).
+        frame of :func:`perturbkit.experiments.vae_shuffled_control` (adds ``data`` ∈ real / shuffled), a model
+        with a ``history_frame``, or a dict ``{name: frame or model}`` (the names go in a ``run`` column, used as
+        ``by`` when ``by`` is absent from the frames).
     y
         The column(s) to draw (a name or several). Missing ones are skipped; at least one must be present.
         Training columns are solid, validation columns dashed.
@@ -77,6 +79,17 @@ def training_curves(history_or_frames, *, y=("train_loss", "validation_loss"), b
         The epoch column.
     log_y
         Logarithmic y axis.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> pk.pl.training_curves(model.history_frame)
+    >>> pk.pl.training_curves(pk.experiments.vae_shuffled_control(adata, kind="beta"))
     """
     frame = _history_frames(history_or_frames)
     ys = [y] if isinstance(y, str) else list(y)
@@ -139,8 +152,8 @@ def _projection_frame(proj, basis: str) -> tuple[pd.DataFrame, dict]:
         for cx, cy in (("x", "y"), ("umap1", "umap2"), ("UMAP1", "UMAP2"), ("umap_1", "umap_2"), ("UMAP_1", "UMAP_2")):
             if cx in proj.columns and cy in proj.columns:
                 return proj.rename(columns={cx: "x", cy: "y"}), dict(proj.attrs.get("project_reconstructions", {}))
-        raise PerturbkitInputError(f"the projection DataFrame needs coordinate columns ('umap1', 'umap2') or ('x', 'y'); "
-                                   f"it has {list(proj.columns)}.")
+        raise PerturbkitInputError(f"the projection DataFrame needs coordinate columns ('umap1', 'umap2') or "
+                                   f"('x', 'y'); it has {list(proj.columns)}.")
     raise PerturbkitInputError(f"projection needs an AnnData from pk.tl.project_reconstructions or a DataFrame; got "
                                f"{type(proj).__name__}.")
 
@@ -159,6 +172,18 @@ def projection(proj, *, color: str = "source", basis: str = "X_umap", marker_siz
         Column colouring the points (default ``source``; any categorical or numeric column, e.g. ``moa``).
     basis
         The ``obsm`` key of the coordinates.
+    marker_size
+        Marker size in pixels.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> pk.pl.projection(pk.tl.project_reconstructions(test, model=model), color="source")
     """
     frame, info = _projection_frame(proj, basis)
     if color not in frame.columns:
@@ -178,8 +203,21 @@ def projection(proj, *, color: str = "source", basis: str = "X_umap", marker_siz
 
 # ------------------------------------------------------------------------------------------------ heatmaps
 def latent_correlation_heatmap(corr: pd.DataFrame, *, title: str | None = None) -> go.Figure:
-    """Heatmap of a latent × latent correlation matrix (from :func:`perturbkit.tl.vae_latent_correlation`), on a
-    fixed −1..1 diverging scale; small off-diagonal values mean disentangled latent features."""
+    """Heatmap of a latent × latent correlation matrix (from :func:`perturbkit.tl.vae_latent_correlation`).
+
+    On a fixed −1..1 diverging scale; small off-diagonal values mean disentangled latent features.
+
+    Parameters
+    ----------
+    corr
+        A square latent × latent correlation DataFrame.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+"""
     if not isinstance(corr, pd.DataFrame):
         corr = pd.DataFrame(np.asarray(corr, dtype=float))
     if corr.shape[0] != corr.shape[1] or corr.shape[0] == 0:
@@ -219,7 +257,9 @@ def _leaf_order(values: np.ndarray, method: str, metric: str) -> np.ndarray:
     return leaves_list(linkage(values, method=method, metric=metric, optimal_ordering=len(values) <= 300))
 
 
-def traversal_heatmap(contributions: pd.DataFrame, *, cluster: bool = True, method: str = "average",
+def traversal_heatmap(contributions: pd.DataFrame, *, cluster: bool = True,
+                      method: Literal["single", "complete", "average", "weighted", "centroid", "median", "ward"]
+                      = "average",
                       metric: str = "euclidean", title: str | None = None) -> go.Figure:
     """Heatmap of latent-traversal contributions (latent features × feature groups), rows and columns ordered by
     hierarchical clustering.
@@ -233,6 +273,20 @@ def traversal_heatmap(contributions: pd.DataFrame, *, cluster: bool = True, meth
     cluster
         Order rows and columns by the leaves of ``scipy.cluster.hierarchy.linkage`` (``method``, ``metric``);
         ``False`` keeps the input order.
+    method
+        The linkage method.
+    metric
+        The distance metric of the linkage (any ``scipy.spatial.distance.pdist`` metric).
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
+
+    Examples
+    --------
+    >>> pk.pl.traversal_heatmap(pk.tl.traversal_contributions(model, groupby="group"))
     """
     if not isinstance(contributions, pd.DataFrame) or contributions.empty:
         raise PerturbkitInputError("traversal_heatmap needs a non-empty DataFrame (latent features × feature groups).")
@@ -276,7 +330,8 @@ def _shuffled_values(column: pd.Series) -> np.ndarray:
     return np.concatenate(out) if out else np.array([], dtype=float)
 
 
-def l2_distributions(results, *, kind: str = "violin", normalise: bool = True, title: str | None = None) -> go.Figure:
+def l2_distributions(results, *, kind: Literal["violin", "histogram"] = "violin", normalise: bool = True,
+                     title: str | None = None) -> go.Figure:
     """Per model, the L2 distances of the real LSA predictions against the pooled shuffled-label L2s.
 
     Parameters
@@ -290,6 +345,12 @@ def l2_distributions(results, *, kind: str = "violin", normalise: bool = True, t
     normalise
         Zero-one normalise per model: (v − min) / (max − min) over that model's real and shuffled values together,
         so models with different L2 scales share one axis (the paper's figure). The title gives the raw means.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
     """
     if kind not in ("violin", "histogram"):
         raise PerturbkitInputError(f"kind must be 'violin' or 'histogram', got {kind!r}.")
@@ -373,6 +434,12 @@ def zscore_scatter(a: pd.DataFrame, b: pd.DataFrame, *, labels=("L1000", "Cell P
         Names of the two data types (x axis, y axis).
     on, value
         The join column and the plotted column.
+    title
+        Overrides the default title.
+
+    Returns
+    -------
+    A plotly figure.
     """
     la, lb = (str(v) for v in labels)
     za = _by_group(a, on, value, f"zscore_scatter ({la})")

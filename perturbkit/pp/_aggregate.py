@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import copy as _copy
+from collections.abc import Sequence
 from functools import partial
 from typing import Literal
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._groups import group_codes, group_means
 from .._schema import EmptyGroupError, PerturbkitInputError, check_finite, require_columns
 
 METHODS = ("mean", "median", "modz")
 MODZ_MIN_WEIGHT = 0.01
-
-
-def _group_codes(obs: pd.DataFrame, by: list[str]) -> np.ndarray:
-    """Integer group code per row, groups numbered in sorted key order; missing values form their own group."""
-    return obs.groupby(by, sort=True, observed=True, dropna=False).ngroup().to_numpy()
-
-
-def _indicator(codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> sp.csr_matrix:
-    """Sparse groups × rows matrix with ``weights`` (default 1) where row i belongs to group codes[i]."""
-    n = len(codes)
-    data = np.ones(n) if weights is None else weights
-    return sp.csr_matrix((data, (codes, np.arange(n))), shape=(n_groups, n))
 
 
 def _rank_rows(B: np.ndarray) -> np.ndarray:
@@ -125,10 +116,10 @@ def aggregate(
     by=("cell_line", "drug"),
     method: Literal["mean", "median", "modz"] = "mean",
     layer: str | None = None,
-    keep_obs="first-constant",
+    keep_obs: Literal["first-constant"] | str | Sequence[str] | None = "first-constant",
     modz_min_weight: float = MODZ_MIN_WEIGHT,
     modz_weight_decimals: int | None = 4,
-):
+) -> ad.AnnData:
     """One profile per group of rows: the mean, median or MODZ of its replicates.
 
     Parameters
@@ -201,27 +192,24 @@ def aggregate(
     others = [c for c in adata.obs.columns if c not in by and c != "n_profiles"]
     if keep_obs == "first-constant":
         obs = adata.obs
-        codes = _group_codes(obs, by)
+        codes = group_codes(obs, by)
         keep = _constant_columns(obs, others, codes)
     elif keep_obs is None:
-        codes = _group_codes(adata.obs, by)
+        codes = group_codes(adata.obs, by)
         keep = []
     else:
         keep = [keep_obs] if isinstance(keep_obs, str) else list(keep_obs)
         require_columns(adata, keep, purpose="aggregate(keep_obs=...)")
         keep = [c for c in keep if c not in by and c != "n_profiles"]
-        codes = _group_codes(adata.obs, by)
+        codes = group_codes(adata.obs, by)
 
     n_groups = int(codes.max()) + 1
     counts = np.bincount(codes, minlength=n_groups)
     dtype = X.dtype if X.dtype == np.float64 else np.float32
 
     if method == "mean":
-        G = _indicator(codes, n_groups, 1.0 / counts[codes])
-        if sp.issparse(X):
-            out = sp.csr_matrix(G @ sp.csr_matrix(X, dtype=np.float64), dtype=dtype)
-        else:
-            out = np.asarray(G @ np.asarray(X, dtype=np.float64), dtype=dtype)
+        means, _ = group_means(sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else X, codes, n_groups)
+        out = sp.csr_matrix(means, dtype=dtype) if sp.issparse(X) else means.astype(dtype)
     else:
         if method == "median":
             reduce = _median
@@ -237,8 +225,6 @@ def aggregate(
     new_obs.insert(len(by), "n_profiles", counts.astype(np.int64))
     names = new_obs[by].astype(str).agg("|".join, axis=1)
     new_obs.index = pd.Index(_make_unique(names.tolist()), dtype=object)
-
-    import anndata as ad
 
     result = ad.AnnData(
         X=out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 
@@ -31,7 +32,7 @@ def annotate(
     columns=None,
     overwrite: bool = False,
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Left-join columns of a per-drug ``table`` into ``adata.obs``, matching names case-insensitively.
 
     LINCS and the Repurposing Hub spell drug names with different case (``"BRD-K..."`` vs ``"brd-k..."``,

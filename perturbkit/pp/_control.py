@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 
+from .._groups import group_codes, group_means
 from .._schema import (
+    OBS_KEYS,
     EmptyGroupError,
     PerturbkitInputError,
     check_finite,
@@ -13,18 +16,17 @@ from .._schema import (
     modifiable,
     require_columns,
 )
-from ._aggregate import _group_codes, _indicator
 
 
 def control_diff(
     adata,
     *,
-    control_key: str = "control",
+    control_key: str = OBS_KEYS.control_key,
     groupby="plate",
     layer: str | None = None,
     key_added: str | None = None,
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Subtract from every profile the mean of the control rows in its group.
 
     Parameters
@@ -43,8 +45,11 @@ def control_diff(
     copy
         Return a new AnnData and leave ``adata`` untouched; otherwise modify ``adata`` and return None.
 
-    ``adata.uns['control_diff']`` records the parameters, the group labels (``groups``), the number of controls per
-    group (``n_controls``) and the subtracted means (``control_means``, groups × features).
+    Returns
+    -------
+    The AnnData with the differences if ``copy=True``, else None. ``uns['control_diff']`` records the parameters,
+    the group labels (``groups``), the number of controls per group (``n_controls``) and the subtracted means
+    (``control_means``, groups × features).
 
     Examples
     --------
@@ -64,7 +69,7 @@ def control_diff(
         codes = np.zeros(adata.n_obs, dtype=np.int64)
         labels = ["all"]
     else:
-        codes = _group_codes(adata.obs, by)
+        codes = group_codes(adata.obs, by)
         first = np.unique(codes, return_index=True)[1]
         labels = adata.obs.iloc[first][by].astype(str).agg("|".join, axis=1).tolist()
     n_groups = len(labels)
@@ -82,8 +87,7 @@ def control_diff(
             f"all their rows): {shown}{' ...' if len(empty) > 10 else ''}. Group by a coarser column (e.g. "
             f"groupby='cell_line', or groupby=None for one global control mean), or drop those rows{drop}."
         )
-    weights = np.where(mask, 1.0 / n_controls[codes], 0.0)
-    means = np.asarray(_indicator(codes, n_groups, weights) @ X.astype(np.float64), dtype=np.float32)
+    means = group_means(X, np.where(mask, codes, -1), n_groups)[0].astype(np.float32)
     result = X - means[codes]
 
     adata = modifiable(adata, copy=copy, caller="pk.pp.control_diff")

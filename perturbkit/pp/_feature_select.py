@@ -8,11 +8,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._schema import MissingColumnError, PerturbkitInputError, modifiable, storable
+from .._schema import OBS_KEYS, MissingColumnError, PerturbkitInputError, modifiable, storable
 from ._normalize import sample_mask
 
 OPERATIONS = (
@@ -156,8 +157,8 @@ def feature_select(
     adata,
     *,
     operations: Operation | list[Operation] | tuple[Operation, ...] = DEFAULT_OPERATIONS,
-    samples="all",
-    control_key: str = "control",
+    samples: Literal["all", "control"] | str | np.ndarray = "all",
+    control_key: str = OBS_KEYS.control_key,
     min_variance: float = 1e-6,
     freq_cut: float = 0.05,
     unique_cut: float = 0.01,
@@ -169,7 +170,7 @@ def feature_select(
     noise_groups=None,
     noise_stdev_cutoff: float | None = None,
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Drop uninformative or unreliable features (columns), exactly as pycytominer 1.7.1's ``feature_select``.
 
     The operations run in the order given, each on the features the previous ones kept (pycytominer's order);
@@ -218,8 +219,11 @@ def feature_select(
         Return a new AnnData and leave ``adata`` untouched; otherwise subset ``adata`` in place and return None
         (a view or a backed AnnData is refused: pass ``copy=True``).
 
-    ``adata.uns['feature_select']`` records the settings, the samples used, per operation the features it dropped
-    (``dropped``), and the feature counts before and after.
+    Returns
+    -------
+    The AnnData with the kept features if ``copy=True``, else None. ``uns['feature_select']`` records the
+    settings, the samples used, per operation the features it dropped (``dropped``), and the feature counts before
+    and after.
 
     Notes
     -----

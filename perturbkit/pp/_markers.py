@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 
@@ -29,7 +30,7 @@ def annotate_cell_types(
     layer: str | None = None,
     batch_key: str | None = None,
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Name each cluster after the marker set that scores highest in it.
 
     Each gene is standardised over cells (mean 0, sd 1 of the log-normalised expression, so that highly expressed
@@ -50,6 +51,8 @@ def annotate_cell_types(
         obs column holding the clusters.
     key_added
         obs column that receives the cell type (categorical).
+    layer
+        Read the expression from ``adata.layers[layer]`` instead of X.
     batch_key
         Optional obs column (e.g. the condition): genes are standardised within each batch, so that a marker
         shifted by a treatment (IFN-β lowers CD14 in monocytes, for example) is compared within its condition.
@@ -58,9 +61,9 @@ def annotate_cell_types(
 
     Returns
     -------
-    None (or the copy). Sets ``obs[key_added]`` and ``uns[key_added + "_markers"]`` with ``scores`` (clusters × cell
-    types, as ``{cluster: {type: score}}``), ``assignment`` ({cluster: type}), ``markers_used`` and
-    ``markers_missing``.
+    The annotated AnnData if ``copy=True``, else None. Sets ``obs[key_added]`` and ``uns[key_added + "_markers"]``
+    with ``scores`` (clusters × cell types, as ``{cluster: {type: score}}``), ``assignment`` ({cluster: type}),
+    ``markers_used`` and ``markers_missing``.
     """
     if not isinstance(markers, dict) or not markers:
         raise PerturbkitInputError("markers= must be a non-empty {cell type: [marker genes]} dict, e.g. PBMC_MARKERS.")

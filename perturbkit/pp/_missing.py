@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from .._schema import PerturbkitInputError, modifiable, storable
+from .._schema import OBS_KEYS, PerturbkitInputError, modifiable, storable
 from ._normalize import sample_mask
 
 
@@ -41,7 +42,7 @@ def drop_missing(
     max_fraction: float = 0.0,
     layer: str | None = None,
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Drop the features (or samples) with missing values, and record which.
 
     A value is missing when it is NaN or infinite. A feature (with ``axis="samples"``: a sample) is dropped when
@@ -61,8 +62,10 @@ def drop_missing(
         Return a new AnnData and leave ``adata`` untouched; otherwise subset ``adata`` in place and return None
         (a view or a backed AnnData is refused: pass ``copy=True``).
 
-    ``adata.uns['drop_missing']`` records the settings, the dropped names with their missing counts, the counts
-    before and after, and how many missing values remain.
+    Returns
+    -------
+    The subset AnnData if ``copy=True``, else None. ``uns['drop_missing']`` records the settings, the dropped
+    names with their missing counts, the counts before and after, and how many missing values remain.
 
     Examples
     --------
@@ -113,12 +116,12 @@ def impute(
     adata,
     *,
     method: Literal["median", "mean", "zero", "constant"] = "median",
-    samples="all",
-    control_key: str = "control",
+    samples: Literal["all", "control"] | str | np.ndarray = "all",
+    control_key: str = OBS_KEYS.control_key,
     fill_value: float | None = None,
     layer: str | None = None,
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Replace missing (NaN or infinite) values, feature by feature, and record where and with what.
 
     Parameters
@@ -141,8 +144,10 @@ def impute(
         Return a new AnnData and leave ``adata`` untouched; otherwise modify ``adata`` and return None (a view or
         a backed AnnData is refused: pass ``copy=True``).
 
-    ``adata.uns['impute']`` records the settings, the number of imputed values, and per imputed feature its name,
-    how many values were filled and the fill value.
+    Returns
+    -------
+    The imputed AnnData if ``copy=True``, else None. ``uns['impute']`` records the settings, the number of
+    imputed values, and per imputed feature its name, how many values were filled and the fill value.
 
     Examples
     --------

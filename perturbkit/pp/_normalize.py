@@ -5,11 +5,13 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .._schema import (
+    OBS_KEYS,
     EmptyGroupError,
     NonFiniteError,
     PerturbkitInputError,
@@ -28,7 +30,8 @@ SpherizeMethod = Literal["ZCA-cor", "ZCA", "PCA-cor", "PCA"]
 
 
 # ------------------------------------------------------------------------------------------------ shared helpers
-def sample_mask(adata, samples, *, control_key: str = "control", argument: str = "samples") -> tuple[np.ndarray, str]:
+def sample_mask(adata, samples, *, control_key: str = OBS_KEYS.control_key,
+                argument: str = "samples") -> tuple[np.ndarray, str]:
     """Boolean mask of the rows ``samples`` selects, and a short description of it for ``uns``.
 
     ``samples`` is ``"all"``, ``"control"`` (the True rows of ``obs[control_key]``), a boolean array with one entry
@@ -174,9 +177,9 @@ def normalize(
     adata,
     *,
     method: Method = "standardize",
-    samples="all",
+    samples: Literal["all", "control"] | str | np.ndarray = "all",
     groupby: str | None = None,
-    control_key: str = "control",
+    control_key: str = OBS_KEYS.control_key,
     layer: str | None = None,
     mad_epsilon: float = 1e-18,
     min_mad: float = 0.1,
@@ -185,7 +188,7 @@ def normalize(
     spherize_epsilon: float = 1e-6,
     key_added: str = "normalize",
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Normalise each feature against a reference set of samples (all wells, or the plate's controls).
 
     The methods are pycytominer 1.7.1's ``normalize`` methods, plus the LINCS robust z-score:

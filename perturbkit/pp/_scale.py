@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from collections.abc import Mapping
 
+import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
@@ -119,7 +122,8 @@ class Scaler:
     True
     """
 
-    def __init__(self, method: str = "maxabs", *, per_feature: bool = True) -> None:
+    def __init__(self, method: Literal["maxabs", "minmax", "zscore"] = "maxabs", *,
+                 per_feature: bool = True) -> None:
         self.method = _check_method(method)
         self.per_feature = bool(per_feature)
         self.offset_: np.ndarray | None = None
@@ -279,13 +283,13 @@ def _coerce_scaler(scaler) -> Scaler:
 def scale(
     adata,
     *,
-    method: str = "maxabs",
+    method: Literal["maxabs", "minmax", "zscore"] = "maxabs",
     per_feature: bool = True,
     scaler=None,
     layer: str | None = None,
     key_added: str = "scale",
     copy: bool = False,
-):
+) -> ad.AnnData | None:
     """Scale the profiles invertibly and store the fitted parameters in ``adata.uns[key_added]``.
 
     Parameters
@@ -321,13 +325,14 @@ def scale(
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if layer is not None and layer not in adata.layers:
         raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
-    adata = modifiable(adata, copy=copy, caller="pk.pp.scale")
-    X = _source_matrix(adata, layer)
+    target = modifiable(adata, copy=copy, caller="pk.pp.scale", keep_x=False)
+    X = _source_matrix(adata if copy else target, layer)  # a copy is made without X: read the original's
     if fitted_here:
         offset, spread = _fit_parameters(X, scaler.method, per_feature=scaler.per_feature, where=where)
         scaler.offset_, scaler.scale_ = offset, np.where(spread > 0, spread, 1.0)
         scaler.n_features_ = int(X.shape[1])
     scaler._check_ready(X, "transform")
+    adata = target
     adata.X = _apply_blocks(scaler, X, inverse=False, where=None if fitted_here else where)
     adata.uns[key_added] = {
         "method": scaler.method,
@@ -348,8 +353,21 @@ def _source_matrix(adata, layer):
     return X
 
 
-def unscale(adata, *, key: str = "scale", copy: bool = False):
+def unscale(adata, *, key: str = "scale", copy: bool = False) -> ad.AnnData | None:
     """Undo :func:`scale` on X with the parameters stored in ``adata.uns[key]``, and remove that entry.
+
+    Parameters
+    ----------
+    adata
+        AnnData scaled by :func:`scale`.
+    key
+        The ``adata.uns`` key of the scaling record (``key_added`` of :func:`scale`).
+    copy
+        Return an unscaled copy and leave ``adata`` untouched; otherwise modify ``adata`` and return None.
+
+    Returns
+    -------
+    The unscaled AnnData if ``copy=True``, else None.
 
     Examples
     --------
@@ -357,9 +375,10 @@ def unscale(adata, *, key: str = "scale", copy: bool = False):
     >>> pk.pp.unscale(adata)   # X is back in its original units; adata.uns['scale'] is gone
     """
     scaler = Scaler.from_uns(adata, key)
-    adata = modifiable(adata, copy=copy, caller="pk.pp.unscale")
-    X = _source_matrix(adata, None)
+    target = modifiable(adata, copy=copy, caller="pk.pp.unscale", keep_x=False)
+    X = _source_matrix(adata if copy else target, None)
     scaler._check_ready(X, "inverse_transform")
-    adata.X = _apply_blocks(scaler, X, inverse=True, where="adata.X")
+    target.X = _apply_blocks(scaler, X, inverse=True, where="adata.X")
+    adata = target
     del adata.uns[key]
     return adata if copy else None

@@ -1,23 +1,23 @@
-"""Tools (``pk.tl``): train models and run analyses, scanpy-style."""
+"""Tools (``pk.tl``): train models and run the analyses of a study, scanpy-style.
+
+Functions of data and a model take ``f(adata, *, model, ...)``; functions of a model alone (traversal, simulation,
+TF targets) take the model first. The papers' experiments, which train many models to reproduce a figure, are in
+:mod:`perturbkit.experiments`.
+"""
 
 from ..metrics import evaluate_response
-from ._arithmetic import latent_arithmetic, lsa_groups, lsa_robustness
-from ._cyclecdr import (
+from ..models.baselines import (
     control_means,
-    cyclecdr_ablation,
-    cyclecdr_baselines,
     mean_treated_response,
     predict_mean_response,
     predict_no_change,
-    train_cyclecdr,
+    response_baselines,
 )
+from ._arithmetic import latent_arithmetic, lsa_groups
+from ._cyclecdr import train_cyclecdr
 from ._deepcellstate import (
     cross_validate_deepcellstate,
-    deepcellstate_ablation,
     deepcellstate_compare_to_baseline,
-    deepcellstate_fewer_profiles,
-    deepcellstate_latent_size_sweep,
-    deepcellstate_training_size_curve,
     diagonal_summary,
     gene_importance,
     latent_correlation,
@@ -27,7 +27,7 @@ from ._deepcellstate import (
     train_deepcellstate,
 )
 from ._embedding import embed, project_reconstructions
-from ._kang import kang_holdout, preprocess_pbmc
+from ._kang import preprocess_pbmc
 from ._response_embedding import embed_predictions
 from ._vae import (
     latent_traversal,
@@ -40,7 +40,6 @@ from ._vae import (
     vae_feature_reconstruction,
     vae_latent_correlation,
     vae_reconstruction_metrics,
-    vae_shuffled_control,
 )
 
 __all__ = [
@@ -48,10 +47,6 @@ __all__ = [
     "train_deepcellstate",
     "cross_validate_deepcellstate",
     "deepcellstate_compare_to_baseline",
-    "deepcellstate_training_size_curve",
-    "deepcellstate_latent_size_sweep",
-    "deepcellstate_ablation",
-    "deepcellstate_fewer_profiles",
     "latent_embeddings",
     "latent_correlation",
     "gene_importance",
@@ -66,24 +61,20 @@ __all__ = [
     "simulate",
     "select_beta",
     "tune_vae",
-    "vae_shuffled_control",
     "vae_reconstruction_metrics",
     "vae_latent_correlation",
     "vae_feature_reconstruction",
     "latent_arithmetic",
     "lsa_groups",
-    "lsa_robustness",
     # cycleCDR and response metrics
     "train_cyclecdr",
     "evaluate_response",
     "predict_no_change",
     "predict_mean_response",
     "mean_treated_response",
-    "cyclecdr_baselines",
-    "cyclecdr_ablation",
+    "response_baselines",
     "control_means",
     "preprocess_pbmc",
-    "kang_holdout",
     # embeddings
     "embed",
     "project_reconstructions",

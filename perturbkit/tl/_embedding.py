@@ -6,7 +6,9 @@ Both only read the model; neither trains anything.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
+from typing import Literal
 
 import anndata as ad
 import numpy as np
@@ -65,8 +67,9 @@ def in_gene_order(adata, X: np.ndarray, genes: pd.Index, *, what: str, hint: str
     return X[:, pos]
 
 
-def project_reconstructions(adata, *, model, n_simulated: int | None = None, seed: int = 0, layer: str | None = None,
-                            n_neighbors: int = 15, min_dist: float = 0.1, obs_keys=None) -> ad.AnnData:
+def project_reconstructions(adata: ad.AnnData, *, model, n_simulated: int | None = None, seed: int = 0,
+                            layer: str | None = None, n_neighbors: int = 15, min_dist: float = 0.1,
+                            obs_keys: Sequence[str] | None = None) -> ad.AnnData:
     """Fit a UMAP on the original profiles and project the model's reconstructions and simulations into it.
 
     This is the paper's UMAP figure (methods.md §2): the map is learned from the original (test) data only, then
@@ -173,9 +176,9 @@ def project_reconstructions(adata, *, model, n_simulated: int | None = None, see
     return out
 
 
-def embed(adata, *, basis: str = "umap", use_rep: str | None = None, key_added: str | None = None, seed: int = 0,
-          n_neighbors: int = 15, n_comps: int = 50, n_jobs: int | None = None, recompute: bool = False,
-          copy: bool = False):
+def embed(adata: ad.AnnData, *, basis: Literal["umap", "tsne", "pca"] = "umap", use_rep: str | None = None,
+          key_added: str | None = None, seed: int = 0, n_neighbors: int = 15, n_comps: int = 50,
+          n_jobs: int | None = None, recompute: bool = False, copy: bool = False) -> ad.AnnData | None:
     """Compute a 2-D (or PCA) embedding with scanpy and cache it in ``adata.obsm['X_<basis>']``.
 
     ``basis="pca"`` runs ``sc.pp.pca``; ``"umap"`` runs ``sc.pp.neighbors`` then ``sc.tl.umap``; ``"tsne"`` runs
@@ -209,6 +212,16 @@ def embed(adata, *, basis: str = "umap", use_rep: str | None = None, key_added: 
     copy
         Return a copy with the embedding and leave ``adata`` untouched; otherwise write into ``adata`` and return
         None.
+
+    Returns
+    -------
+    With ``copy=True`` the copy; otherwise None, and ``adata`` gains ``obsm[key_added]`` and the settings in
+    ``uns['embed'][key_added]`` (UMAP also the neighbour graph).
+
+    Examples
+    --------
+    >>> pk.tl.embed(adata, basis="umap", use_rep="X_vae")
+    >>> pk.pl.embedding(adata, basis="X_umap", color="moa")
     """
     import scanpy as sc
 

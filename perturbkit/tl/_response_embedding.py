@@ -9,7 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._schema import PerturbkitInputError, check_finite, control_mask, dense_matrix
+from .._schema import OBS_KEYS, PerturbkitInputError, check_finite, control_mask, dense_matrix
 from ._embedding import in_gene_order, torch_threads_kept
 
 __all__ = ["embed_predictions"]
@@ -17,8 +17,9 @@ __all__ = ["embed_predictions"]
 RESPONSE_SOURCES = ("predicted", "measured")
 
 
-def embed_predictions(pred, truth, *, seed: int = 0, n_neighbors: int = 15, n_pcs: int = 50, min_dist: float = 0.1,
-                      drug_key: str = "drug", cell_key: str = "cell_line", control_key: str | None = "control",
+def embed_predictions(pred: ad.AnnData, truth: ad.AnnData, *, seed: int = 0, n_neighbors: int = 15,
+                      n_pcs: int = 50, min_dist: float = 0.1, drug_key: str = OBS_KEYS.drug_key,
+                      cell_key: str = OBS_KEYS.cell_key, control_key: str | None = OBS_KEYS.control_key,
                       layer: str | None = None) -> ad.AnnData:
     """Stack predicted and measured profiles, run PCA then UMAP on them together.
 
@@ -26,7 +27,7 @@ def embed_predictions(pred, truth, *, seed: int = 0, n_neighbors: int = 15, n_pc
     ----------
     pred
         Predicted treated profiles, e.g. ``model.predict(...)`` or a baseline from
-        :func:`perturbkit.tl.cyclecdr_baselines` (obs ``drug_key`` and, when present, ``cell_key``).
+        :func:`perturbkit.tl.response_baselines` (obs ``drug_key`` and, when present, ``cell_key``).
     truth
         Measured profiles. Rows flagged in ``obs[control_key]`` (when that column exists) are left out, so only
         treated profiles are drawn; columns are put in ``pred``'s gene order.
@@ -36,6 +37,10 @@ def embed_predictions(pred, truth, *, seed: int = 0, n_neighbors: int = 15, n_pc
         UMAP settings (``n_neighbors`` is capped at the number of rows − 1).
     n_pcs
         PCA components fed to the UMAP (capped at min(rows, genes) − 1).
+    drug_key, cell_key
+        obs columns of the drug and the cell line, copied to the result when present.
+    control_key
+        obs column flagging the control rows of ``truth`` (left out); ``None`` keeps every row.
     layer
         Read both from ``layers[layer]`` instead of X.
 
@@ -44,6 +49,11 @@ def embed_predictions(pred, truth, *, seed: int = 0, n_neighbors: int = 15, n_pc
     AnnData with the predicted then the measured rows in X, obs ``source`` (categorical: predicted, measured),
     ``drug_key`` and ``cell_key`` (when present in the inputs), ``obsm['X_pca']`` and ``obsm['X_umap']``, and
     ``uns['embed_predictions']`` with the settings and the row counts.
+
+    Examples
+    --------
+    >>> emb = pk.tl.embed_predictions(model.predict(controls, drugs=drugs), measured)
+    >>> pk.pl.prediction_umap(emb, color="drug")
     """
     from sklearn.decomposition import PCA
 

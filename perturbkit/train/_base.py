@@ -17,7 +17,14 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write
-from .._schema import GeneMismatchError, ModelFileError, PerturbkitInputError, check_finite, dense_matrix
+from .._schema import (
+    GeneMismatchError,
+    ModelFileError,
+    PerturbkitInputError,
+    check_finite,
+    dense_matrix,
+    storable,
+)
 from .._settings import resolve_device, seeded
 from .._version import __version__
 from ._checkpoint import TrainingRun, warn_interrupted
@@ -32,25 +39,41 @@ READABLE_FORMATS = ("1", "2")
 class BaseModel:
     """Base of the user-facing model classes (the network itself is ``self.module``, an ``nn.Module``).
 
-    A subclass defines :meth:`_build_module` from ``self.hparams`` and ``self.var_names``; its ``__init__`` takes
+    Every model has the same shape: ``Model.from_adata(adata, **hyperparameters)`` builds it for the data's
+    features, ``model.train(adata, ...)`` trains it on the one engine (:func:`~perturbkit.train.fit`),
+    ``model.predict(adata, ...)`` or ``model.encode(adata)`` uses it, and :meth:`save` / :meth:`load` keep it.
+
+    A subclass declares, once, the obs keys it reads in :attr:`data_defaults`; the keys a model was built with
+    (``model.data_keys``) and the layer it reads (``model.layer``) are saved with it and reused whenever it meets
+    data. It defines :meth:`_build_module` from ``self.hparams`` and ``self.var_names``; its ``__init__`` takes
     ``var_names`` plus the keyword hyperparameters and passes them here. Everything needed to rebuild the model —
     hyperparameters, weights, feature names, the fitted scaler, the training history and any subclass state from
     :meth:`_extra_state` — is written by :meth:`save` and read back by :meth:`load`.
     """
 
+    #: The obs keys (and how rows are read) that the model uses, with their defaults: ``{keyword: default}``.
+    data_defaults: ClassVar[dict[str, object]] = {}
     _registry: ClassVar[dict[str, type[BaseModel]]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         BaseModel._registry[cls.__name__] = cls
 
-    def __init__(self, var_names, *, scaler=None, device=None, seed: int | None = 0, **hparams):
+    def __init__(self, var_names, *, data_keys: dict | None = None, layer: str | None = None, scaler=None,
+                 device=None, seed: int | None = 0, **hparams):
         self.var_names = pd.Index([str(v) for v in var_names])
         if self.var_names.has_duplicates:
             dup = self.var_names[self.var_names.duplicated()].unique()[:5].tolist()
-            raise PerturbkitInputError(f"feature names must be unique, but {dup} repeat; call adata.var_names_make_unique().")
+            raise PerturbkitInputError(
+                f"feature names must be unique, but {dup} repeat; call adata.var_names_make_unique()."
+            )
+        unknown = set(data_keys or {}) - set(self.data_defaults)
+        if unknown:
+            raise PerturbkitInputError(
+                f"{type(self).__name__} reads no data key(s) {sorted(unknown)}; it reads {list(self.data_defaults)}."
+            )
         self.scaler = scaler
-        self.hparams = dict(hparams, seed=seed)
+        self.hparams = dict(hparams, data_keys={**self.data_defaults, **(data_keys or {})}, layer=layer, seed=seed)
         self.seed = seed
         self.history = History()
         self.interrupted = False  # set by a train() that Ctrl-C ended early
@@ -58,6 +81,16 @@ class BaseModel:
         with seeded(seed):  # weight initialisation is part of a reproducible run
             self.module: nn.Module = self._build_module().to(self.device)
         self.module.eval()
+
+    @property
+    def data_keys(self) -> dict:
+        """The obs keys the model was built with, reused whenever it meets data."""
+        return dict(self.hparams["data_keys"])
+
+    @property
+    def layer(self) -> str | None:
+        """The layer the model reads (None: ``adata.X``), reused whenever it meets data."""
+        return self.hparams.get("layer")
 
     # --- to be provided by subclasses -------------------------------------------------------------
     def _build_module(self) -> nn.Module:
@@ -86,8 +119,12 @@ class BaseModel:
         self.module.to(self.device)
         return self
 
-    def feature_matrix(self, adata, *, layer=None) -> np.ndarray:
-        """``adata``'s profiles as float32, in the model's feature order; refuses missing features or NaN/inf."""
+    def feature_matrix(self, adata, *, layer: str | None = None) -> np.ndarray:
+        """``adata``'s profiles as float32, in the model's feature order; refuses missing features or NaN/inf.
+
+        ``layer=None`` reads the layer the model was trained on (:attr:`layer`); ``layer="X"`` reads ``adata.X``.
+        """
+        layer = self.layer if layer is None else (None if layer == "X" else layer)
         self.check_features(adata)
         columns = adata.var_names.get_indexer(self.var_names)
         X = dense_matrix(adata, layer)
@@ -95,6 +132,35 @@ class BaseModel:
             X = X[:, columns]
         check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
         return X
+
+    @torch.no_grad()
+    def run_in_chunks(self, function, X: np.ndarray, *extra, chunk_rows: int = 8192) -> np.ndarray:
+        """``function`` (tensors in, a tensor out) over row chunks of ``X`` (and aligned ``extra`` arrays) in eval
+        mode on the model's device; returns the concatenated output as a NumPy array."""
+        self.module.eval()
+        outputs = []
+        for start in range(0, len(X), chunk_rows):
+            batch = [torch.from_numpy(np.ascontiguousarray(a[start : start + chunk_rows])).to(self.device)
+                     for a in (X, *extra)]
+            outputs.append(function(*batch).cpu().numpy())
+        return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
+
+    def training_record(self, params: dict, **extra) -> dict:
+        """The ``adata.uns`` record a ``pk.tl`` trainer writes after training: the settings, the device, the
+        number of epochs, whether Ctrl-C ended it, the final training loss and the best validation loss."""
+        history = self.history_frame
+        train_column = next((c for c in ("train_loss", "train_generator_loss") if c in history), None)
+        has_validation = "validation_loss" in history and history["validation_loss"].notna().any()
+        return storable({
+            "params": params,
+            "device": str(self.device),
+            "n_epochs": len(history),
+            "interrupted": bool(self.interrupted),
+            "final_train_loss": float(history[train_column].dropna().iloc[-1])
+            if train_column is not None and history[train_column].notna().any() else None,
+            "best_validation_loss": float(history["validation_loss"].min()) if has_validation else None,
+            **extra,
+        })
 
     def scale_rows(self, X) -> np.ndarray:
         """Rows ``X`` (the data's units, model feature order) on the model's scale, as float32."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
+import anndata as ad
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
@@ -51,6 +55,8 @@ class EmbeddingExplorer(Panel):
         obs columns shown on hover (default: drug, MOA, dose, cell line and time, where present).
     layer, seed
         Profiles from ``adata.layers[layer]``; seed of every embedding.
+    marker_size, height
+        Marker size and figure height in pixels.
 
     Attributes
     ----------
@@ -60,9 +66,10 @@ class EmbeddingExplorer(Panel):
         ``basis``, ``space``, ``color``, ``overlays`` (SelectMultiple of reconstructed / simulated).
     """
 
-    def __init__(self, adata, *, basis: str = "umap", color: str | None = None, model=None,
-                 latent_key: str | None = None, projection=None, hover_keys=None, layer: str | None = None,
-                 seed: int = 0, marker_size: float = 6, height: int = 520):
+    def __init__(self, adata: ad.AnnData, *, basis: Literal["umap", "tsne", "pca"] | str = "umap",
+                 color: str | None = None, model=None, latent_key: str | None = None,
+                 projection: ad.AnnData | None = None, hover_keys: Sequence[str] | None = None,
+                 layer: str | None = None, seed: int = 0, marker_size: float = 6, height: int = 520) -> None:
         check_model_and_data(adata, model, function="pk.widgets.EmbeddingExplorer",
                              call="pk.widgets.EmbeddingExplorer(adata, model=model)")
         check_trained(model)

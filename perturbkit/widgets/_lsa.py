@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .._schema import MOA_SEPARATOR, EmptyGroupError, PerturbkitInputError, require_columns
+from .._schema import OBS_KEYS, MOA_SEPARATOR, EmptyGroupError, PerturbkitInputError, require_columns
 from ..models._inputs import check_model_and_data, check_trained, model_feature_names, transform_rows
 from ..models.vae._arithmetic import arithmetic_table, lsa_filter
 from ..tl._arithmetic import lsa_inputs
@@ -37,6 +38,8 @@ class LSAExplorer(Panel):
     moa_key, control, n_shuffles, seed, layer
         As in :func:`perturbkit.tl.latent_arithmetic`. ``moa_key`` can be any column labelled that way, e.g. drug
         names with combinations written ``"drugA|drugB"``.
+    height
+        Height of the figure in pixels.
 
     Attributes
     ----------
@@ -51,10 +54,10 @@ class LSAExplorer(Panel):
         The numbers shown now (dict: group, l2, pearson, l2_shuffled, z, has_real).
     """
 
-    def __init__(self, adata, model=None, *, moa_key: str = "moa", control: str = "DMSO", n_shuffles: int = 10,
-                 seed: int = 0, layer: str | None = None, height: int = 720):
+    def __init__(self, adata: ad.AnnData, *, model=None, moa_key: str = OBS_KEYS.moa_key, control: str = "DMSO",
+                 n_shuffles: int = 10, seed: int = 0, layer: str | None = None, height: int = 720) -> None:
         check_model_and_data(adata, model, function="pk.widgets.LSAExplorer",
-                             call="pk.widgets.LSAExplorer(adata, model)")
+                             call="pk.widgets.LSAExplorer(adata, model=model)")
         check_trained(model)
         require_columns(adata, {"moa_key": moa_key}, purpose="latent space arithmetic")
         groups = lsa_filter(adata.obs[moa_key].to_numpy(dtype=object), control=control)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,7 +14,7 @@ from .._stats import pearson_rows
 from ..metrics import r2_rows
 from ..models._inputs import check_model_and_data, check_trained
 from ..models._profiles import model_profiles
-from ..tl._cyclecdr import control_means
+from ..models.baselines import control_means
 from ._base import Panel, dropdown, figure_widget, legend_right, message
 
 COLOURS = {"input": "#BAB0AC", "predicted": "#E45756", "measured": "#4C78A8"}
@@ -40,6 +41,20 @@ class ResponseExplorer(Panel):
     and r² (clipped at 0, as in :func:`perturbkit.metrics.evaluate_response`) of the prediction and, for reference,
     of the input.
 
+    Parameters
+    ----------
+    adata
+        Profiles with the model's genes and its drug and cell-line columns (and, for cycleCDR, the controls and
+        ``obs[smiles_key]``).
+    model
+        A trained DeepCellState or CycleCDR.
+    layer
+        Read ``adata.layers[layer]`` instead of X.
+    n_genes
+        How many genes the left plot shows.
+    height
+        Height of the figure in pixels.
+
     Attributes
     ----------
     figure
@@ -48,11 +63,16 @@ class ResponseExplorer(Panel):
         ``drug``, ``source`` and ``target`` dropdowns.
     result
         The profiles and scores shown now (dict).
+
+    Examples
+    --------
+    >>> pk.widgets.ResponseExplorer(test, model=model)
     """
 
-    def __init__(self, model, adata, *, layer: str | None = None, n_genes: int = 40, height: int = 520):
+    def __init__(self, adata: ad.AnnData, *, model, layer: str | None = None, n_genes: int = 40,
+                 height: int = 520) -> None:
         check_model_and_data(adata, model, function="pk.widgets.ResponseExplorer",
-                             call="pk.widgets.ResponseExplorer(model, adata)")
+                             call="pk.widgets.ResponseExplorer(adata, model=model)")
         self.kind = _kind(model)
         check_trained(model)
         self.model, self.n_genes = model, int(n_genes)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
+import anndata as ad
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
@@ -46,12 +50,12 @@ class LatentTraversal(Panel):
 
     Parameters
     ----------
-    model
-        A trained VAE, DeepCellState or CycleCDR (anything with ``encode_array``, ``decode_array`` and
-        ``decoder_names``).
     adata
         Optional profiles with the model's features: their encodings set the slider ranges and choose which latent
         features get sliders, and groups of their rows (``groupby``) can be the start point.
+    model
+        A trained VAE, DeepCellState or CycleCDR (anything with ``encode_array``, ``decode_array`` and
+        ``decoder_names``).
     features
         Latent features with a slider (default: all when there are at most ``n_sliders``, else the ``n_sliders``
         that vary most over ``adata``'s encodings, or the first ones without data). The others stay at the start
@@ -69,6 +73,8 @@ class LatentTraversal(Panel):
         The var column that colours and groups the features (``"auto"``: ``"group"`` when present).
     layer
         Read ``adata.layers[layer]`` instead of X.
+    height
+        Height of the figure in pixels.
 
     Notes
     -----
@@ -84,10 +90,12 @@ class LatentTraversal(Panel):
         ``encode``, ``zero`` and ``reset`` (buttons: start from the group's encoding, from zero, back to the start).
     """
 
-    def __init__(self, model, adata=None, *, features=None, n_sliders: int = 16, value_range=None, groupby=None,
-                 var_groupby="auto", layer: str | None = None, height: int = 560):
+    def __init__(self, adata: ad.AnnData | None = None, *, model, features: Sequence[int] | None = None,
+                 n_sliders: int = 16, value_range: tuple[float, float] | None = None,
+                 groupby: str | Sequence[str] | None = None, var_groupby: Literal["auto"] | str | None = "auto",
+                 layer: str | None = None, height: int = 560) -> None:
         check_model_and_data(adata, model, function="pk.widgets.LatentTraversal",
-                             call="pk.widgets.LatentTraversal(model, adata)", data_required=False)
+                             call="pk.widgets.LatentTraversal(adata, model=model)", data_required=False)
         check_trained(model)
         dim = _latent_dim(model)
         if adata is not None and adata.n_obs == 0:

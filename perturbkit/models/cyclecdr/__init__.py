@@ -2,6 +2,6 @@
 
 from ._model import CycleCDR
 from ._module import CycleCDRNetwork
-from ._pairing import control_profiles, random_controls
+from .._pairing import control_profiles, random_controls
 
 __all__ = ["CycleCDR", "CycleCDRNetwork", "control_profiles", "random_controls"]

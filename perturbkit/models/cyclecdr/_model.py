@@ -3,24 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
-from ..._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError, numeric_column, require_columns
+from ..._schema import (
+    OBS_KEYS,
+    EmptyGroupError,
+    PerturbkitInputError,
+    UnknownCategoryError,
+    control_mask,
+    numeric_column,
+    require_columns,
+)
 from .._inputs import is_anndata, is_model
 from ...train import BaseModel, Objective, fit, split_indices
-from ._module import CycleCDRNetwork
+from ._module import CycleCDRNetwork, discriminator_loss, generator_loss, paired_validation_loss
 from ._drug_encoders import make_drug_encoder
-from ._pairing import control_profiles, prediction_obs, random_controls
+from .._pairing import control_profiles, prediction_obs, random_controls
 
 _CHUNK = 8192  # rows per forward pass at inference
+ENCODERS = ("gat", "fingerprint", "onehot")
+
+
+@dataclass(frozen=True)
+class CycleCDRDefaults:
+    """cycleCDR's defaults, written once: every signature that takes these options takes its default here."""
+
+    drug_encoder: str = "gat"
+    latent_dim: int = 128
+    hidden: tuple[int, ...] = (512, 512)
+    cycle_weight: float = 10.0
+    adversarial_weight: float = 1.0
+    gene_weight_scale: float = 10.0
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    batch_size: int = 512
+    max_epochs: int = 100
+    patience: int | None = 10
+    validation_fraction: float = 0.1
+
+
+DEFAULTS = CycleCDRDefaults()
+DrugEncoder = Literal["gat", "fingerprint", "onehot"]
 
 
 class CycleCDR(BaseModel):
-    """The dual encoder-decoder of cycleCDR (Huang, Zhu, Liu); build and train it with ``pk.tl.train_cyclecdr``.
+    """The dual encoder-decoder of cycleCDR (Huang, Zhu, Liu): control → treated through a drug embedding.
+
+    Build it with :meth:`from_adata` and train it with :meth:`train`, or both at once with
+    :func:`perturbkit.tl.train_cyclecdr`.
 
     Parameters
     ----------
@@ -39,27 +75,31 @@ class CycleCDR(BaseModel):
     use_reconstruction, use_cycle, cycle_weight, identity_weight, adversarial_weight
         Loss switches and weights. ``use_cycle=None`` means on for unpaired data, off for paired data (the paper's
         bulk loss is reconstruction + MSE); ``identity_weight=None`` means 1 for unpaired data, 0 for paired.
-    gene_weights
+    gene_weights, gene_weight_scale
         Weight each gene's squared error in the paired MSE by ``1 + gene_weight_scale · |y − x|`` (the pair's
         absolute log fold change in scaled units; the reference code's |log2 FC|·10).
     use_dose
-        Multiply the drug embedding by a learned dose factor (needs ``data_keys['dose_key']``).
-    data_keys
-        The obs keys the model was trained with; :meth:`predict` reuses them.
+        Multiply the drug embedding by a learned dose factor (needs the ``dose_key`` data key).
+    **kwargs
+        ``data_keys`` (the obs keys of :attr:`data_defaults`), ``layer``, ``device``, ``seed`` and ``scaler``,
+        as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    def __init__(self, var_names, *, drugs: Mapping[str, str], drug_encoder: str = "gat", latent_dim: int = 128,
-                 hidden=(512, 512), single_autoencoder: bool = False, paired: bool = True,
-                 use_reconstruction: bool = True, use_cycle: bool | None = None, cycle_weight: float = 10.0,
-                 identity_weight: float | None = None, adversarial_weight: float = 1.0, gene_weights: bool = False,
-                 gene_weight_scale: float = 10.0, use_dose: bool = False, data_keys: dict | None = None, **kwargs):
+    data_defaults = {"drug_key": OBS_KEYS.drug_key, "control_key": OBS_KEYS.control_key,
+                     "smiles_key": OBS_KEYS.smiles_key, "dose_key": None, "cell_key": OBS_KEYS.cell_key,
+                     "plate_key": None, "control_obs": None}
+
+    def __init__(self, var_names, *, drugs: Mapping[str, str], drug_encoder: DrugEncoder = DEFAULTS.drug_encoder,
+                 latent_dim: int = DEFAULTS.latent_dim, hidden=DEFAULTS.hidden, single_autoencoder: bool = False,
+                 paired: bool = True, use_reconstruction: bool = True, use_cycle: bool | None = None,
+                 cycle_weight: float = DEFAULTS.cycle_weight, identity_weight: float | None = None,
+                 adversarial_weight: float = DEFAULTS.adversarial_weight, gene_weights: bool = False,
+                 gene_weight_scale: float = DEFAULTS.gene_weight_scale, use_dose: bool = False, **kwargs):
         drugs = {str(k): str(v) for k, v in dict(drugs).items()}
         if not drugs:
             raise PerturbkitInputError("CycleCDR needs at least one training drug.")
         paired = bool(paired)
         identity_weight = (0.0 if paired else 1.0) if identity_weight is None else identity_weight
-        data_keys = dict({"drug_key": "drug", "control_key": "control", "smiles_key": "smiles", "dose_key": None,
-                          "cell_key": "cell_line", "plate_key": None, "control_obs": None}, **(data_keys or {}))
         super().__init__(var_names, drugs=drugs, drug_encoder=str(drug_encoder), latent_dim=int(latent_dim),
                          hidden=tuple(int(h) for h in hidden), single_autoencoder=bool(single_autoencoder),
                          paired=paired, use_reconstruction=bool(use_reconstruction),
@@ -67,8 +107,65 @@ class CycleCDR(BaseModel):
                          cycle_weight=float(cycle_weight),
                          identity_weight=float(identity_weight),
                          adversarial_weight=float(adversarial_weight), gene_weights=bool(gene_weights),
-                         gene_weight_scale=float(gene_weight_scale), use_dose=bool(use_dose), data_keys=data_keys,
-                         **kwargs)
+                         gene_weight_scale=float(gene_weight_scale), use_dose=bool(use_dose), **kwargs)
+
+    @classmethod
+    def from_adata(
+        cls,
+        adata,
+        *,
+        drug_key: str = OBS_KEYS.drug_key,
+        control_key: str = OBS_KEYS.control_key,
+        smiles_key: str = OBS_KEYS.smiles_key,
+        dose_key: str | None = None,
+        cell_key: str = OBS_KEYS.cell_key,
+        plate_key: str | None = None,
+        control_obs: str | None = None,
+        paired: bool = True,
+        drug_encoder: DrugEncoder = DEFAULTS.drug_encoder,
+        latent_dim: int = DEFAULTS.latent_dim,
+        hidden=DEFAULTS.hidden,
+        single_autoencoder: bool = False,
+        use_reconstruction: bool = True,
+        use_cycle: bool | None = None,
+        cycle_weight: float = DEFAULTS.cycle_weight,
+        identity_weight: float | None = None,
+        adversarial_weight: float = DEFAULTS.adversarial_weight,
+        gene_weights: bool = False,
+        layer: str | None = None,
+        device: str | None = None,
+        seed: int | None = 0,
+    ) -> CycleCDR:
+        """An untrained cycleCDR for ``adata``'s genes and its treated drugs (their SMILES from ``smiles_key``).
+
+        The obs keys and ``layer`` are recorded with the model and reused by :meth:`train` and :meth:`predict`.
+        See :func:`perturbkit.tl.train_cyclecdr` for the parameters.
+        """
+        if drug_encoder not in ENCODERS:
+            raise PerturbkitInputError(f"drug_encoder={drug_encoder!r} is not known; use one of {ENCODERS}.")
+        keys = {"drug_key": drug_key, "control_key": control_key, "cell_key": cell_key}
+        if drug_encoder != "onehot":
+            keys["smiles_key"] = smiles_key
+        if dose_key is not None:
+            keys["dose_key"] = dose_key
+        require_columns(adata, keys, purpose="cycleCDR training")
+        obs = adata.obs.loc[~control_mask(adata, control_key)]
+        if drug_encoder == "onehot" and smiles_key not in adata.obs:
+            drugs = {str(d): "" for d in pd.unique(obs[drug_key].astype(str))}
+        else:
+            table = obs[[drug_key, smiles_key]].astype(str).drop_duplicates()
+            clash = table[table[drug_key].duplicated(keep=False)]
+            if len(clash):
+                raise PerturbkitInputError(f"some drugs have several SMILES, e.g. {clash.head(4).values.tolist()}; "
+                                           f"each drug name needs one SMILES (obs[{smiles_key!r}]).")
+            drugs = dict(zip(table[drug_key], table[smiles_key]))
+        data_keys = {"drug_key": drug_key, "control_key": control_key, "smiles_key": smiles_key,
+                     "dose_key": dose_key, "cell_key": cell_key, "plate_key": plate_key, "control_obs": control_obs}
+        return cls(adata.var_names, drugs=drugs, drug_encoder=drug_encoder, latent_dim=latent_dim, hidden=hidden,
+                   single_autoencoder=single_autoencoder, paired=paired, use_reconstruction=use_reconstruction,
+                   use_cycle=use_cycle, cycle_weight=cycle_weight, identity_weight=identity_weight,
+                   adversarial_weight=adversarial_weight, gene_weights=gene_weights, use_dose=dose_key is not None,
+                   data_keys=data_keys, layer=layer, device=device, seed=seed)
 
     def _build_module(self):
         h = self.hparams
@@ -108,77 +205,25 @@ class CycleCDR(BaseModel):
         return self.hparams["drugs"]
 
     def _generator_loss(self, adversarial: bool):
-        h = self.hparams
-        net = self.module
-        names, smiles = self.drug_names, self._smiles()
-
-        def loss(batch):
-            x, y, index, dose = batch
-            emb = net.drug_embedding(names, index, smiles, dose)
-            y_hat = net.to_treated(x, emb)
-            x_hat = net.to_control(y, emb)
-            zero = torch.zeros((), device=x.device)
-            terms = {}
-            terms["reconstruction"] = (torch.mean((net.reconstruct_control(x) - x) ** 2)
-                                       + torch.mean((net.reconstruct_treated(y) - y) ** 2)
-                                       if h["use_reconstruction"] else zero)
-            if h["paired"]:
-                weight = 1.0 + h["gene_weight_scale"] * (y - x).abs() if h["gene_weights"] else 1.0
-                terms["mse"] = torch.mean(weight * (y_hat - y) ** 2) + torch.mean(weight * (x_hat - x) ** 2)
-            if h["use_cycle"]:
-                terms["cycle"] = h["cycle_weight"] * (torch.mean((net.to_control(y_hat, emb) - x) ** 2)
-                                                      + torch.mean((net.to_treated(x_hat, emb) - y) ** 2))
-            if h["identity_weight"]:
-                terms["identity"] = h["identity_weight"] * torch.mean((net.reconstruct_control(y) - y) ** 2)
-            if adversarial:
-                cond = emb.detach()
-                fake_t = net.discriminator_treated(torch.cat([y_hat, cond], 1))
-                fake_c = net.discriminator_control(torch.cat([x_hat, cond], 1))
-                bce = torch.nn.functional.binary_cross_entropy_with_logits
-                terms["adversarial"] = h["adversarial_weight"] * (bce(fake_t, torch.ones_like(fake_t))
-                                                                  + bce(fake_c, torch.ones_like(fake_c)))
-            return {"loss": sum(terms.values()), **terms}
-
-        return loss
+        names, smiles, h = self.drug_names, self._smiles(), self.hparams
+        return lambda batch: generator_loss(self.module, batch, names=names, smiles=smiles, hparams=h,
+                                            adversarial=adversarial)
 
     def _discriminator_loss(self):
-        net = self.module
         names, smiles = self.drug_names, self._smiles()
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
-
-        def loss(batch):
-            x, y, index, dose = batch
-            with torch.no_grad():
-                emb = net.drug_embedding(names, index, smiles, dose)
-                y_hat = net.to_treated(x, emb)
-                x_hat = net.to_control(y, emb)
-            terms = {}
-            for name, disc, real, fake in (("treated", net.discriminator_treated, y, y_hat),
-                                           ("control", net.discriminator_control, x, x_hat)):
-                r = disc(torch.cat([real, emb], 1))
-                f = disc(torch.cat([fake, emb], 1))
-                terms[name] = bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))
-            return {"loss": terms["treated"] + terms["control"], **terms}
-
-        return loss
+        return lambda batch: discriminator_loss(self.module, batch, names=names, smiles=smiles)
 
     def _validation_loss(self):
         """Paired data: MSE of ŷ; unpaired: the generator's reconstruction + cycle + identity terms."""
-        net = self.module
-        names, smiles = self.drug_names, self._smiles()
         if not self.hparams["paired"]:
             return self._generator_loss(adversarial=False)
+        names, smiles = self.drug_names, self._smiles()
+        return lambda batch: paired_validation_loss(self.module, batch, names=names, smiles=smiles)
 
-        def loss(batch):
-            x, y, index, dose = batch
-            mse = torch.mean((net.to_treated(x, net.drug_embedding(names, index, smiles, dose)) - y) ** 2)
-            return {"loss": mse}
-
-        return loss
-
-    def train(self, adata, *, layer=None, lr: float = 1e-3, weight_decay: float = 1e-6,
-              discriminator_lr: float | None = None, batch_size: int = 512, max_epochs: int = 100,
-              patience: int | None = 10, validation_fraction: float = 0.1, seed: int | None = 0,
+    def train(self, adata, *, lr: float = DEFAULTS.lr, weight_decay: float = DEFAULTS.weight_decay,
+              discriminator_lr: float | None = None, batch_size: int = DEFAULTS.batch_size,
+              max_epochs: int = DEFAULTS.max_epochs, patience: int | None = DEFAULTS.patience,
+              validation_fraction: float = DEFAULTS.validation_fraction, seed: int | None = 0,
               fit_scaler: bool = True, checkpoint_dir=None, checkpoint_every: int = 10, resume=None) -> CycleCDR:
         """Train on ``adata``'s treated rows and their controls (Adam, weight decay 1e-6, batch 512 as the reference).
 
@@ -188,7 +233,7 @@ class CycleCDR(BaseModel):
         Ctrl-C stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
         checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier run exactly.
         """
-        X = self.feature_matrix(adata, layer=layer)
+        X = self.feature_matrix(adata)
         if fit_scaler or self.scaler is None:
             from ...pp import Scaler
 
@@ -250,18 +295,15 @@ class CycleCDR(BaseModel):
                                        f"one drug name per row.")
         if len(X) == 0:
             return np.zeros((0, self.n_vars), dtype=np.float32)
-        net = self.module.eval()
+        net = self.module
         lookup = dict(self.hparams["drugs"], **(smiles or {}))
         names = sorted(set(drug_names))
-        index = torch.from_numpy(pd.Index(names).get_indexer(drug_names).astype(np.int64))
-        dose = torch.zeros(len(drug_names)) if doses is None else torch.as_tensor(np.asarray(doses, np.float32))
-        x = torch.from_numpy(self.scale_rows(X))
-        out = []
-        for start in range(0, len(x), _CHUNK):
-            part = slice(start, start + _CHUNK)
-            emb = net.drug_embedding(names, index[part].to(self.device), lookup, dose[part].to(self.device))
-            out.append(net.to_treated(x[part].to(self.device), emb).cpu().numpy())
-        return self.unscale_rows(np.concatenate(out))
+        index = pd.Index(names).get_indexer(drug_names).astype(np.int64)
+        dose = np.zeros(len(drug_names), np.float32) if doses is None else np.asarray(doses, np.float32)
+        dose = np.array(np.broadcast_to(dose, (len(drug_names),)))  # a writable copy
+        out = self.run_in_chunks(lambda x, i, d: net.to_treated(x, net.drug_embedding(names, i, lookup, d)),
+                                 self.scale_rows(X), index, dose, chunk_rows=_CHUNK)
+        return self.unscale_rows(out)
 
     decoder_names = ("treated (G)", "control (G')")
 

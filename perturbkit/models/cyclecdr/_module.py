@@ -87,3 +87,59 @@ class CycleCDRNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return self.to_treated(x, h)
+
+
+def generator_loss(net: CycleCDRNetwork, batch, *, names: list[str], smiles: dict, hparams: dict,
+                   adversarial: bool) -> dict[str, torch.Tensor]:
+    """The generators' loss on a batch ``(controls, treated, drug index, dose)``: reconstruction, paired MSE (both
+    ways, optionally weighted by each gene's |fold change|), cycle, identity and (unpaired) adversarial terms, each
+    switched and weighted by ``hparams``."""
+    h = hparams
+    x, y, index, dose = batch
+    emb = net.drug_embedding(names, index, smiles, dose)
+    y_hat = net.to_treated(x, emb)
+    x_hat = net.to_control(y, emb)
+    zero = torch.zeros((), device=x.device)
+    terms = {}
+    terms["reconstruction"] = (torch.mean((net.reconstruct_control(x) - x) ** 2)
+                               + torch.mean((net.reconstruct_treated(y) - y) ** 2)
+                               if h["use_reconstruction"] else zero)
+    if h["paired"]:
+        weight = 1.0 + h["gene_weight_scale"] * (y - x).abs() if h["gene_weights"] else 1.0
+        terms["mse"] = torch.mean(weight * (y_hat - y) ** 2) + torch.mean(weight * (x_hat - x) ** 2)
+    if h["use_cycle"]:
+        terms["cycle"] = h["cycle_weight"] * (torch.mean((net.to_control(y_hat, emb) - x) ** 2)
+                                              + torch.mean((net.to_treated(x_hat, emb) - y) ** 2))
+    if h["identity_weight"]:
+        terms["identity"] = h["identity_weight"] * torch.mean((net.reconstruct_control(y) - y) ** 2)
+    if adversarial:
+        cond = emb.detach()
+        fake_t = net.discriminator_treated(torch.cat([y_hat, cond], 1))
+        fake_c = net.discriminator_control(torch.cat([x_hat, cond], 1))
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        terms["adversarial"] = h["adversarial_weight"] * (bce(fake_t, torch.ones_like(fake_t))
+                                                          + bce(fake_c, torch.ones_like(fake_c)))
+    return {"loss": sum(terms.values()), **terms}
+
+
+def discriminator_loss(net: CycleCDRNetwork, batch, *, names: list[str], smiles: dict) -> dict[str, torch.Tensor]:
+    """The discriminators' loss: real treated/control profiles against the generators' (detached) fakes."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    x, y, index, dose = batch
+    with torch.no_grad():
+        emb = net.drug_embedding(names, index, smiles, dose)
+        y_hat = net.to_treated(x, emb)
+        x_hat = net.to_control(y, emb)
+    terms = {}
+    for name, disc, real, fake in (("treated", net.discriminator_treated, y, y_hat),
+                                   ("control", net.discriminator_control, x, x_hat)):
+        r = disc(torch.cat([real, emb], 1))
+        f = disc(torch.cat([fake, emb], 1))
+        terms[name] = bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))
+    return {"loss": terms["treated"] + terms["control"], **terms}
+
+
+def paired_validation_loss(net: CycleCDRNetwork, batch, *, names: list[str], smiles: dict) -> dict[str, torch.Tensor]:
+    """The monitored loss of paired data: the MSE of the predicted treated profile."""
+    x, y, index, dose = batch
+    return {"loss": torch.mean((net.to_treated(x, net.drug_embedding(names, index, smiles, dose)) - y) ** 2)}

@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
-from ..._schema import PerturbkitInputError, UnknownCategoryError
+from ..._schema import OBS_KEYS, PerturbkitInputError, UnknownCategoryError
 from ..._settings import settings
 from ...train import BaseModel, EarlyStopping, History, Objective, fit, split_indices
 from .._profiles import CellDrugProfiles, model_profiles
-from ._module import DeepCellStateNetwork
+from ._module import DeepCellStateNetwork, deepcellstate_loss
+
+
+@dataclass(frozen=True)
+class DeepCellStateDefaults:
+    """DeepCellState's defaults, written once: every signature that takes these options takes its default here."""
+
+    latent_dim: int = 128
+    hidden: tuple[int, ...] = (512, 256)
+    input_dropout: float = 0.5
+    l1: float = 1e-7
+    skip: bool = True
+    decoder_dropout: float = 0.0
+    validation_fraction: float = 0.05
+    lr: float = 1e-3
+    decoder_lr: float = 1e-4
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = 5
+    epochs_per_round: int = 2
+    max_rounds: int = 50
+
+
+DEFAULTS = DeepCellStateDefaults()
 
 
 class DeepCellState(BaseModel):
     """Predict a drug's profile in one cell line from its profile in others.
 
     One shared encoder maps any cell line's profile into a common latent space; one decoder per cell line maps it
-    back out (methods.md §1). Build and train it with :func:`perturbkit.tl.train_deepcellstate`.
+    back out (see the DeepCellState methods page). Build it with :meth:`from_adata` and train it with
+    :meth:`train`, or both at once with :func:`perturbkit.tl.train_deepcellstate`.
 
     Parameters
     ----------
@@ -39,21 +64,57 @@ class DeepCellState(BaseModel):
         Feed the dropped-out input straight to each decoder's output layer.
     decoder_dropout
         Dropout inside the decoders (reference code 0.8 as keep-rate is not the paper's default; 0 by default).
-    data_keys
-        The obs keys and averaging the model was trained with; :meth:`predict` reuses them.
+    **kwargs
+        ``data_keys`` (the obs keys of :attr:`data_defaults`), ``layer``, ``device``, ``seed`` and ``scaler``,
+        as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    def __init__(self, var_names, *, cell_lines, latent_dim: int = 128, hidden=(512, 256), input_dropout: float = 0.5,
-                 l1: float = 1e-7, skip: bool = True, decoder_dropout: float = 0.0, data_keys: dict | None = None,
-                 **kwargs):
+    data_defaults = {"cell_key": OBS_KEYS.cell_key, "drug_key": OBS_KEYS.drug_key,
+                     "control_key": OBS_KEYS.control_key, "moa_key": OBS_KEYS.moa_key, "average": True}
+
+    def __init__(self, var_names, *, cell_lines, latent_dim: int = DEFAULTS.latent_dim, hidden=DEFAULTS.hidden,
+                 input_dropout: float = DEFAULTS.input_dropout, l1: float = DEFAULTS.l1, skip: bool = DEFAULTS.skip,
+                 decoder_dropout: float = DEFAULTS.decoder_dropout, **kwargs):
         cell_lines = [str(c) for c in cell_lines]
         if len(cell_lines) < 1 or len(set(cell_lines)) != len(cell_lines):
             raise PerturbkitInputError(f"cell_lines must be distinct and non-empty, got {cell_lines}.")
-        data_keys = dict({"cell_key": "cell_line", "drug_key": "drug", "control_key": "control", "moa_key": "moa",
-                          "average": True}, **(data_keys or {}))
         super().__init__(var_names, cell_lines=cell_lines, latent_dim=int(latent_dim), hidden=tuple(hidden),
                          input_dropout=float(input_dropout), l1=float(l1), skip=bool(skip),
-                         decoder_dropout=float(decoder_dropout), data_keys=data_keys, **kwargs)
+                         decoder_dropout=float(decoder_dropout), **kwargs)
+
+    @classmethod
+    def from_adata(
+        cls,
+        adata,
+        *,
+        cell_key: str = OBS_KEYS.cell_key,
+        drug_key: str = OBS_KEYS.drug_key,
+        control_key: str | None = OBS_KEYS.control_key,
+        moa_key: str | None = OBS_KEYS.moa_key,
+        average: bool = True,
+        cell_lines=None,
+        latent_dim: int = DEFAULTS.latent_dim,
+        hidden=DEFAULTS.hidden,
+        input_dropout: float = DEFAULTS.input_dropout,
+        l1: float = DEFAULTS.l1,
+        skip: bool = DEFAULTS.skip,
+        decoder_dropout: float = DEFAULTS.decoder_dropout,
+        layer: str | None = None,
+        device: str | None = None,
+        seed: int | None = 0,
+    ) -> DeepCellState:
+        """An untrained DeepCellState for ``adata``'s genes and cell lines (one decoder each).
+
+        The obs keys and ``layer`` are recorded with the model and reused by :meth:`train` and :meth:`predict`;
+        ``cell_lines`` restricts and orders the cell lines (default: every cell line with treated profiles).
+        See :func:`perturbkit.tl.train_deepcellstate` for the other parameters.
+        """
+        data_keys = {"cell_key": cell_key, "drug_key": drug_key, "control_key": control_key, "moa_key": moa_key,
+                     "average": average}
+        profiles = CellDrugProfiles.from_adata(adata, cell_lines=cell_lines, layer=layer, **data_keys)
+        return cls(profiles.var_names, cell_lines=profiles.cell_lines, latent_dim=latent_dim, hidden=hidden,
+                   input_dropout=input_dropout, l1=l1, skip=skip, decoder_dropout=decoder_dropout,
+                   data_keys=data_keys, layer=layer, device=device, seed=seed)
 
     def _build_module(self):
         h = self.hparams
@@ -76,15 +137,7 @@ class DeepCellState(BaseModel):
     # ----------------------------------------------------------------------------------------------- training
     def _loss(self, cell: int | None):
         l1 = self.hparams["l1"]
-
-        def loss(batch):
-            x, y = batch
-            out, z = self.module(x, cell)
-            mse = torch.mean((out - y) ** 2)
-            penalty = l1 * z.abs().sum(dim=1).mean() if l1 else torch.zeros((), device=x.device)
-            return {"loss": mse + penalty, "mse": mse, "l1": penalty}
-
-        return loss
+        return lambda batch: deepcellstate_loss(self.module, *batch, cell=cell, l1=l1)
 
     def _scaled(self, profiles: CellDrugProfiles) -> CellDrugProfiles:
         values = self.scaler.transform(profiles.values.reshape(-1, self.n_vars)).reshape(profiles.values.shape)
@@ -105,12 +158,17 @@ class DeepCellState(BaseModel):
                 errors.append(float(torch.mean((out - torch.from_numpy(y).to(self.device)) ** 2)))
         return float(np.mean(errors)) if errors else float("nan")
 
-    def train(self, profiles: CellDrugProfiles, *, validation_fraction: float = 0.05, lr: float = 1e-3,
-              decoder_lr: float = 1e-4, batch_size: int = 128, max_epochs: int = 200, patience: int = 5,
-              epochs_per_round: int = 2, max_rounds: int = 50, decoder_epochs: int | None = None,
-              pretrain: bool = True, seed: int | None = 0, fit_scaler: bool = True, checkpoint_dir=None,
-              checkpoint_every: int = 10, resume=None) -> DeepCellState:
-        """Staged training (methods.md §1) on per-(drug, cell line) profiles in the data's own units.
+    def train(self, adata, *, validation_fraction: float = DEFAULTS.validation_fraction, lr: float = DEFAULTS.lr,
+              decoder_lr: float = DEFAULTS.decoder_lr, batch_size: int = DEFAULTS.batch_size,
+              max_epochs: int = DEFAULTS.max_epochs, patience: int = DEFAULTS.patience,
+              epochs_per_round: int = DEFAULTS.epochs_per_round, max_rounds: int = DEFAULTS.max_rounds,
+              decoder_epochs: int | None = None, pretrain: bool = True, seed: int | None = 0,
+              fit_scaler: bool = True, checkpoint_dir=None, checkpoint_every: int = 10,
+              resume=None) -> DeepCellState:
+        """Staged training on ``adata``'s treated profiles, read with the model's obs keys and layer.
+
+        ``adata`` may also be the per-(drug, cell line) :class:`~perturbkit.models._profiles.CellDrugProfiles`
+        (as the evaluations pass). Steps (see the DeepCellState methods page):
 
         1. pretrain one autoencoder on every profile; copy its decoder into each cell line's decoder;
         2. rounds: visit cell lines in shuffled order, training the shared encoder and that cell line's decoder for
@@ -127,6 +185,11 @@ class DeepCellState(BaseModel):
         checkpoint every ``checkpoint_every`` epochs (rounds in stage 2) and after each stage; ``resume`` (a
         checkpoint) continues an earlier run exactly.
         """
+        if not isinstance(adata, CellDrugProfiles):
+            cell_key = self.data_keys["cell_key"]
+            present = set(adata.obs[cell_key].astype(str)) if cell_key in adata.obs else set()
+            adata = self.profiles_from(adata, cell_lines=[c for c in self.cell_lines if c in present] or None)
+        profiles = adata
         with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                                 resume=resume) as run:
             self._train_stages(profiles, run, validation_fraction=validation_fraction, lr=lr, decoder_lr=decoder_lr,
@@ -237,32 +300,24 @@ class DeepCellState(BaseModel):
                           pretrain=False, fit_scaler=False, seed=seed, **train_kwargs)
 
     # ---------------------------------------------------------------------------------------------- prediction
-    def profiles_from(self, adata, *, layer=None) -> CellDrugProfiles:
+    def profiles_from(self, adata, *, layer=None, cell_lines=None) -> CellDrugProfiles:
         """Per-(drug, cell line) profiles of ``adata`` in the model's gene order, built as in training."""
-        return model_profiles(self, adata, layer=layer)
+        return model_profiles(self, adata, layer=layer, cell_lines=cell_lines)
 
-    @torch.no_grad()
     def predict_array(self, X: np.ndarray, *, target: str) -> np.ndarray:
         """Decode profiles ``X`` (rows, in the data's units) into cell line ``target``; returns the data's units."""
         cell = self.cell_index(target)
-        self.module.eval()
-        x = torch.from_numpy(self.scale_rows(X))
-        out, _ = self.module(x.to(self.device), cell)
-        return self.unscale_rows(out.cpu().numpy())
+        return self.unscale_rows(self.run_in_chunks(lambda x: self.module(x, cell)[0], self.scale_rows(X)))
 
-    @torch.no_grad()
     def encode_array(self, X: np.ndarray) -> np.ndarray:
         """Latent codes of profiles ``X`` (rows, in the data's units)."""
-        self.module.eval()
-        x = torch.from_numpy(self.scale_rows(X))
-        return self.module.encode(x.to(self.device))[1].cpu().numpy()
+        return self.run_in_chunks(lambda x: self.module.encode(x)[1], self.scale_rows(X))
 
     @property
     def decoder_names(self) -> tuple[str, ...]:
         """One decoder per cell line."""
         return tuple(self.cell_lines)
 
-    @torch.no_grad()
     def decode_array(self, Z, *, decoder: str | None = None, inputs=None) -> np.ndarray:
         """Decode latent codes ``Z`` with cell line ``decoder``'s decoder (default: the first cell line).
 
@@ -273,9 +328,8 @@ class DeepCellState(BaseModel):
         Z = self.latent_codes(Z, latent_dim=self.hparams["latent_dim"])
         skip = (np.zeros((len(Z), self.n_vars), dtype=np.float32) if inputs is None
                 else self.scale_rows(np.broadcast_to(np.asarray(inputs, dtype=np.float32), (len(Z), self.n_vars))))
-        self.module.eval()
-        out = self.module.decode(torch.from_numpy(skip).to(self.device), torch.from_numpy(Z).to(self.device), cell)
-        return self.unscale_rows(out.cpu().numpy())
+        out = self.run_in_chunks(lambda s, z: self.module.decode(s, z, cell), skip, Z)
+        return self.unscale_rows(out)
 
     def predict(self, adata, *, target: str, sources=None, layer=None) -> ad.AnnData:
         """Predict profiles in cell line ``target`` from the drugs' profiles in ``sources``.

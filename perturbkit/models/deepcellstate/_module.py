@@ -78,3 +78,14 @@ class DeepCellStateNetwork(nn.Module):
         decoder.load_state_dict(self.pretrain_decoder.state_dict())
         self.decoders.append(decoder)
         return len(self.decoders) - 1
+
+
+def deepcellstate_loss(module: DeepCellStateNetwork, x: torch.Tensor, y: torch.Tensor, *, cell: int | None,
+                       l1: float) -> dict[str, torch.Tensor]:
+    """The loss of one batch: MSE of predicting ``y`` in cell line ``cell`` from ``x`` (``None``: the pretraining
+    autoencoder), plus ``l1`` × the L1 activity of the latent code (Keras semantics: mean over the batch of the
+    summed absolute activations)."""
+    out, z = module(x, cell)
+    mse = torch.mean((out - y) ** 2)
+    penalty = l1 * z.abs().sum(dim=1).mean() if l1 else torch.zeros((), device=x.device)
+    return {"loss": mse + penalty, "mse": mse, "l1": penalty}

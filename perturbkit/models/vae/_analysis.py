@@ -177,7 +177,7 @@ def select_beta(adata, *, betas=(0.01, 0.1, 0.3, 1.0, 3.0, 10.0), kind: str = "b
     X = _matrix(adata, layer)
     rows = []
     for beta in betas:
-        model = VAE.from_adata(adata, kind=kind, beta=beta, seed=seed, layer=layer, **train_options)
+        model = VAE.build_and_train(adata, kind=kind, beta=beta, seed=seed, layer=layer, **train_options)
         simulated = model.sample(len(X), seed=seed)
         h, ab, ba = hausdorff(X, simulated)
         history = model.history_frame
@@ -238,8 +238,8 @@ def tune_vae(adata, *, n_trials: int = 20, kind: str = "vanilla", seed: int = 0,
             "latent_dim": trial.suggest_int("latent_dim", int(latent_dims[0]), int(latent_dims[1])),
             "batch_norm": trial.suggest_categorical("batch_norm", [bool(b) for b in batch_norm]),
         }
-        model = VAE.from_adata(adata, kind=kind, seed=seed, layer=layer, validation_fraction=validation_fraction,
-                               **params, **train_options)
+        model = VAE.build_and_train(adata, kind=kind, seed=seed, layer=layer, validation_fraction=validation_fraction,
+                                    **params, **train_options)
         history = model.history_frame
         epochs[trial.number] = len(history)
         return float(history["validation_loss"].min())
@@ -285,7 +285,7 @@ def shuffled_control(adata, *, kind: str = "vanilla", seed: int = 0, layer=None,
     real = ad.AnnData(X, obs=adata.obs.copy(), var=adata.var.copy())
     frames = []
     for name, data in (("real", real), ("shuffled", shuffled)):
-        model = VAE.from_adata(data, kind=kind, seed=seed, **train_options)
+        model = VAE.build_and_train(data, kind=kind, seed=seed, **train_options)
         history = model.history_frame.drop(columns=["stage"], errors="ignore")
         history.insert(0, "data", name)
         frames.append(history)

@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import norm
 
+from ..._groups import group_means
 from ..._schema import MOA_SEPARATOR, GeneMismatchError, PerturbkitInputError, split_moa
 from ..._stats import pearson_rows
 
@@ -219,16 +220,6 @@ def _message(groups: LSAGroups) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _group_means(codes: np.ndarray, n_groups: int, *arrays: np.ndarray) -> list[np.ndarray]:
-    """Means per group code (codes may span several stacked label sets) by one sparse indicator multiply."""
-    n = codes.shape[-1]
-    flat = codes.ravel()
-    col = np.tile(np.arange(n), flat.size // n)
-    size = np.bincount(flat, minlength=n_groups).astype(np.float64)
-    M = sp.csr_matrix((1.0 / size[flat], (flat, col)), shape=(n_groups, n))
-    return [np.asarray(M @ A) for A in arrays]
-
-
 def _predict(model, Zm, Xm, a_idx, b_idx, ab_idx, ctrl_idx, n_features):
     """Predicted and real mean A|B profiles for (possibly stacked) group means."""
     latent = Zm[a_idx] - Zm[ctrl_idx] + Zm[b_idx]
@@ -296,7 +287,7 @@ def arithmetic_table(
     ctrl_idx = index[control]
     G, P, F = len(labels), len(pairs), X.shape[1]
 
-    Zm, Xm = _group_means(codes, G, Z, X)
+    Zm, Xm = (group_means(A, codes, G)[0] for A in (Z, X))
     pred, real = _predict(model, Zm, Xm, a_idx, b_idx, ab_idx, ctrl_idx, F)
     l2 = np.linalg.norm(pred - real, axis=1)
     pearson = pearson_rows(pred, real)
@@ -305,7 +296,7 @@ def arithmetic_table(
         rng = np.random.default_rng(seed)
         perms = np.stack([rng.permutation(codes) for _ in range(n_shuffles)])  # shuffles × rows
         stacked = perms + (np.arange(n_shuffles) * G)[:, None]
-        (Zs,) = _group_means(stacked, n_shuffles * G, Z)
+        Zs = group_means(Z, stacked, n_shuffles * G)[0]
         off = (np.arange(n_shuffles) * G)[:, None]
         pred_s, _ = _predict(model, Zs, Xm, (off + a_idx).ravel(), (off + b_idx).ravel(), ab_idx,
                              np.repeat(off.ravel() + ctrl_idx, P), F)

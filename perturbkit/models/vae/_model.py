@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
-from ..._schema import PerturbkitInputError, UnknownCategoryError, check_finite, require_columns
+from ..._schema import PerturbkitInputError, UnknownCategoryError, check_finite, dense_matrix, require_columns
 from ...train import BaseModel, Objective, fit, split_indices
+from .._inputs import UnknownOptionError, is_anndata
 from ._module import KINDS, OUTPUTS, VAENetwork, vae_loss
+
+Kind = Literal["vanilla", "beta", "mmd"]
 
 _CHUNK = 16384  # rows per forward pass at inference
 
@@ -35,23 +42,24 @@ def resolve_output(output, X: np.ndarray) -> str:
     return output
 
 
-def stratified_split(n: int, *, validation_fraction: float, seed: int = 0, strata=None):
-    """Train/validation row indices; with ``strata`` (e.g. plates), ``validation_fraction`` of each stratum."""
-    if strata is None:
-        return split_indices(n, validation_fraction=validation_fraction, seed=seed)
-    if not 0 <= validation_fraction < 1:
-        raise PerturbkitInputError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
-    strata = pd.Series(np.asarray(strata)).astype(str).to_numpy()
-    if len(strata) != n:
-        raise PerturbkitInputError(f"stratify labels have {len(strata)} entries for {n} rows.")
-    rng = np.random.default_rng(seed)
-    is_val = np.zeros(n, dtype=bool)
-    for label in np.unique(strata):
-        rows = rng.permutation(np.flatnonzero(strata == label))
-        is_val[rows[: int(round(len(rows) * validation_fraction))]] = True
-    if validation_fraction > 0 and not is_val.any() and n > 1:
-        is_val[rng.integers(n)] = True
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+@dataclass(frozen=True)
+class VAEDefaults:
+    """The VAE's defaults, written once: every signature that takes these options takes its default here."""
+
+    kind: str = "vanilla"
+    latent_dim: int = 10
+    hidden: tuple[int, ...] = (250,)
+    batch_norm: bool = True
+    beta: float = 1.0
+    lam: float = 1000.0
+    lr: float = 1e-3
+    batch_size: int = 96
+    max_epochs: int = 100
+    patience: int | None = 10
+    validation_fraction: float = 0.1
+
+
+DEFAULTS = VAEDefaults()
 
 
 def _plain_table(var: pd.DataFrame) -> dict:
@@ -87,8 +95,10 @@ class VAE(BaseModel):
         KL weight (``kind="beta"``; vanilla uses 1) and MMD weight (``kind="mmd"``).
     """
 
-    def __init__(self, var_names, *, kind: str = "vanilla", latent_dim: int = 10, hidden=(250,),
-                 batch_norm: bool = True, output: str = "sigmoid", beta: float = 1.0, lam: float = 1000.0, **kwargs):
+    def __init__(self, var_names, *, kind: Kind = DEFAULTS.kind, latent_dim: int = DEFAULTS.latent_dim,
+                 hidden=DEFAULTS.hidden, batch_norm: bool = DEFAULTS.batch_norm,
+                 output: Literal["sigmoid", "linear"] = "sigmoid", beta: float = DEFAULTS.beta,
+                 lam: float = DEFAULTS.lam, **kwargs):
         check_kind(kind)
         if output not in OUTPUTS:
             raise PerturbkitInputError(f"output={output!r} is not known; use 'sigmoid' or 'linear'.")
@@ -127,24 +137,50 @@ class VAE(BaseModel):
         h = self.hparams
         return vae_loss(self.module, batch[0], kind=h["kind"], beta=h["beta"], lam=h["lam"])
 
-    def train(self, X, *, validation=None, lr: float = 1e-3, batch_size: int = 96, max_epochs: int = 100,
-              patience: int | None = 10, seed: int | None = 0, stage: str = "train", checkpoint_dir=None,
-              checkpoint_every: int = 10, resume=None):
-        """Train on the rows of ``X`` (data units) with the shared engine; ``validation`` rows drive early stopping.
+    def train(self, adata, *, validation_fraction: float = DEFAULTS.validation_fraction, stratify=None,
+              lr: float = DEFAULTS.lr, batch_size: int = DEFAULTS.batch_size, max_epochs: int = DEFAULTS.max_epochs,
+              patience: int | None = DEFAULTS.patience, seed: int | None = 0, stage: str = "train",
+              checkpoint_dir=None, checkpoint_every: int = 10, resume=None) -> VAE:
+        """Train on ``adata``'s rows with the shared engine; held-out rows drive early stopping.
 
-        The best epoch's weights (by validation loss, or training loss without validation rows) are kept. A batch
-        size that would leave a last batch of one row (batch norm cannot train on it) is raised by one. Ctrl-C
-        stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
-        checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier run exactly.
+        Parameters
+        ----------
+        adata
+            Profiles in the data's units: an AnnData (features matched by name, the model's layer) or an array in
+            the model's feature order.
+        validation_fraction, stratify
+            Rows held out for early stopping; ``stratify`` (an obs column such as ``"plate"``, or one label per
+            row) takes that fraction of each of its groups. 0 trains on every row and monitors the training loss.
+        lr, batch_size, max_epochs, patience
+            Adam learning rate, minibatch size, epoch limit and early-stopping patience. The best epoch's weights
+            are kept. A batch size that would leave a last batch of one row (batch norm cannot train on it) is
+            raised by one.
+        seed, stage
+            Seed of the split, initial batches and noise (CPU runs are bitwise reproducible); the history label.
+        checkpoint_dir, checkpoint_every, resume
+            Write a checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier
+            run exactly. Ctrl-C stops training with the best weights so far and returns the model.
+
+        Returns
+        -------
+        The model, trained.
         """
-        X = self._model_units(X)
+        X = self.feature_matrix(adata) if is_anndata(adata) else np.asarray(adata, dtype=np.float32)
+        if isinstance(stratify, str):
+            if not is_anndata(adata):
+                raise PerturbkitInputError("stratify= names an obs column, which needs an AnnData; pass one label "
+                                           "per row instead.")
+            require_columns(adata, {"stratify": stratify}, purpose="the stratified validation split")
+            stratify = adata.obs[stratify].to_numpy()
+        train_rows, val_rows = split_indices(len(X), validation_fraction=validation_fraction,
+                                             seed=0 if seed is None else seed, strata=stratify)
+        X, V = self._model_units(X[train_rows]), self._model_units(X[val_rows]) if len(val_rows) else None
         if self.hparams["output"] == "sigmoid" and (X.min() < 0 or X.max() > 1):
             raise PerturbkitInputError(
                 f"this VAE has a sigmoid output but the training data spans [{X.min():.3g}, {X.max():.3g}]; "
                 f"min-max scale it (pk.pp.scale(adata, method='minmax')) or use output='linear'.")
         if len(X) < 2 and self.hparams["batch_norm"]:
             raise PerturbkitInputError("batch norm needs at least 2 training rows; pass more data or batch_norm=False.")
-        V = None if validation is None or len(validation) == 0 else self._model_units(validation)
         with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                                 resume=resume) as run:
             if not run.passed(stage):
@@ -156,35 +192,36 @@ class VAE(BaseModel):
         return self
 
     @classmethod
-    def from_adata(cls, adata, *, kind: str = "vanilla", latent_dim: int = 10, beta: float = 1.0,
-                   lam: float = 1000.0, hidden=(250,), batch_norm: bool = True, output: str = "auto",
-                   device="auto", seed: int = 0, lr: float = 1e-3, batch_size: int = 96, max_epochs: int = 100,
-                   patience: int | None = 10, validation_fraction: float = 0.1, stratify=None, layer=None,
-                   checkpoint_dir=None, checkpoint_every: int = 10, resume=None) -> VAE:
-        """Build a VAE for ``adata``'s features and train it; see :func:`perturbkit.tl.train_vae`."""
-        check_kind(kind)
-        from ..._schema import dense_matrix
+    def from_adata(cls, adata, *, kind: Kind = DEFAULTS.kind, latent_dim: int = DEFAULTS.latent_dim,
+                   beta: float = DEFAULTS.beta, lam: float = DEFAULTS.lam, hidden=DEFAULTS.hidden,
+                   batch_norm: bool = DEFAULTS.batch_norm, output: Literal["auto", "sigmoid", "linear"] = "auto",
+                   layer: str | None = None, device: str | None = None, seed: int | None = 0) -> VAE:
+        """An untrained VAE for ``adata``'s features (``output="auto"``: sigmoid when the data lie in [0, 1]).
 
+        The layer is recorded with the model and reused by :meth:`train` and :meth:`encode`; the var table is kept
+        for feature groups. See :func:`perturbkit.tl.train_vae` for the parameters.
+        """
+        check_kind(kind)
         X = dense_matrix(adata, layer)
         check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
-        output = resolve_output(output, X)
-        strata = None
-        if stratify is not None:
-            if isinstance(stratify, str):
-                require_columns(adata, {"stratify": stratify}, purpose="the stratified validation split")
-                strata = adata.obs[stratify].to_numpy()
-            else:
-                strata = np.asarray(stratify)
-        train_rows, val_rows = stratified_split(adata.n_obs, validation_fraction=validation_fraction,
-                                                seed=0 if seed is None else seed, strata=strata)
         model = cls(adata.var_names, kind=kind, latent_dim=latent_dim, beta=beta, lam=lam, hidden=hidden,
-                    batch_norm=batch_norm, output=output, device=device, seed=seed)
+                    batch_norm=batch_norm, output=resolve_output(output, X), layer=layer, device=device, seed=seed)
         model.var_table = adata.var.copy()
         model.var_table.index = model.var_names
-        model.train(X[train_rows], validation=X[val_rows] if len(val_rows) else None, lr=lr, batch_size=batch_size,
-                    max_epochs=max_epochs, patience=patience, seed=seed, checkpoint_dir=checkpoint_dir,
-                    checkpoint_every=checkpoint_every, resume=resume)
         return model
+
+    @classmethod
+    def build_and_train(cls, adata, **options) -> VAE:
+        """:meth:`from_adata` then :meth:`train` on ``adata``, each taking its own keyword ``options``."""
+        import inspect
+
+        build = set(inspect.signature(cls.from_adata).parameters) - {"adata"}
+        unknown = set(options) - build - set(inspect.signature(cls.train).parameters)
+        if unknown:
+            raise UnknownOptionError(f"unknown VAE option(s) {sorted(unknown)}; see pk.tl.train_vae for the options.")
+        model = cls.from_adata(adata, **{k: v for k, v in options.items() if k in build})
+        seed = options.get("seed", 0)
+        return model.train(adata, seed=seed, **{k: v for k, v in options.items() if k not in build})
 
     # -------------------------------------------------------------------------------------------- inference
     def _model_units(self, X) -> np.ndarray:
@@ -195,25 +232,21 @@ class VAE(BaseModel):
         check_finite(X, where="the profiles")
         return self.scale_rows(X)
 
-    @torch.no_grad()
-    def _run(self, function, X: np.ndarray) -> np.ndarray:
-        self.module.eval()
-        out = [function(torch.from_numpy(np.ascontiguousarray(X[i: i + _CHUNK])).to(self.device)).cpu().numpy()
-               for i in range(0, len(X), _CHUNK)]
-        return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
+    def _run_chunks(self, function, X: np.ndarray) -> np.ndarray:
+        return self.run_in_chunks(function, X, chunk_rows=_CHUNK)
 
     def transform(self, X) -> np.ndarray:
         """Latent means of the profiles ``X`` (rows × features in the data's units, or an AnnData)."""
         if hasattr(X, "var_names"):
             return self.encode(X)
         X = self._model_units(X)
-        Z = self._run(lambda x: self.module.encode(x)[0], X)
+        Z = self._run_chunks(lambda x: self.module.encode(x)[0], X)
         return Z.reshape(len(X), self.latent_dim).astype(np.float32)
 
     def inverse_transform(self, Z) -> np.ndarray:
         """Decode latent vectors ``Z`` (rows × latent_dim) into profiles in the data's units."""
         Z = self.latent_codes(Z, latent_dim=self.latent_dim)
-        return self.unscale_rows(self._run(self.module.decode, Z).reshape(len(Z), self.n_vars))
+        return self.unscale_rows(self._run_chunks(self.module.decode, Z).reshape(len(Z), self.n_vars))
 
     decoder_names = ("VAE decoder",)
 
@@ -230,6 +263,26 @@ class VAE(BaseModel):
     def encode(self, adata, *, layer=None) -> np.ndarray:
         """Latent means of ``adata``'s rows (features aligned by name; missing ones raise GeneMismatchError)."""
         return self.transform(self.feature_matrix(adata, layer=layer))
+
+    def predict(self, adata, *, layer: str | None = None) -> ad.AnnData:
+        """The VAE's prediction for ``adata``'s rows: their reconstructions (the decoded latent means).
+
+        Parameters
+        ----------
+        adata
+            Profiles; features are matched by name and read from the model's layer (or ``layer``).
+        layer
+            Read this layer instead of the model's (``"X"`` for ``adata.X``).
+
+        Returns
+        -------
+        An AnnData with ``adata``'s obs and the model's features, in the data's units; ``obsm["X_latent"]`` holds
+        the latent means.
+        """
+        Z = self.transform(self.feature_matrix(adata, layer=layer))
+        out = ad.AnnData(self.inverse_transform(Z), obs=adata.obs.copy(), var=pd.DataFrame(index=self.var_names))
+        out.obsm["X_latent"] = Z
+        return out
 
     def decode(self, Z) -> np.ndarray:
         """Alias of :meth:`inverse_transform`."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..._schema import EmptyGroupError, PerturbkitInputError, control_mask, require_columns
+from .._groups import group_means
+from .._schema import EmptyGroupError, PerturbkitInputError, control_mask, require_columns
 
 
 def _group_labels(obs: pd.DataFrame, cell_key: str, plate_key: str | None) -> pd.Series:
@@ -64,10 +65,7 @@ def control_profiles(adata, X: np.ndarray, *, control_key: str = "control", cell
     labels = _group_labels(adata.obs, cell_key, plate_key).to_numpy()
     control_labels = labels[is_control]
     groups = pd.Index(pd.unique(control_labels))
-    sums = np.zeros((len(groups), X.shape[1]), dtype=np.float64)
-    code = groups.get_indexer(control_labels)
-    np.add.at(sums, code, X[is_control])
-    means = sums / np.bincount(code, minlength=len(groups))[:, None]
+    means = group_means(X[is_control], groups.get_indexer(control_labels), len(groups))[0]
     position = groups.get_indexer(labels[treated])
     if (position < 0).any():
         missing = pd.unique(labels[treated][position < 0])
