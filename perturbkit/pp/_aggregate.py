@@ -81,7 +81,7 @@ def _loop_by_size(X, codes: np.ndarray, n_groups: int, reduce) -> np.ndarray:
     for size in np.unique(sizes):
         groups = np.flatnonzero(sizes == size)
         rows = order[(starts[groups][:, None] + np.arange(size)[None, :]).ravel()]
-        n_chunks = max(1, len(rows) * X.shape[1] // 20_000_000)  # bounds the dense block's memory
+        n_chunks = max(1, len(rows) * X.shape[1] // 2_000_000)  # bounds the dense block's memory (16 MB)
         for chunk in np.array_split(np.arange(len(groups)), n_chunks):
             sub = X[rows.reshape(len(groups), size)[chunk].ravel()]
             sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
