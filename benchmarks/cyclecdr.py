@@ -19,13 +19,13 @@ import time
 
 import numpy as np
 import torch
+from _common import available_devices, measure, print_table
 
 import perturbkit as pk
-from _common import available_devices, measure, print_table
 from perturbkit.metrics._response import evaluate_response
+from perturbkit.models.baselines import control_means, response_baselines
 from perturbkit.models.cyclecdr import _drug_encoders, _model
 from perturbkit.models.cyclecdr._module import CycleCDRNetwork
-from perturbkit.models.baselines import control_means, response_baselines
 from perturbkit.tl import train_cyclecdr
 
 METRICS = ("r2", "r2_degs", "explained_variance", "explained_variance_degs")
@@ -93,8 +93,15 @@ class Probe:
 
 def simulate(scale: float, n_cell_lines: int, conditions: int, seed: int):
     n_drugs = max(20, int(round(1500 * scale)))
-    adata = pk.datasets.simulate_bulk(n_drugs=n_drugs, n_cell_lines=n_cell_lines, conditions_per_drug=conditions,
-                                      n_genes=978, baseline=1.0, frac_missing=0.0, seed=seed)
+    adata = pk.datasets.simulate_bulk(
+        n_drugs=n_drugs,
+        n_cell_lines=n_cell_lines,
+        conditions_per_drug=conditions,
+        n_genes=978,
+        baseline=1.0,
+        frac_missing=0.0,
+        seed=seed,
+    )
     return adata
 
 
@@ -118,17 +125,20 @@ def main() -> None:
     adata = simulate(args.scale, args.cell_lines, args.conditions, seed=0)
     is_control = adata.obs["control"].to_numpy()
     drugs = np.array(sorted(adata.obs.loc[~is_control, "drug"].unique()))
-    test = set(np.random.default_rng(0).choice(drugs, max(1, int(round(args.test_fraction * len(drugs)))),
-                                               replace=False))
+    test = set(
+        np.random.default_rng(0).choice(drugs, max(1, int(round(args.test_fraction * len(drugs)))), replace=False)
+    )
     is_test = adata.obs["drug"].isin(test).to_numpy() & ~is_control
     train = adata[~is_test].copy()
     truth = adata[is_test | is_control]
     sources = control_means(train)
-    smiles = dict(zip(adata.obs.loc[is_test, "drug"], adata.obs.loc[is_test, "smiles"]))
+    smiles = dict(zip(adata.obs.loc[is_test, "drug"], adata.obs.loc[is_test, "smiles"], strict=True))
     n_train = int((~train.obs["control"].to_numpy()).sum())
-    print(f"data ({time.perf_counter() - start:.1f} s): {adata.n_obs} profiles ({int((~is_control).sum())} treated, "
-          f"{int(is_control.sum())} controls) × {adata.n_vars} genes, {len(drugs)} drugs in {args.cell_lines} cell "
-          f"lines; training on {n_train} pairs of {len(drugs) - len(test)} drugs, testing {len(test)} unseen drugs")
+    print(
+        f"data ({time.perf_counter() - start:.1f} s): {adata.n_obs} profiles ({int((~is_control).sum())} treated, "
+        f"{int(is_control.sum())} controls) × {adata.n_vars} genes, {len(drugs)} drugs in {args.cell_lines} cell "
+        f"lines; training on {n_train} pairs of {len(drugs) - len(test)} drugs, testing {len(test)} unseen drugs"
+    )
 
     def score(pred) -> dict:
         table = evaluate_response(pred, truth, groupby=["cell_line", "drug"], control="control", n_degs=50)
@@ -140,29 +150,48 @@ def main() -> None:
     for device in available_devices(args.device):
         for encoder in [e.strip() for e in args.encoders.split(",") if e.strip()]:
             with Probe() as probe, measure(device) as m:
-                model = train_cyclecdr(train, drug_encoder=encoder, device=device, max_epochs=args.epochs,
-                                       patience=None, batch_size=args.batch_size, seed=0)
+                model = train_cyclecdr(
+                    train,
+                    drug_encoder=encoder,
+                    device=device,
+                    max_epochs=args.epochs,
+                    patience=None,
+                    batch_size=args.batch_size,
+                    seed=0,
+                )
                 epochs = probe.epoch_seconds(device)
             calls, embedded, samples = probe.calls, probe.drugs, probe.samples
             n_epochs = len(epochs)
             pred = model.predict(sources, drugs=smiles)
-            rows.append({
-                "model": f"cycleCDR {encoder}", "device": device, "epochs": n_epochs,
-                "setup s": m["seconds"] - sum(epochs), "s/epoch": float(np.mean(epochs)),
-                "peak MB": m["peak_memory_mb"],
-                "train batches/epoch": probe.train_calls / max(n_epochs, 1),
-                "embed calls/epoch": calls / max(n_epochs, 1),
-                "samples/call": samples / max(calls, 1),
-                "drugs embedded/call": embedded / max(calls, 1),
-                **score(pred),
-            })
-            print(f"  {encoder} on {device}: epochs {[round(e, 1) for e in epochs]} s, {calls} embed calls "
-                  f"({embedded} drugs embedded for {samples} samples; {len(drugs)} drugs, batch {args.batch_size})",
-                  flush=True)
-    print_table(rows, f"cycleCDR, L1000 10 µM scale × {args.scale:g}: {args.epochs} epochs, held-out drugs "
-                      f"(mean over cell line × drug groups; r² clipped at 0)")
-    print("embed calls/epoch: one per training batch (= train batches/epoch) plus the validation pass; each call "
-          "embeds the unique drugs of its batch once, so drugs embedded/call ≤ min(batch size, training drugs).")
+            rows.append(
+                {
+                    "model": f"cycleCDR {encoder}",
+                    "device": device,
+                    "epochs": n_epochs,
+                    "setup s": m["seconds"] - sum(epochs),
+                    "s/epoch": float(np.mean(epochs)),
+                    "peak MB": m["peak_memory_mb"],
+                    "train batches/epoch": probe.train_calls / max(n_epochs, 1),
+                    "embed calls/epoch": calls / max(n_epochs, 1),
+                    "samples/call": samples / max(calls, 1),
+                    "drugs embedded/call": embedded / max(calls, 1),
+                    **score(pred),
+                }
+            )
+            print(
+                f"  {encoder} on {device}: epochs {[round(e, 1) for e in epochs]} s, {calls} embed calls "
+                f"({embedded} drugs embedded for {samples} samples; {len(drugs)} drugs, batch {args.batch_size})",
+                flush=True,
+            )
+    print_table(
+        rows,
+        f"cycleCDR, L1000 10 µM scale × {args.scale:g}: {args.epochs} epochs, held-out drugs "
+        f"(mean over cell line × drug groups; r² clipped at 0)",
+    )
+    print(
+        "embed calls/epoch: one per training batch (= train batches/epoch) plus the validation pass; each call "
+        "embeds the unique drugs of its batch once, so drugs embedded/call ≤ min(batch size, training drugs)."
+    )
 
 
 if __name__ == "__main__":

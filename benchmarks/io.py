@@ -90,18 +90,25 @@ def make_data(n_obs: int, seed: int = 0):
     dmso = drugs[g_drug][group] == "DMSO"
     dose = np.where(dmso, "-666", doses[g_dose][group])
     unit = np.where(dmso, "-666", units[g_dose][group])
-    obs = pd.DataFrame({
-        "pert_iname": drugs[g_drug][group],
-        "pert_type": np.where(dmso, "ctl_vehicle", "trt_cp"),
-        "cell_id": g_cell[group],
-        "pert_dose": dose, "pert_dose_unit": unit,
-        "pert_idose": np.where(dmso, "-666", np.char.add(np.char.add(dose, " "), unit)),
-        "pert_time": g_time[group], "pert_time_unit": "h",
-        "pert_itime": np.char.add(g_time[group].astype(str), " h"),
-        "det_plate": [f"PLATE{i // 384:04d}" for i in range(n_obs)],
-    }, index=[f"PLATE{i // 384:04d}:{i % 384:03d}" for i in range(n_obs)])
-    var = pd.DataFrame({"pr_gene_symbol": [f"GENE{i}" for i in range(N_GENES)], "pr_is_lm": 1},
-                       index=[str(10_000 + i) for i in range(N_GENES)])
+    obs = pd.DataFrame(
+        {
+            "pert_iname": drugs[g_drug][group],
+            "pert_type": np.where(dmso, "ctl_vehicle", "trt_cp"),
+            "cell_id": g_cell[group],
+            "pert_dose": dose,
+            "pert_dose_unit": unit,
+            "pert_idose": np.where(dmso, "-666", np.char.add(np.char.add(dose, " "), unit)),
+            "pert_time": g_time[group],
+            "pert_time_unit": "h",
+            "pert_itime": np.char.add(g_time[group].astype(str), " h"),
+            "det_plate": [f"PLATE{i // 384:04d}" for i in range(n_obs)],
+        },
+        index=[f"PLATE{i // 384:04d}:{i % 384:03d}" for i in range(n_obs)],
+    )
+    var = pd.DataFrame(
+        {"pr_gene_symbol": [f"GENE{i}" for i in range(N_GENES)], "pr_is_lm": 1},
+        index=[str(10_000 + i) for i in range(N_GENES)],
+    )
     X = rng.normal(size=(n_obs, N_GENES)).astype(np.float32)
     return ad.AnnData(X=X, obs=obs, var=var)
 
@@ -137,21 +144,27 @@ def main() -> None:
 
     adata = make_data(args.n_obs)
     data_mb = adata.X.nbytes / 2**20
-    print(f"data: {adata.n_obs:,} samples × {adata.n_vars} genes, X float32 = {data_mb:.1f} MiB; "
-          f"{adata.obs['pert_iname'].nunique()} drugs, replicate groups of 4")
+    print(
+        f"data: {adata.n_obs:,} samples × {adata.n_vars} genes, X float32 = {data_mb:.1f} MiB; "
+        f"{adata.obs['pert_iname'].nunique()} drugs, replicate groups of 4"
+    )
     rows = []
 
     def add(step, impl, result):
         seconds, peak = result
-        rows.append({"step": step, "implementation": impl, "seconds": seconds, "peak_extra_mb": peak,
-                     "x_data": peak / data_mb})
+        rows.append(
+            {"step": step, "implementation": impl, "seconds": seconds, "peak_extra_mb": peak, "x_data": peak / data_mb}
+        )
         print(f"  {step:<28} {impl:<22} {seconds:8.3f} s  {peak:9.1f} MiB", flush=True)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         gctx = Path(tmp) / "bench.gctx"
         add("write GCTX", "perturbkit", measure(lambda: pk.io.write_gctx(adata, gctx), args.repeats))
-        add("write GCTX gzip", "perturbkit", measure(
-            lambda: pk.io.write_gctx(adata, Path(tmp) / "gzip.gctx", compression="gzip"), 1))
+        add(
+            "write GCTX gzip",
+            "perturbkit",
+            measure(lambda: pk.io.write_gctx(adata, Path(tmp) / "gzip.gctx", compression="gzip"), 1),
+        )
         add("read GCTX", "perturbkit", measure(lambda: pk.io.read_gct(gctx), args.repeats))
         add("read GCTX metadata only", "perturbkit", measure(lambda: pk.io.read_gct_metadata(gctx), args.repeats))
         if args.text:
@@ -161,9 +174,19 @@ def main() -> None:
         if args.cmappy_python:
             jobs = [("GCTX", gctx, Path(tmp) / "cmap.gctx")] + ([("GCT text", text, "-")] if args.text else [])
             for kind, source, out in jobs:
-                done = subprocess.run([args.cmappy_python, "-c", CMAPPY_SCRIPT, str(source), str(out),
-                                       str(args.repeats if kind == "GCTX" else 1)],
-                                      capture_output=True, text=True, check=True)
+                done = subprocess.run(
+                    [
+                        args.cmappy_python,
+                        "-c",
+                        CMAPPY_SCRIPT,
+                        str(source),
+                        str(out),
+                        str(args.repeats if kind == "GCTX" else 1),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 for step, result in json.loads(done.stdout.strip().splitlines()[-1]).items():
                     add(f"{step} {kind}", "cmapPy 4.0.1", tuple(result))
         bench = pk.io.read_gct(gctx)  # the pipeline goes on from what was read: schema columns are there
@@ -173,15 +196,26 @@ def main() -> None:
 
         X = bench.X
         for method, scaler in (("maxabs", MaxAbsScaler), ("minmax", MinMaxScaler), ("zscore", StandardScaler)):
-            add(f"scale {method}", "perturbkit", measure(
-                lambda method=method: pk.pp.scale(bench, method=method, copy=True), args.repeats))
-            add(f"scale {method}", f"sklearn {scaler.__name__}", measure(
-                lambda scaler=scaler: scaler().fit_transform(X), args.repeats))
+            add(
+                f"scale {method}",
+                "perturbkit",
+                measure(lambda method=method: pk.pp.scale(bench, method=method, copy=True), args.repeats),
+            )
+            add(
+                f"scale {method}",
+                f"sklearn {scaler.__name__}",
+                measure(lambda scaler=scaler: scaler().fit_transform(X), args.repeats),
+            )
         by = ["cell_line", "drug", "dose", "time"]
         for method in ("mean", "median", "modz"):
-            add(f"aggregate {method}", "perturbkit", measure(
-                lambda method=method: pk.pp.aggregate(bench, by=by, method=method),
-                1 if method == "modz" else args.repeats))
+            add(
+                f"aggregate {method}",
+                "perturbkit",
+                measure(
+                    lambda method=method: pk.pp.aggregate(bench, by=by, method=method),
+                    1 if method == "modz" else args.repeats,
+                ),
+            )
 
     print_table(rows, f"pk.io and pk.pp at {adata.n_obs:,} × {adata.n_vars} (X = {data_mb:.1f} MiB)")
 

@@ -27,9 +27,9 @@ import time
 
 import numpy as np
 import torch
+from _common import available_devices, measure, print_table
 
 import perturbkit as pk
-from _common import available_devices, measure, print_table
 
 KINDS = ("vanilla", "beta", "mmd")
 SETTINGS = {  # methods.md §2: best (latent, lr, batch), hidden layer size, β and λ per data set
@@ -74,8 +74,9 @@ class RSSPeak:
 def cell_painting_set(scale: float, seed: int = 0):
     """~10,000 × 588 at scale 1: 550 compounds × 6 doses × 3 replicate wells + 12 plates × 24 DMSO wells."""
     n_compounds = max(24, int(round(550 * scale)))
-    adata = pk.datasets.simulate_morphology(n_compounds=n_compounds, n_features=588, n_replicates=3,
-                                            n_plates=max(2, int(round(12 * scale))), seed=seed)
+    adata = pk.datasets.simulate_morphology(
+        n_compounds=n_compounds, n_features=588, n_replicates=3, n_plates=max(2, int(round(12 * scale))), seed=seed
+    )
     pk.pp.scale(adata, method="minmax")
     return adata
 
@@ -83,8 +84,9 @@ def cell_painting_set(scale: float, seed: int = 0):
 def l1000_set(scale: float, seed: int = 0):
     """~100,000 × 978 at scale 1: 5,000 drugs × 2 cell lines × 10 (dose, time) conditions + DMSO signatures."""
     n_drugs = max(40, int(round(5000 * scale)))
-    adata = pk.datasets.simulate_bulk(n_drugs=n_drugs, n_cell_lines=2, conditions_per_drug=10, frac_missing=0.0,
-                                      seed=seed)
+    adata = pk.datasets.simulate_bulk(
+        n_drugs=n_drugs, n_cell_lines=2, conditions_per_drug=10, frac_missing=0.0, seed=seed
+    )
     pk.pp.scale(adata, method="minmax")
     return adata
 
@@ -96,17 +98,32 @@ def run_one(adata, *, name: str, kind: str, device: str, epochs: int, seed: int)
     settings = dict(SETTINGS[name])
     data = adata.copy()  # train_vae writes obsm / uns; keep the shared set untouched
     with RSSPeak() as host, measure(device) as m:
-        model = pk.tl.train_vae(data, kind=kind, device=device, seed=seed, max_epochs=epochs, patience=None,
-                                validation_fraction=0.1, **settings)
+        model = pk.tl.train_vae(
+            data,
+            kind=kind,
+            device=device,
+            seed=seed,
+            max_epochs=epochs,
+            patience=None,
+            validation_fraction=0.1,
+            **settings,
+        )
     history = model.history_frame
     last = history.iloc[-1]
     penalty = "train_mmd" if kind == "mmd" else "train_kl"
     return {
-        "data": name, "rows": data.n_obs, "features": data.n_vars, "kind": kind, "device": device,
-        "epochs": int(len(history)), "s/epoch": m["seconds"] / max(1, len(history)), "wall s": m["seconds"],
+        "data": name,
+        "rows": data.n_obs,
+        "features": data.n_vars,
+        "kind": kind,
+        "device": device,
+        "epochs": int(len(history)),
+        "s/epoch": m["seconds"] / max(1, len(history)),
+        "wall s": m["seconds"],
         "peak MB": m["peak_memory_mb"] if device.startswith("cuda") else host.peak_mb,
         "RSS growth MB": host.growth_mb,
-        "train loss": float(last.get("train_loss", np.nan)), "val loss": float(last.get("validation_loss", np.nan)),
+        "train loss": float(last.get("train_loss", np.nan)),
+        "val loss": float(last.get("validation_loss", np.nan)),
         "train recon": float(last.get("train_reconstruction", np.nan)),
         "train KL/MMD": f"{float(last.get(penalty, np.nan)):.3g}",  # MMDs are ~1e-4: keep the digits
     }
@@ -130,23 +147,33 @@ def main() -> None:
     print(f"devices: {devices}; torch threads {torch.get_num_threads()}; epochs {args.epochs}; scale {args.scale}")
     warm = cell_painting_set(0.0, args.seed)[:200].copy()  # simulated and scaled once, for every device
     for device in devices:  # warm-up: imports, thread pools, CUDA context
-        pk.tl.train_vae(warm.copy(), kind="mmd", device=device, max_epochs=1, patience=None, hidden=(16,),
-                        latent_dim=2)  # a copy: train_vae writes obsm / uns
+        pk.tl.train_vae(
+            warm.copy(), kind="mmd", device=device, max_epochs=1, patience=None, hidden=(16,), latent_dim=2
+        )  # a copy: train_vae writes obsm / uns
     rows = []
     for name in names:
         start = time.perf_counter()
         adata = DATASETS[name](args.scale, args.seed)
-        print(f"{name}: {adata.n_obs} rows × {adata.n_vars} features, simulated and min-max scaled in "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"{name}: {adata.n_obs} rows × {adata.n_vars} features, simulated and min-max scaled in "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         for device in devices:
             for kind in args.kinds:
                 row = run_one(adata, name=name, kind=kind, device=device, epochs=args.epochs, seed=args.seed)
-                print(f"  {kind:8s} {device:5s} {row['s/epoch']:8.2f} s/epoch  peak {row['peak MB']:8.1f} MB  "
-                      f"train {row['train loss']:.4g}  val {row['val loss']:.4g}", flush=True)
+                print(
+                    f"  {kind:8s} {device:5s} {row['s/epoch']:8.2f} s/epoch  peak {row['peak MB']:8.1f} MB  "
+                    f"train {row['train loss']:.4g}  val {row['val loss']:.4g}",
+                    flush=True,
+                )
                 rows.append(row)
         del adata
-    print_table(rows, f"VAE training, {args.epochs} epoch(s) at scale {args.scale} (peak MB: process RSS on CPU, "
-                      f"allocated GPU memory on CUDA)")
+    print_table(
+        rows,
+        f"VAE training, {args.epochs} epoch(s) at scale {args.scale} (peak MB: process RSS on CPU, "
+        f"allocated GPU memory on CUDA)",
+    )
 
 
 if __name__ == "__main__":

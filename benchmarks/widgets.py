@@ -37,8 +37,12 @@ def timed(panel, action, repeats: int) -> dict:
         wall.append(time.perf_counter() - start)
         redraw.append(panel.last_update_s)
     wall_ms, redraw_ms = np.array(wall) * 1e3, np.array(redraw) * 1e3
-    return {"median_ms": np.median(wall_ms), "p95_ms": np.percentile(wall_ms, 95),
-            "redraw_median_ms": np.median(redraw_ms), "max_ms": wall_ms.max()}
+    return {
+        "median_ms": np.median(wall_ms),
+        "p95_ms": np.percentile(wall_ms, 95),
+        "redraw_median_ms": np.median(redraw_ms),
+        "max_ms": wall_ms.max(),
+    }
 
 
 def main(repeats: int) -> None:
@@ -61,38 +65,80 @@ def main(repeats: int) -> None:
         positions = np.linspace(slider.min, slider.max, repeats)  # every move a new value, so every move redraws
         return lambda i: setattr(slider, "value", float(positions[i]))
 
-    for name, model, data in (("VAE (978 genes)", vae, expression), ("DeepCellState (978 genes, 128 latent)", dcs, bulk),
-                              ("cycleCDR (978 genes)", cyc, bulk)):
+    for name, model, data in (
+        ("VAE (978 genes)", vae, expression),
+        ("DeepCellState (978 genes, 128 latent)", dcs, bulk),
+        ("cycleCDR (978 genes)", cyc, bulk),
+    ):
         panel = W.LatentTraversal(data, model=model)
         feature = next(iter(panel.controls["sliders"]))
-        rows.append({"panel": "LatentTraversal", "model": name, "action": "slider",
-                     **timed(panel, slider_moves(panel, feature), repeats)})
+        rows.append(
+            {
+                "panel": "LatentTraversal",
+                "model": name,
+                "action": "slider",
+                **timed(panel, slider_moves(panel, feature), repeats),
+            }
+        )
         panel.controls["order"].value = "sorted"
-        rows.append({"panel": "LatentTraversal", "model": name, "action": "slider (sorted bars)",
-                     **timed(panel, slider_moves(panel, feature), repeats)})
+        rows.append(
+            {
+                "panel": "LatentTraversal",
+                "model": name,
+                "action": "slider (sorted bars)",
+                **timed(panel, slider_moves(panel, feature), repeats),
+            }
+        )
 
     for name, model in (("DeepCellState", dcs), ("cycleCDR", cyc)):
         panel = W.ResponseExplorer(bulk, model=model)
         drugs = list(panel.controls["drug"].options)
-        rows.append({"panel": "ResponseExplorer", "model": f"{name} (978 genes)", "action": "pick drug",
-                     **timed(panel, lambda i: setattr(panel.controls["drug"], "value", drugs[i % len(drugs)]),
-                             repeats)})
+        rows.append(
+            {
+                "panel": "ResponseExplorer",
+                "model": f"{name} (978 genes)",
+                "action": "pick drug",
+                **timed(
+                    panel,
+                    lambda i, panel=panel, drugs=drugs: setattr(panel.controls["drug"], "value", drugs[i % len(drugs)]),
+                    repeats,
+                ),
+            }
+        )
 
     panel = W.LSAExplorer(morph, model=morph_vae)
     groups = list(panel.table.index)
-    rows.append({"panel": "LSAExplorer", "model": f"MMD-VAE ({morph.n_obs} wells, {morph.n_vars} features)",
-                 "action": "click table row",
-                 **timed(panel, lambda i: setattr(panel.controls["table"], "value", groups[i % len(groups)]), repeats)})
+    rows.append(
+        {
+            "panel": "LSAExplorer",
+            "model": f"MMD-VAE ({morph.n_obs} wells, {morph.n_vars} features)",
+            "action": "click table row",
+            **timed(panel, lambda i: setattr(panel.controls["table"], "value", groups[i % len(groups)]), repeats),
+        }
+    )
 
     panel = W.EmbeddingExplorer(morph, basis="pca", color="moa")
     colours = ["moa", "dose", "drug", "plate"]
-    rows.append({"panel": "EmbeddingExplorer", "model": f"PCA of {morph.n_obs} wells", "action": "recolour",
-                 **timed(panel, lambda i: setattr(panel.controls["color"], "value", colours[i % 4]),
-                         min(repeats, 20))})
-    rows.append({"panel": "EmbeddingExplorer", "model": f"PCA of {morph.n_obs} wells", "action": "click point",
-                 **timed(panel, lambda i: panel.show_profile(i), repeats)})
-    print_table(rows, f"Panel redraw time on CPU ({torch.get_num_threads()} torch threads), {repeats} moves each; "
-                      f"target < 100 ms")
+    rows.append(
+        {
+            "panel": "EmbeddingExplorer",
+            "model": f"PCA of {morph.n_obs} wells",
+            "action": "recolour",
+            **timed(panel, lambda i: setattr(panel.controls["color"], "value", colours[i % 4]), min(repeats, 20)),
+        }
+    )
+    rows.append(
+        {
+            "panel": "EmbeddingExplorer",
+            "model": f"PCA of {morph.n_obs} wells",
+            "action": "click point",
+            **timed(panel, lambda i: panel.show_profile(i), repeats),
+        }
+    )
+    print_table(
+        rows,
+        f"Panel redraw time on CPU ({torch.get_num_threads()} torch threads), {repeats} moves each; target < 100 ms",
+    )
 
 
 def in_kernel(repeats: int) -> None:

@@ -19,13 +19,17 @@ def demo(args) -> int:
     start = time.perf_counter()
     adata = pk.datasets.simulate_bulk(seed=args.seed, **({} if args.n_drugs is None else {"n_drugs": args.n_drugs}))
     profiles = CellDrugProfiles.from_adata(adata)
-    print(f"Simulated {adata.n_obs} L1000-like signatures × {adata.n_vars} genes: "
-          f"{len(profiles.drugs)} drugs in {', '.join(profiles.cell_lines)} (truth in adata.uns['simulation']).")
+    print(
+        f"Simulated {adata.n_obs} L1000-like signatures × {adata.n_vars} genes: "
+        f"{len(profiles.drugs)} drugs in {', '.join(profiles.cell_lines)} (truth in adata.uns['simulation'])."
+    )
     source, target = args.source, args.target
     both = np.flatnonzero(profiles.drugs_in_all([source, target]))
     test = np.sort(np.random.default_rng(args.seed).permutation(both)[: max(2, len(both) // 10)])
-    print(f"Training DeepCellState on all drugs but {len(test)} held-out ones, then predicting their {target} "
-          f"profiles from {source} ...")
+    print(
+        f"Training DeepCellState on all drugs but {len(test)} held-out ones, then predicting their {target} "
+        f"profiles from {source} ..."
+    )
     results = evaluate_holdout(profiles, test, source=source, target=target, seed=args.seed)
     summary = compare_to_baseline(results)
     print(f"\nHeld-out drugs: {len(results)}   ({time.perf_counter() - start:.0f} s)")
@@ -37,6 +41,7 @@ def demo(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the ``perturbkit`` command line (``argv`` defaults to ``sys.argv[1:]``); return the exit code."""
     parser = argparse.ArgumentParser(prog="perturbkit", description="perturbkit command line")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="simulate data, train DeepCellState, print model vs baseline PCC")

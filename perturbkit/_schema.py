@@ -17,13 +17,13 @@ smiles_key  ``smiles``     SMILES string of the compound
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
 
 @dataclass(frozen=True)
 class ObsKeys:
@@ -72,8 +72,10 @@ class UnknownCategoryError(PerturbkitInputError):
 
 
 class UnknownOptionError(PerturbkitInputError, TypeError):
-    """An unknown keyword option: a :class:`PerturbkitInputError` that is also the ``TypeError`` Python raises for
-    an unexpected keyword argument."""
+    """An unknown keyword option: a :class:`PerturbkitInputError` that is also a ``TypeError``.
+
+    It is the ``TypeError`` Python raises for an unexpected keyword argument.
+    """
 
 
 class DeviceError(PerturbkitInputError):
@@ -93,8 +95,11 @@ class ModelFileError(FileFormatError):
 
 
 def storable(value):
-    """``value`` in a form ``AnnData.write_h5ad`` can store in ``uns``: tuples become lists, ``None`` becomes
-    ``"None"`` and numpy scalars Python numbers, recursively through dicts and lists."""
+    """``value`` in a form ``AnnData.write_h5ad`` can store in ``uns``.
+
+    Tuples become lists, ``None`` becomes ``"None"`` and numpy scalars Python numbers, recursively through dicts and
+    lists.
+    """
     if isinstance(value, dict):
         return {str(k): storable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -147,10 +152,15 @@ def modifiable(adata, *, copy: bool, caller: str, keep_x: bool = True):
         import anndata as ad
 
         return ad.AnnData(
-            X=None, obs=adata.obs.copy(), var=adata.var.copy(), uns=deepcopy(dict(adata.uns)),
-            obsm={k: v.copy() for k, v in adata.obsm.items()}, varm={k: v.copy() for k, v in adata.varm.items()},
+            X=None,
+            obs=adata.obs.copy(),
+            var=adata.var.copy(),
+            uns=deepcopy(dict(adata.uns)),
+            obsm={k: v.copy() for k, v in adata.obsm.items()},
+            varm={k: v.copy() for k, v in adata.varm.items()},
             layers={k: v.copy() for k, v in adata.layers.items()},
-            obsp={k: v.copy() for k, v in adata.obsp.items()}, varp={k: v.copy() for k, v in adata.varp.items()},
+            obsp={k: v.copy() for k, v in adata.obsp.items()},
+            varp={k: v.copy() for k, v in adata.varp.items()},
         )
     if copy:
         return adata.to_memory() if adata.isbacked else adata.copy()
@@ -201,7 +211,10 @@ def check_finite(X, *, where: str = "adata.X") -> None:
         if not sp.issparse(X) and values.ndim == 2:
             rows = np.flatnonzero(bad.any(axis=1))
             cols = np.flatnonzero(bad.any(axis=0))
-            where_bad = f" in {len(rows)} rows (first: {rows[:5].tolist()}) and {len(cols)} columns (first: {cols[:5].tolist()})"
+            where_bad = (
+                f" in {len(rows)} rows (first: {rows[:5].tolist()}) and {len(cols)} columns "
+                f"(first: {cols[:5].tolist()})"
+            )
         raise NonFiniteError(
             f"{where} holds {n_nan} NaN and {n_inf} infinite values{where_bad}. Remove or impute them first: "
             f"pk.pp.drop_missing(adata) drops the features that have them (axis='samples' drops the rows), and "
@@ -215,14 +228,15 @@ def control_mask(adata, control_key: str = "control") -> np.ndarray:
     col = adata.obs[control_key]
     if col.dtype == bool:
         mask = col.to_numpy()
-    elif pd.api.types.is_bool_dtype(col) or set(pd.unique(col.dropna())) <= {0, 1, True, False}:
+    elif pd.api.types.is_bool_dtype(col) or set(pd.unique(col.dropna())) <= {0, 1}:
         if col.isna().any():
             raise ColumnTypeError(f"obs[{control_key!r}] has missing values; fill them with True/False.")
         mask = col.astype(bool).to_numpy()
     else:
         raise ColumnTypeError(
             f"obs[{control_key!r}] must be boolean (True for vehicle controls), but has dtype {col.dtype} with values "
-            f"like {list(pd.unique(col))[:5]}. Convert it, e.g. adata.obs[{control_key!r}] = adata.obs['drug'] == 'DMSO'."
+            f"like {list(pd.unique(col))[:5]}. Convert it, e.g. "
+            f"adata.obs[{control_key!r}] = adata.obs['drug'] == 'DMSO'."
         )
     if not mask.any():
         raise EmptyGroupError(
@@ -242,7 +256,8 @@ def numeric_column(adata, key: str) -> np.ndarray:
     bad = col[converted.isna() & col.notna()]
     if len(bad):
         raise ColumnTypeError(
-            f"obs[{key!r}] must be numeric, but {len(bad)} values are not, e.g. {list(pd.unique(bad.astype(str)))[:5]}. "
+            f"obs[{key!r}] must be numeric, but {len(bad)} values are not, "
+            f"e.g. {list(pd.unique(bad.astype(str)))[:5]}. "
             f"Convert it, e.g. adata.obs[{key!r}] = pd.to_numeric(adata.obs[{key!r}].str.extract(r'([\\d.]+)')[0])."
         )
     return converted.to_numpy(dtype=float)
@@ -291,8 +306,15 @@ def validate(
     >>> adata = pk.datasets.simulate_bulk()
     >>> pk.pp.validate(adata)
     """
-    keys = {"cell_key": cell_key, "drug_key": drug_key, "dose_key": dose_key, "time_key": time_key,
-            "moa_key": moa_key, "control_key": control_key, "smiles_key": smiles_key}
+    keys = {
+        "cell_key": cell_key,
+        "drug_key": drug_key,
+        "dose_key": dose_key,
+        "time_key": time_key,
+        "moa_key": moa_key,
+        "control_key": control_key,
+        "smiles_key": smiles_key,
+    }
     require_columns(adata, keys)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise EmptyGroupError(f"adata is empty ({adata.n_obs} × {adata.n_vars}); load profiles into it first.")

@@ -68,8 +68,9 @@ class Settings:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 2:
             from ._schema import PerturbkitInputError  # here, not at the top: import perturbkit stays light
 
-            raise PerturbkitInputError(f"verbosity={value!r} must be 0 (silent), 1 (progress bars, one-line "
-                                       f"messages) or 2 (details).")
+            raise PerturbkitInputError(
+                f"verbosity={value!r} must be 0 (silent), 1 (progress bars, one-line messages) or 2 (details)."
+            )
         self._verbosity = int(value)
 
     @property

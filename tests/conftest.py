@@ -9,7 +9,9 @@ import pytest
 
 import perturbkit as pk
 
-SHARED_DATA = Path(os.environ.get("PERTURBKIT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("PERTURBKIT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -12,8 +12,8 @@ from sklearn.decomposition import PCA
 
 import perturbkit as pk
 from perturbkit._schema import EmptyGroupError, MissingColumnError
-from perturbkit.models.vae._arithmetic import RESULT_COLUMNS, IdentityModel
 from perturbkit.experiments import lsa_robustness
+from perturbkit.models.vae._arithmetic import RESULT_COLUMNS, IdentityModel
 from perturbkit.tl._arithmetic import latent_arithmetic, lsa_groups
 
 PLATE = "cell_painting/SQ00015054_normalized_feature_select.csv.gz"
@@ -43,8 +43,18 @@ class OracleModel:
 
 
 def _tiny():
-    moas = (["DMSO"] * 4 + ["A"] * 3 + ["B"] * 3 + ["C"] * 2 + ["A|B"] * 2 + ["B|A"] * 2 + ["A|B|C"] * 2
-            + ["D|E"] * 2 + ["E"] * 2 + [None])
+    moas = (
+        ["DMSO"] * 4
+        + ["A"] * 3
+        + ["B"] * 3
+        + ["C"] * 2
+        + ["A|B"] * 2
+        + ["B|A"] * 2
+        + ["A|B|C"] * 2
+        + ["D|E"] * 2
+        + ["E"] * 2
+        + [None]
+    )
     rng = np.random.default_rng(0)
     obs = pd.DataFrame({"moa": moas}, index=[f"r{i}" for i in range(len(moas))])
     return ad.AnnData(rng.normal(size=(len(moas), 5)).astype(np.float32), obs=obs)
@@ -57,7 +67,7 @@ def _tiny():
 
 def test_filtering_rules_on_handmade_data():
     g = lsa_groups(_tiny())
-    kept = dict(zip(g.values["moa"], g.values["kept"]))
+    kept = dict(zip(g.values["moa"], g.values["kept"], strict=True))
     assert kept["DMSO"] and kept["A"] and kept["B"]  # control; singles used by A|B
     assert not kept["C"]  # C is only used by the three-MOA compound
     assert not kept["A|B|C"]  # three MOAs dropped
@@ -129,8 +139,7 @@ def test_robustness_with_pca(sim):
     assert np.isfinite(rob[["rank_before", "rank_after"]].to_numpy()).all()
     assert rob.attrs["n_compared"] == 9
     assert np.isfinite(rob.attrs["spearman"]) and rob.attrs["spearman"] > 0
-    reduced = lsa_robustness(sim, train=lambda a: PCA(10, random_state=0).fit(a.X), result=res,
-                             evaluate_on="reduced")
+    reduced = lsa_robustness(sim, train=lambda a: PCA(10, random_state=0).fit(a.X), result=res, evaluate_on="reduced")
     assert reduced["rank_after"].isna().sum() >= 3  # the removed groups (and those losing a part) drop out
 
 
@@ -162,7 +171,8 @@ def test_real_plate_reports_no_eligible_group(plate, model):
     g = lsa_groups(adata)
     assert len(g.pairs) == 7 and not g.pairs["eligible"].any()
     assert "Bcr-Abl kinase inhibitor|KIT inhibitor|PDGFR tyrosine kinase receptor inhibitor" in set(
-        g.values.loc[g.values["kind"] == "multi", "moa"])
+        g.values.loc[g.values["kind"] == "multi", "moa"]
+    )
 
 
 def test_real_plate_aggregated_per_compound_dose(plate):
@@ -178,7 +188,8 @@ def test_relabelled_plate_gives_finite_row(plate, model):
     moa = adata.obs["moa"].astype(object).copy()
     moa[moa == "EGFR inhibitor"] = "RAF inhibitor"
     moa[moa.isin(["hepatocyte growth factor receptor inhibitor", "focal adhesion kinase inhibitor"])] = (
-        "VEGFR inhibitor")
+        "VEGFR inhibitor"
+    )
     adata.obs["moa"] = moa
     res = latent_arithmetic(adata, model=model)
     assert res.index.tolist() == ["RAF inhibitor|VEGFR inhibitor"]

@@ -50,24 +50,48 @@ def jupyterlab(tmp_path):
     root, settings = tmp_path / "root", tmp_path / "settings"
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     (settings / "@jupyterlab" / "docmanager-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings").write_text(
-        json.dumps({"autoStartDefaultKernel": True}))  # no "Select Kernel" dialog
+        json.dumps({"autoStartDefaultKernel": True})
+    )  # no "Select Kernel" dialog
     (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
     # render every cell (no virtual scrolling), so the page holds every prompt and output to check
     (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        json.dumps({"windowingMode": "none"}))
+        json.dumps({"windowingMode": "none"})
+    )
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     token, port = uuid.uuid4().hex, _free_port()
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        OMP_NUM_THREADS="1",
+    )
     log = open(tmp_path / "jupyterlab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
-         "--port", str(port), f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.port_retries=0"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.port_retries=0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -109,8 +133,11 @@ def _run_all(page, n_code_cells: int, timeout_s: float = 420) -> None:
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
         try:
-            page.wait_for_function("() => [...document.querySelectorAll('.jp-InputArea-prompt')]"
-                                   ".some(p => /\\[[0-9*]+\\]/.test(p.textContent))", timeout=15000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-InputArea-prompt')]"
+                ".some(p => /\\[[0-9*]+\\]/.test(p.textContent))",
+                timeout=15000,
+            )
             started = True
             break
         except Exception:  # noqa: BLE001 - the menu click was dropped; try again
@@ -119,7 +146,8 @@ def _run_all(page, n_code_cells: int, timeout_s: float = 420) -> None:
     page.wait_for_function(
         f"() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]"
         f".filter(p => /\\[[0-9]+\\]/.test(p.textContent)).length >= {n_code_cells}",
-        timeout=max(1000, int((deadline - time.time()) * 1000)))
+        timeout=max(1000, int((deadline - time.time()) * 1000)),
+    )
 
 
 def _first_plot_state(page) -> dict:
@@ -131,9 +159,8 @@ def _first_plot_state(page) -> dict:
 
 
 def test_panels_tutorial_in_jupyterlab(jupyterlab):
-    from playwright.sync_api import sync_playwright
-
     import nbformat
+    from playwright.sync_api import sync_playwright
 
     n_code = sum(c.cell_type == "code" for c in nbformat.read(NOTEBOOK, as_version=4).cells)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -166,7 +193,10 @@ def test_panels_tutorial_in_jupyterlab(jupyterlab):
                 handle.press("ArrowLeft")
             page.wait_for_function(
                 "(old) => { const p = document.querySelector('.js-plotly-plot');"
-                " return p && p.layout.title.text !== old; }", arg=before["title"], timeout=20000)
+                " return p && p.layout.title.text !== old; }",
+                arg=before["title"],
+                timeout=20000,
+            )
             after = _first_plot_state(page)
             assert after["y"] != before["y"]
             moved = re.search(r"moved: 0=([+-][0-9.]+)$", after["title"])  # only latent 0 moved, and it went down

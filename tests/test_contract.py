@@ -34,23 +34,27 @@ def _morphology():
 
 CASES = {
     "DeepCellState": (
-        DeepCellState, _bulk,
+        DeepCellState,
+        _bulk,
         dict(cell_key="line", drug_key="compound", latent_dim=4, hidden=(16,)),
         dict(max_epochs=3, max_rounds=2, decoder_epochs=2),
         lambda model, adata: model.predict(adata, target="MCF7", sources=["PC3"]),
     ),
     "VAE": (
-        VAE, _morphology,
+        VAE,
+        _morphology,
         dict(latent_dim=3, hidden=(16,)),
         dict(max_epochs=3),
         lambda model, adata: model.predict(adata),
     ),
     "CycleCDR": (
-        CycleCDR, _bulk,
+        CycleCDR,
+        _bulk,
         dict(drug_key="compound", cell_key="line", drug_encoder="onehot", latent_dim=8, hidden=(16, 16)),
         dict(max_epochs=3),
-        lambda model, adata: model.predict(control_means(adata, cell_key="line", layer="signature"),
-                                           drugs=model.drug_names[:3]),
+        lambda model, adata: model.predict(
+            control_means(adata, cell_key="line", layer="signature"), drugs=model.drug_names[:3]
+        ),
     ),
 }
 
@@ -84,8 +88,12 @@ def test_every_model_trains_predicts_and_reloads_through_the_same_calls(name, tm
 def test_unknown_data_keys_are_refused(name):
     cls = CASES[name][0]
     with pytest.raises(pk.errors.PerturbkitInputError, match="reads no data key"):
-        cls(["a", "b"], data_keys={"no_such_key": "x"}, **({"cell_lines": ["A"]} if cls is DeepCellState else {}),
-            **({"drugs": {"d": ""}, "drug_encoder": "onehot"} if cls is CycleCDR else {}))
+        cls(
+            ["a", "b"],
+            data_keys={"no_such_key": "x"},
+            **({"cell_lines": ["A"]} if cls is DeepCellState else {}),
+            **({"drugs": {"d": ""}, "drug_encoder": "onehot"} if cls is CycleCDR else {}),
+        )
 
 
 def test_trainers_record_under_key_added():

@@ -28,15 +28,47 @@ NAMESPACES = ("io", "pp", "tl", "pl", "widgets", "datasets", "metrics", "experim
 
 #: Arguments that hold data (or a file or result to read), and so may be positional.
 DATA_ARGUMENTS = {
-    "adata", "adata_controls", "pred", "truth", "predicted", "measured", "emb", "embedding", "cv", "df", "corr",
-    "results", "proj", "contributions", "history_or_frames", "a", "b", "path", "names", "drugs", "table", "name",
+    "adata",
+    "adata_controls",
+    "pred",
+    "truth",
+    "predicted",
+    "measured",
+    "emb",
+    "embedding",
+    "cv",
+    "df",
+    "corr",
+    "results",
+    "proj",
+    "contributions",
+    "history_or_frames",
+    "a",
+    "b",
+    "path",
+    "names",
+    "drugs",
+    "table",
+    "name",
     "samples",  # read_repurposing_hub(drugs, samples): the second file of the pair
 }
 
 #: Parameters that choose among fixed strings: their annotation must be a ``Literal``.
 CHOICE_PARAMETERS = {
-    "kind", "method", "basis", "split", "drug_encoder", "output", "space", "axis", "what", "evaluate_on",
-    "corr_method", "spherize_method", "compare_with", "consensus",
+    "kind",
+    "method",
+    "basis",
+    "split",
+    "drug_encoder",
+    "output",
+    "space",
+    "axis",
+    "what",
+    "evaluate_on",
+    "corr_method",
+    "spherize_method",
+    "compare_with",
+    "consensus",
 }
 
 #: Functions of a model alone (no data argument): the model comes first.
@@ -159,8 +191,11 @@ def _violations(qualname: str, obj, function) -> list[tuple[str, str]]:
 def test_sig_conventions(qualname, obj, function):
     if (qualname, "*") in EXCEPTIONS:
         pytest.skip(EXCEPTIONS[(qualname, "*")])
-    broken = [f"{check}: {message}" for check, message in _violations(qualname, obj, function)
-              if (qualname, check) not in EXCEPTIONS]
+    broken = [
+        f"{check}: {message}"
+        for check, message in _violations(qualname, obj, function)
+        if (qualname, check) not in EXCEPTIONS
+    ]
     assert not broken, f"{qualname} breaks the API conventions:\n  " + "\n  ".join(broken)
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 
 import perturbkit as pk
 from perturbkit._schema import EmptyGroupError, UnknownCategoryError
-from perturbkit.models.cyclecdr import CycleCDR, control_profiles
 from perturbkit.models.baselines import control_means, predict_no_change, response_baselines
+from perturbkit.models.cyclecdr import CycleCDR, control_profiles
 from perturbkit.tl import train_cyclecdr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,7 +51,7 @@ def bulk():
     drugs = np.array(sorted(adata.obs["drug"][~adata.obs["control"]].unique()))
     held = sorted(np.random.default_rng(0).choice(drugs, 20, replace=False))
     train = adata[~adata.obs["drug"].isin(held).to_numpy()].copy()
-    smiles = dict(zip(adata.obs["drug"], adata.obs["smiles"]))
+    smiles = dict(zip(adata.obs["drug"], adata.obs["smiles"], strict=True))
     seen = sorted(set(drugs) - set(held))[:30]
     return {"all": adata, "train": train, "held": held, "seen": seen, "smiles": smiles}
 
@@ -72,8 +71,9 @@ def test_control_profiles_cell_line_plate_and_named_rows():
     np.testing.assert_allclose(controls[0], expected, rtol=1e-5)
     _, by_plate = control_profiles(adata, X, plate_key="plate")
     plate = adata.obs["plate"].iloc[first]
-    np.testing.assert_allclose(by_plate[0], X[(adata.obs["control"] & (adata.obs["plate"] == plate)).to_numpy()]
-                               .mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        by_plate[0], X[(adata.obs["control"] & (adata.obs["plate"] == plate)).to_numpy()].mean(0), rtol=1e-5
+    )
     # a user-given column naming each treated row's control row
     first_control = adata.obs_names[adata.obs["control"].to_numpy()][0]
     adata.obs["my_control"] = first_control
@@ -125,8 +125,10 @@ def test_fingerprint_predicts_unseen_drugs_better_than_baselines(bulk):
     means = control_means(bulk["all"])
     held = {d: bulk["smiles"][d] for d in bulk["held"]}
     model_r2 = deg_r2(model.predict(means, drugs=held), bulk["all"])
-    baselines = {name: deg_r2(pred, bulk["all"])
-                 for name, pred in response_baselines(means, drugs=list(held), training_data=bulk["train"]).items()}
+    baselines = {
+        name: deg_r2(pred, bulk["all"])
+        for name, pred in response_baselines(means, drugs=list(held), training_data=bulk["train"]).items()
+    }
     # measured: cycleCDR 0.29, no change 0.16, mean treated response 0.23
     print(f"unseen-drug DEG r2: cycleCDR {model_r2:.3f}, baselines {baselines}")
     assert model_r2 > baselines["no change"] + 0.05, (model_r2, baselines)
@@ -141,8 +143,16 @@ def test_gat_ablation_dose_and_gene_weight_variants_train_and_predict():
     gat = train_cyclecdr(adata, drug_encoder="gat", **tiny)
     out = gat.predict(means, drugs=held)
     assert out.shape == (1, 20) and np.isfinite(out.X).all() and out.obs["drug"].iloc[0] == "new drug"
-    variant = train_cyclecdr(adata, drug_encoder="fingerprint", dose_key="dose", single_autoencoder=True,
-                             use_reconstruction=False, use_cycle=True, gene_weights=True, **tiny)
+    variant = train_cyclecdr(
+        adata,
+        drug_encoder="fingerprint",
+        dose_key="dose",
+        single_autoencoder=True,
+        use_reconstruction=False,
+        use_cycle=True,
+        gene_weights=True,
+        **tiny,
+    )
     assert not hasattr(variant.module, "encoder_treated")
     assert "train_generator_cycle" not in variant.history_frame  # one objective: no prefix
     assert {"train_cycle", "train_mse"} <= set(variant.history_frame.columns)
@@ -154,16 +164,31 @@ def test_gat_ablation_dose_and_gene_weight_variants_train_and_predict():
     from perturbkit.experiments import cyclecdr_ablation
 
     test_drugs = sorted(adata.obs["drug"][~adata.obs["control"]].unique())[:2]
-    table = cyclecdr_ablation(adata, test_drugs=test_drugs, variants=["dual AE"], drug_encoder="fingerprint",
-                              dose_key="dose", baselines=False, train_options=tiny)  # every measured dose is predicted
+    table = cyclecdr_ablation(
+        adata,
+        test_drugs=test_drugs,
+        variants=["dual AE"],
+        drug_encoder="fingerprint",
+        dose_key="dose",
+        baselines=False,
+        train_options=tiny,
+    )  # every measured dose is predicted
     n_doses = adata.obs.loc[adata.obs["drug"].isin(test_drugs), ["drug", "dose"]].drop_duplicates().shape[0]
     assert n_doses > 2 and table.loc["cycleCDR: dual AE", "n_groups"] == 2
     assert np.isfinite(table.loc["cycleCDR: dual AE", "r2"])
 
 
 def test_unpaired_single_cell_gan_beats_no_change():
-    adata = pk.datasets.simulate_single_cell(n_cells=1200, n_genes=200, n_drugs=4, cell_types=("A549", "K562"),
-                                             doses=(10.0,), lfc_scale=1.5, frac_de_genes=0.25, seed=0)
+    adata = pk.datasets.simulate_single_cell(
+        n_cells=1200,
+        n_genes=200,
+        n_drugs=4,
+        cell_types=("A549", "K562"),
+        doses=(10.0,),
+        lfc_scale=1.5,
+        frac_de_genes=0.25,
+        seed=0,
+    )
     counts = adata.X.toarray()
     adata.X = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
     model = train_cyclecdr(adata, paired=False, drug_encoder="onehot", max_epochs=30, **SMALL)
@@ -181,10 +206,19 @@ def test_unpaired_single_cell_gan_beats_no_change():
 def test_ablation_table_runs_variants_and_baselines(bulk):
     from perturbkit.experiments import cyclecdr_ablation
 
-    table = cyclecdr_ablation(bulk["all"], test_drugs=bulk["held"][:8], variants=["dual AE", "single AE"],
-                              drug_encoder="fingerprint", train_options=dict(SMALL, max_epochs=3))
-    assert list(table.index) == ["cycleCDR: dual AE", "cycleCDR: single AE", "baseline: no change",
-                                 "baseline: mean treated response"]
+    table = cyclecdr_ablation(
+        bulk["all"],
+        test_drugs=bulk["held"][:8],
+        variants=["dual AE", "single AE"],
+        drug_encoder="fingerprint",
+        train_options=dict(SMALL, max_epochs=3),
+    )
+    assert list(table.index) == [
+        "cycleCDR: dual AE",
+        "cycleCDR: single AE",
+        "baseline: no change",
+        "baseline: mean treated response",
+    ]
     assert {"r2", "r2_degs", "explained_variance", "explained_variance_degs"} <= set(table.columns)
     assert (table["n_groups"] > 0).all() and table["r2_degs"].between(0, 1).all()
 

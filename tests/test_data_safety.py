@@ -148,11 +148,13 @@ def test_user_rng_state_is_not_touched(profiles, bulk, tmp_path, call):
         if call == "train_vae":
             pk.tl.train_vae(profiles.copy(), latent_dim=2, hidden=(8,), max_epochs=2, seed=0)
         elif call == "cyclecdr":
-            pk.tl.train_cyclecdr(bulk.copy(), drug_encoder="onehot", hidden=(16, 16), latent_dim=4, max_epochs=2,
-                                 seed=0)
+            pk.tl.train_cyclecdr(
+                bulk.copy(), drug_encoder="onehot", hidden=(16, 16), latent_dim=4, max_epochs=2, seed=0
+            )
         elif call == "deepcellstate":
-            pk.tl.train_deepcellstate(bulk, latent_dim=4, hidden=(16,), max_epochs=2, max_rounds=1,
-                                      decoder_epochs=1, seed=0)
+            pk.tl.train_deepcellstate(
+                bulk, latent_dim=4, hidden=(16,), max_epochs=2, max_rounds=1, decoder_epochs=1, seed=0
+            )
         else:
             BaseModel.load(path)
 
@@ -220,8 +222,9 @@ def test_vae_checkpoint_resume_is_exact(profiles, tmp_path):
     first = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0)
     _interrupt_after(first, 5 * int(np.ceil(len(X) / 96)))
     with pytest.warns(UserWarning, match="interrupted"):
-        first.train(X, validation_fraction=0, max_epochs=7, seed=0, patience=None, checkpoint_dir=tmp_path,
-                    checkpoint_every=3)
+        first.train(
+            X, validation_fraction=0, max_epochs=7, seed=0, patience=None, checkpoint_dir=tmp_path, checkpoint_every=3
+        )
     assert (tmp_path / "checkpoint.pt").exists()
     assert len(BaseModel.load(tmp_path / "checkpoint.pt").history) == 3  # a checkpoint is a loadable model
     resumed = VAE(profiles.var_names, latent_dim=3, hidden=(16,), seed=0)
@@ -339,8 +342,7 @@ def test_format_versions(profiles, tmp_path):
 def test_load_in_a_fresh_session(profiles, tmp_path):
     path = tmp_path / "m.pt"
     _tiny_vae(profiles).save(path)
-    code = (f"from perturbkit.train import BaseModel; m = BaseModel.load({str(path)!r}); "
-            f"print(type(m).__name__)")
+    code = f"from perturbkit.train import BaseModel; m = BaseModel.load({str(path)!r}); print(type(m).__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "VAE"
 

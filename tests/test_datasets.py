@@ -168,7 +168,7 @@ def test_bulk_latent_truth_is_additive(bulk):
     two = (drugs["n_moas"] == 2).to_numpy()
     assert two.sum() > 0 and (membership[two].sum(axis=1) == 2).all()
     # parent drugs sit exactly on their prototype; analog deviations are the sum of their substituents' effects
-    effects = dict(zip(sim["substituent_names"], sim["substituent_effects"]))
+    effects = dict(zip(sim["substituent_names"], sim["substituent_effects"], strict=True))
     for row, info in drugs.iterrows():
         if info["n_moas"] != 1:
             continue

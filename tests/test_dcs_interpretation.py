@@ -36,14 +36,18 @@ def make_data(seed=0):
     w[:11] = 1.0
     target = s[:, None] * w + 0.1 * rng.normal(size=(N_DRUGS, N_GENES))
     drugs = [f"drug{i}" for i in range(N_DRUGS)]
-    obs = pd.DataFrame({
-        "drug": drugs * 2,
-        "cell_line": ["SRC"] * N_DRUGS + ["TGT"] * N_DRUGS,
-        "control": False,
-        "moa": [f"moa{i % 4}" for i in range(N_DRUGS)] * 2,
-    }, index=[f"r{i}" for i in range(2 * N_DRUGS)])
-    return ad.AnnData(np.vstack([x, target]).astype(np.float32), obs=obs,
-                      var=pd.DataFrame(index=[f"g{i}" for i in range(N_GENES)]))
+    obs = pd.DataFrame(
+        {
+            "drug": drugs * 2,
+            "cell_line": ["SRC"] * N_DRUGS + ["TGT"] * N_DRUGS,
+            "control": False,
+            "moa": [f"moa{i % 4}" for i in range(N_DRUGS)] * 2,
+        },
+        index=[f"r{i}" for i in range(2 * N_DRUGS)],
+    )
+    return ad.AnnData(
+        np.vstack([x, target]).astype(np.float32), obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(N_GENES)])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +90,9 @@ def test_latent_embeddings_filters_and_errors(model, data):
 
 def test_pair_distance_ratio_on_known_points():
     # drug0 at x=0, drug1 at x=3; the cell lines differ by 1 in y: same-drug distance 1, other pairs sqrt(10)
-    obs = pd.DataFrame({"drug": ["d0", "d0", "d1", "d1"], "cell_line": ["A", "B", "A", "B"]},
-                       index=["a", "b", "c", "d"])
+    obs = pd.DataFrame(
+        {"drug": ["d0", "d0", "d1", "d1"], "cell_line": ["A", "B", "A", "B"]}, index=["a", "b", "c", "d"]
+    )
     emb = ad.AnnData(np.array([[0, 0], [0, 1], [3, 0], [3, 1]], dtype=np.float32), obs=obs)
     emb.obsm["X_input"] = np.array([[0, 0], [0, 0], [3, 0], [3, 0]], dtype=np.float32)
     assert pair_distance_ratio(emb) == pytest.approx(1 / np.sqrt(10))
@@ -114,8 +119,9 @@ def test_latent_correlation_has_a_strong_diagonal(model, data):
     za = model.encode_array(profiles.values[:, 0])
     zb = model.encode_array(profiles.values[:, 1])
     np.testing.assert_allclose(np.diag(corr), pearson_rows(za, zb), atol=1e-6)
-    assert corr.loc["drug3", "drug8"] == pytest.approx(np.corrcoef(za[profiles.drugs.get_loc("drug3")],
-                                                                   zb[profiles.drugs.get_loc("drug8")])[0, 1])
+    assert corr.loc["drug3", "drug8"] == pytest.approx(
+        np.corrcoef(za[profiles.drugs.get_loc("drug3")], zb[profiles.drugs.get_loc("drug8")])[0, 1]
+    )
     assert corr.attrs["diagonal_minus_off_diagonal"] > 0.1
     assert corr.attrs["mean_diagonal_rank"] < 0.8 * (N_DRUGS + 1) / 2
     sub = latent_correlation(model, data, cell_lines=["TGT", "SRC"], drugs=["drug2", "drug9", "drug4"])
@@ -157,8 +163,17 @@ def test_gene_importance_is_seeded_and_independent_of_batching(model, data):
 
 
 def test_gene_importance_options_and_errors(model, data):
-    everything = gene_importance(model, data, target="TGT", source="TGT", n_subsets=4, subset_size=1000, top=2,
-                                 compare_with="prediction", drugs=["drug0", "drug1"])
+    everything = gene_importance(
+        model,
+        data,
+        target="TGT",
+        source="TGT",
+        n_subsets=4,
+        subset_size=1000,
+        top=2,
+        compare_with="prediction",
+        drugs=["drug0", "drug1"],
+    )
     assert everything.attrs["subset_size"] == N_GENES  # clamped: every subset holds every gene
     assert (everything["count"] == 2 * 2).all() and everything.attrs["n_compared_with_measured"] == 0
     with pytest.raises(UnknownCategoryError, match="SRC"):
@@ -217,7 +232,8 @@ def test_figures_read_the_interpretation_results(model, data):
     scatter = pk.pl.gene_scatter(predicted, measured, drug="drug3")
     pcc = pearson_rows(predicted["drug3"].X, measured[measured.obs.drug == "drug3"].X)[0]
     assert f"PCC {pcc:.3f}" in scatter.layout.title.text and "in TGT from SRC" in scatter.layout.title.text
-    bars = pk.pl.profile(predicted, drug="drug3", measured=measured, inputs=data[data.obs.cell_line == "SRC"],
-                         n_genes=12)
+    bars = pk.pl.profile(
+        predicted, drug="drug3", measured=measured, inputs=data[data.obs.cell_line == "SRC"], n_genes=12
+    )
     assert [t.name for t in bars.data] == ["input (SRC)", "predicted (TGT)", "measured (TGT)"]
     assert len(bars.data[0].x) == 12

@@ -159,8 +159,9 @@ def test_experiments_return_tidy_frames(small):
     assert list(curve.fraction) == [0.3, 1.0] and {"pcc", "baseline_pcc", "ridge_pcc"} <= set(curve.columns)
     assert curve.baseline_pcc.nunique() == 1  # same test drugs for every condition
     no_latent_dim = {k: v for k, v in TINY.items() if k != "latent_dim"}
-    sweep = pk.experiments.deepcellstate_latent_size_sweep(small, latent_dims=(4, 16),
-                                                           **{**kw, "train_options": no_latent_dim})
+    sweep = pk.experiments.deepcellstate_latent_size_sweep(
+        small, latent_dims=(4, 16), **{**kw, "train_options": no_latent_dim}
+    )
     assert list(sweep.latent_dim) == [4, 16]
     abl = pk.experiments.deepcellstate_ablation(small, variants=("full", "none of the three"), **kw)
     assert list(abl.variant) == ["full", "none of the three"]
@@ -175,9 +176,9 @@ def test_loss_of_function_perturbations_are_scored_alone(small):
     knockdowns = set(drugs[:12])  # treat these as shRNA signatures: perturbation type is just data
     adata.obs["pert_type"] = np.where(adata.obs.drug.isin(knockdowns), "trt_sh", "trt_cp")
     lof = adata.obs.loc[adata.obs.pert_type == "trt_sh", "drug"].unique()
-    cv = pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", n_folds=3, folds=[0],
-                                            test_drugs=lof, train_options=TINY)
+    cv = pk.tl.cross_validate_deepcellstate(
+        adata, source="PC3", target="MCF7", n_folds=3, folds=[0], test_drugs=lof, train_options=TINY
+    )
     assert set(cv.drug) <= knockdowns and len(cv) >= 2
     with pytest.raises(pk._schema.EmptyGroupError, match="test_drugs"):
-        pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", test_drugs=["nope"],
-                                           train_options=TINY)
+        pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", test_drugs=["nope"], train_options=TINY)

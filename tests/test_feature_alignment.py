@@ -24,8 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_VAE = dict(kind="beta", beta=0.3, latent_dim=4, hidden=(16,), max_epochs=2, patience=None, device="cpu", seed=0)
 TINY_DCS = dict(latent_dim=4, hidden=(8,), max_epochs=2, max_rounds=1, device="cpu", seed=0)
-TINY_CDR = dict(drug_encoder="onehot", hidden=(8,), latent_dim=4, max_epochs=2, batch_size=64, patience=None,
-                device="cpu")
+TINY_CDR = dict(
+    drug_encoder="onehot", hidden=(8,), latent_dim=4, max_epochs=2, batch_size=64, patience=None, device="cpu"
+)
 
 
 def shuffled(adata, seed: int = 0):
@@ -126,8 +127,9 @@ def test_vae_encode_transform_reconstruct_match_features_by_name(morph, vae):
             call(renamed(morph))
 
 
-@pytest.mark.parametrize("function", ["vae_reconstruction_metrics", "vae_latent_correlation",
-                                      "vae_feature_reconstruction"])
+@pytest.mark.parametrize(
+    "function", ["vae_reconstruction_metrics", "vae_latent_correlation", "vae_feature_reconstruction"]
+)
 def test_vae_metrics_match_features_by_name(morph, vae, function):
     f = getattr(pk.tl, function)
     pd.testing.assert_frame_equal(f(shuffled(morph), model=vae), f(morph, model=vae))
@@ -165,8 +167,9 @@ def test_embedding_explorer_latent_space_matches_features_by_name(morph, vae):
     for panel in (expected, got):
         panel.controls["space"].value = "latent"
     np.testing.assert_array_equal(got.adata.obsm["X_vae"], expected.adata.obsm["X_vae"])
-    np.testing.assert_allclose(got.coordinates("pca", "latent"), expected.coordinates("pca", "latent"),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        got.coordinates("pca", "latent"), expected.coordinates("pca", "latent"), rtol=1e-5, atol=1e-6
+    )
     panel = W.EmbeddingExplorer(renamed(morph), model=vae, basis="pca")
     with pytest.raises(GeneMismatchError, match="missing"):
         panel.controls["space"].value = "latent"
@@ -202,8 +205,9 @@ def test_latent_embeddings_match_features_by_name(bulk, dcs):
 
 def test_deepcellstate_latent_correlation_matches_features_by_name(bulk, dcs):
     expected = pk.tl.latent_correlation(bulk, model=dcs, cell_lines=("MCF7", "PC3"))
-    pd.testing.assert_frame_equal(pk.tl.latent_correlation(shuffled(bulk), model=dcs, cell_lines=("MCF7", "PC3")),
-                                  expected)
+    pd.testing.assert_frame_equal(
+        pk.tl.latent_correlation(shuffled(bulk), model=dcs, cell_lines=("MCF7", "PC3")), expected
+    )
     with pytest.raises(GeneMismatchError, match="missing"):
         pk.tl.latent_correlation(renamed(bulk), model=dcs, cell_lines=("MCF7", "PC3"))
 
@@ -256,8 +260,11 @@ def test_evaluate_response_matches_genes_by_name(bulk, dcs):
     kw = dict(groupby="drug", control="control", n_degs=5)
     expected = pk.metrics.evaluate_response(pred, truth, **kw)
     pd.testing.assert_frame_equal(pk.metrics.evaluate_response(shuffled(pred), truth, **kw), expected)
-    pd.testing.assert_frame_equal(pk.metrics.evaluate_response(pred, shuffled(truth), **kw).set_index("drug")
-                                  .loc[expected["drug"]].reset_index(), expected, rtol=1e-6)
+    pd.testing.assert_frame_equal(
+        pk.metrics.evaluate_response(pred, shuffled(truth), **kw).set_index("drug").loc[expected["drug"]].reset_index(),
+        expected,
+        rtol=1e-6,
+    )
     with pytest.raises(GeneMismatchError, match="lack 3"):
         pk.metrics.evaluate_response(renamed(pred), truth, **kw)
 

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_VAE = dict(latent_dim=4, hidden=(16,), max_epochs=2, patience=None, device="cpu", seed=0)
 TINY_DCS = dict(latent_dim=4, hidden=(8,), max_epochs=2, max_rounds=1, device="cpu", seed=0)
-TINY_CDR = dict(drug_encoder="onehot", hidden=(8,), latent_dim=4, max_epochs=2, batch_size=64, patience=None,
-                device="cpu")
+TINY_CDR = dict(
+    drug_encoder="onehot", hidden=(8,), latent_dim=4, max_epochs=2, batch_size=64, patience=None, device="cpu"
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,15 @@ def test_deepcellstate_refuses_data_without_a_control_column(bulk):
     with pytest.raises(MissingColumnError, match="control_key=None"):
         CellDrugProfiles.from_adata(data)
     with pytest.raises(MissingColumnError, match="control_key=None"):
-        pk.tl.cross_validate_deepcellstate(data, source="PC3", target="MCF7", n_folds=2, folds=[0], device="cpu",
-                                           train_options=dict(latent_dim=4, hidden=(8,), max_epochs=2, max_rounds=1))
+        pk.tl.cross_validate_deepcellstate(
+            data,
+            source="PC3",
+            target="MCF7",
+            n_folds=2,
+            folds=[0],
+            device="cpu",
+            train_options=dict(latent_dim=4, hidden=(8,), max_epochs=2, max_rounds=1),
+        )
     assert "deepcellstate" not in data.uns
 
 
@@ -79,8 +87,11 @@ def test_deepcellstate_control_key_none_treats_every_row_as_a_drug(bulk, dcs):
 
 def test_deepcellstate_trained_with_controls_refuses_data_without_them(bulk, dcs):
     data = _without_control(bulk)
-    for call in (lambda: dcs.predict(data, target="MCF7"), lambda: pk.tl.latent_embeddings(data, model=dcs),
-                 lambda: W.ResponseExplorer(data, model=dcs)):
+    for call in (
+        lambda: dcs.predict(data, target="MCF7"),
+        lambda: pk.tl.latent_embeddings(data, model=dcs),
+        lambda: W.ResponseExplorer(data, model=dcs),
+    ):
         with pytest.raises(MissingColumnError, match=r"trained with control_key='control'.*adata.obs\['control'\] ="):
             call()
 
@@ -110,8 +121,7 @@ def test_evaluate_response_refuses_non_finite_values(bulk, where, bad):
     kind = "1 NaN" if np.isnan(bad) else "1 infinite"
     with pytest.raises(NonFiniteError, match=rf"^{name}\.X holds .*{kind}"):
         if where == "control":
-            pk.metrics.evaluate_response(pred, truth[~truth.obs["control"].to_numpy()], groupby="drug",
-                                         control=control)
+            pk.metrics.evaluate_response(pred, truth[~truth.obs["control"].to_numpy()], groupby="drug", control=control)
         else:
             pk.metrics.evaluate_response(pred, truth, groupby="drug", control="control")
 
@@ -177,10 +187,10 @@ def test_other_panels_refuse_swapped_arguments(morph, vae, bulk, dcs):
 
 def test_panels_refuse_untrained_models(morph, bulk):
     untrained_vae = VAE(morph.var_names, latent_dim=4, hidden=(8,), device="cpu")
-    untrained_dcs = DeepCellState(bulk.var_names, cell_lines=["MCF7", "PC3"], latent_dim=4, hidden=(8,),
-                                  device="cpu")
-    untrained_cdr = CycleCDR(bulk.var_names, drugs={"a": ""}, drug_encoder="onehot", hidden=(8,), latent_dim=4,
-                             device="cpu")
+    untrained_dcs = DeepCellState(bulk.var_names, cell_lines=["MCF7", "PC3"], latent_dim=4, hidden=(8,), device="cpu")
+    untrained_cdr = CycleCDR(
+        bulk.var_names, drugs={"a": ""}, drug_encoder="onehot", hidden=(8,), latent_dim=4, device="cpu"
+    )
     calls = [
         (lambda: W.LatentTraversal(morph, model=untrained_vae), "VAE", r"pk\.tl\.train_vae"),
         (lambda: W.LatentTraversal(model=untrained_dcs), "DeepCellState", r"pk\.tl\.train_deepcellstate"),
@@ -195,8 +205,9 @@ def test_panels_refuse_untrained_models(morph, bulk):
 
 
 # ---------------------------------------------------------------------------------- pk.tl model/data arguments
-@pytest.mark.parametrize("function", ["vae_reconstruction_metrics", "vae_latent_correlation",
-                                      "vae_feature_reconstruction"])
+@pytest.mark.parametrize(
+    "function", ["vae_reconstruction_metrics", "vae_latent_correlation", "vae_feature_reconstruction"]
+)
 def test_vae_tools_refuse_swapped_or_untrained_models(morph, vae, function):
     f = getattr(pk.tl, function)
     with pytest.raises(PerturbkitInputError, match=rf"swapped.*pk\.tl\.{function}\(adata, model=vae\)"):
@@ -248,8 +259,10 @@ def test_bad_options_raise_perturbkit_errors(bulk):
 
 
 def test_model_entry_points_name_a_missing_layer(morph, vae):
-    for call in (lambda: pk.tl.latent_arithmetic(morph.copy(), model=vae, layer="nope"),
-                 lambda: W.LatentTraversal(morph, model=vae, layer="nope"),
-                 lambda: pk.tl.project_reconstructions(morph, model=vae, layer="nope")):
+    for call in (
+        lambda: pk.tl.latent_arithmetic(morph.copy(), model=vae, layer="nope"),
+        lambda: W.LatentTraversal(morph, model=vae, layer="nope"),
+        lambda: pk.tl.project_reconstructions(morph, model=vae, layer="nope"),
+    ):
         with pytest.raises(PerturbkitInputError, match=r"adata has no layer 'nope'; its layers are \['noise_free'\]"):
             call()

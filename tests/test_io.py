@@ -58,8 +58,10 @@ def _small_adata(n_obs=6, n_vars=4, seed=0):
         },
         index=[f"s{i}" for i in range(n_obs)],
     )
-    var = pd.DataFrame({"pr_gene_symbol": [f"G{i}" for i in range(n_vars)], "weight": rng.normal(size=n_vars)},
-                       index=[f"{1000 + i}" for i in range(n_vars)])
+    var = pd.DataFrame(
+        {"pr_gene_symbol": [f"G{i}" for i in range(n_vars)], "weight": rng.normal(size=n_vars)},
+        index=[f"{1000 + i}" for i in range(n_vars)],
+    )
     return ad.AnnData(X=rng.normal(size=(n_obs, n_vars)).astype(np.float32), obs=obs, var=var)
 
 
@@ -229,8 +231,14 @@ def test_read_cell_painting_real_plate(cell_painting):
     assert (obs.loc[obs["control"], "moa"] == "DMSO").all()
     assert obs.loc[~obs["control"], "moa"].dropna().nunique() == 50 and int(obs["moa"].isna().sum()) == 18
     assert obs["dose"].dtype == np.float64
-    assert obs.loc[obs["drug"] == "BRD-K92301463", "dose"].tolist() == [1.0, 0.33333, 0.11111, 0.037037, 0.012346,
-                                                                       0.0041152]
+    assert obs.loc[obs["drug"] == "BRD-K92301463", "dose"].tolist() == [
+        1.0,
+        0.33333,
+        0.11111,
+        0.037037,
+        0.012346,
+        0.0041152,
+    ]
     assert set(obs["cell_line"]) == {"A549"} and set(obs["plate"]) == {"SQ00015054"}
     assert cp.obs_names[0] == "SQ00015054_A01" and obs["well"].iloc[0] == "A01"
     assert "Metadata_moa" in obs.columns and obs.shape[1] == 26 + 7
@@ -244,15 +252,28 @@ def test_read_cell_painting_real_plate(cell_painting):
 
 
 def test_parse_cellprofiler_features():
-    names = ["Cells_Correlation_K_ER_RNA", "Cells_Correlation_Overlap_DNA_ER", "Nuclei_Texture_InfoMeas1_OrigER_5_0",
-             "Cells_AreaShape_Zernike_0_0", "Cytoplasm_RadialDistribution_FracAtD_Mito_3of4", "Cells_Granularity_2_AGP",
-             "Image_Count_Cells"]
+    names = [
+        "Cells_Correlation_K_ER_RNA",
+        "Cells_Correlation_Overlap_DNA_ER",
+        "Nuclei_Texture_InfoMeas1_OrigER_5_0",
+        "Cells_AreaShape_Zernike_0_0",
+        "Cytoplasm_RadialDistribution_FracAtD_Mito_3of4",
+        "Cells_Granularity_2_AGP",
+        "Image_Count_Cells",
+    ]
     parsed = pk.io.parse_cellprofiler_features(names)
     assert parsed.index.tolist() == names
     assert parsed.columns.tolist() == ["compartment", "feature_type", "channel", "measurement", "group"]
     assert parsed["channel"].tolist() == ["ER_RNA", "DNA_ER", "ER", "None", "Mito", "AGP", "None"]
-    assert parsed["measurement"].tolist() == ["K", "Overlap", "InfoMeas1_5_0", "Zernike_0_0", "FracAtD_3of4", "2",
-                                              "Cells"]
+    assert parsed["measurement"].tolist() == [
+        "K",
+        "Overlap",
+        "InfoMeas1_5_0",
+        "Zernike_0_0",
+        "FracAtD_3of4",
+        "2",
+        "Cells",
+    ]
     assert parsed.loc["Cells_Correlation_K_ER_RNA", "group"] == "Cells_ER_RNA"
     assert parsed.loc["Image_Count_Cells", "compartment"] == "Image"
     # both directions of a two-channel feature fall in one group
@@ -322,17 +343,21 @@ def test_annotate_l1000_with_hub(l1000, hub):
     upper.obs["drug"] = upper.obs["drug"].str.upper()
     assert annotate(upper, hub, columns=["moa", "smiles"]) is None  # in place, scanpy-style
     assert upper.uns["annotate"]["n_keys_matched"] == 36
-    assert upper.obs.loc[upper.obs["drug"] == "ERLOTINIB", "smiles"].iloc[0] == hub.set_index("drug").at[
-        "erlotinib", "smiles"]
+    assert (
+        upper.obs.loc[upper.obs["drug"] == "ERLOTINIB", "smiles"].iloc[0]
+        == hub.set_index("drug").at["erlotinib", "smiles"]
+    )
 
 
 def test_annotate_cell_painting_by_broad_id(cell_painting, hub):
-    kept = annotate(cell_painting, hub, on="Metadata_broad_id", table_on="broad_id", columns=["drug", "smiles"],
-                    copy=True)
+    kept = annotate(
+        cell_painting, hub, on="Metadata_broad_id", table_on="broad_id", columns=["drug", "smiles"], copy=True
+    )
     assert kept.uns["annotate"]["n_keys_matched"] == 45 and kept.uns["annotate"]["n_matched"] == 276
     assert kept.obs["drug"].equals(cell_painting.obs["drug"])  # overwrite=False keeps existing values
-    named = annotate(cell_painting, hub, on="Metadata_broad_id", table_on="broad_id", columns=["drug"],
-                     overwrite=True, copy=True)
+    named = annotate(
+        cell_painting, hub, on="Metadata_broad_id", table_on="broad_id", columns=["drug"], overwrite=True, copy=True
+    )
     assert named.obs.loc["SQ00015054_A21", "drug"] == "imatinib"
     assert int((named.obs["drug"] == "DMSO").sum()) == 24  # unmatched rows keep theirs
 
@@ -374,9 +399,13 @@ def test_read_h5ad_kang():
 
 def _gct_lines(n_rows=3, n_cols=4):
     """A small valid GCT 1.3 as a list of lines (no line ends)."""
-    lines = ["#1.3", f"{n_rows}\t{n_cols}\t1\t2", "\t".join(["id", "symbol", *[f"s{j}" for j in range(n_cols)]]),
-             "\t".join(["pert_iname", "na", "DMSO", *["vorinostat"] * (n_cols - 1)]),
-             "\t".join(["pert_type", "na", "ctl_vehicle", *["trt_cp"] * (n_cols - 1)])]
+    lines = [
+        "#1.3",
+        f"{n_rows}\t{n_cols}\t1\t2",
+        "\t".join(["id", "symbol", *[f"s{j}" for j in range(n_cols)]]),
+        "\t".join(["pert_iname", "na", "DMSO", *["vorinostat"] * (n_cols - 1)]),
+        "\t".join(["pert_type", "na", "ctl_vehicle", *["trt_cp"] * (n_cols - 1)]),
+    ]
     for i in range(n_rows):
         lines.append("\t".join([f"g{i}", f"G{i}", *[f"{i + 0.25 * j:.4f}" for j in range(n_cols)]]))
     return lines
@@ -440,8 +469,9 @@ def test_gct_nul_byte_and_invalid_utf8(tmp_path):
         pk.io.read_gct(_write(tmp_path / "nul.gct", lines))
     lines = [line.encode() for line in _gct_lines()]
     lines[3] = lines[3].replace(b"vorinostat", b"vorin\xf8stat", 1)  # Latin-1, not UTF-8
-    with pytest.raises(FileFormatError,
-                       match=r"latin1\.gct' is not valid UTF-8: line 4 \(byte 25 of the line\) holds b'\\xf8sta'"):
+    with pytest.raises(
+        FileFormatError, match=r"latin1\.gct' is not valid UTF-8: line 4 \(byte 25 of the line\) holds b'\\xf8sta'"
+    ):
         pk.io.read_gct(_write(tmp_path / "latin1.gct", lines))
     gz = tmp_path / "latin1.gct.gz"
     gz.write_bytes(gzip.compress((tmp_path / "latin1.gct").read_bytes()))
@@ -500,14 +530,18 @@ def test_gct_missing_tokens_match_cmappy():
 
 
 def test_gct_smiles_and_dose_units(tmp_path):
-    lines = ["#1.3", "1\t4\t0\t6", "id\ts1\ts2\ts3\ts4",
-             "pert_iname\tDMSO\tdrugA\tdrugB\tdrugB",
-             "pert_type\tctl_vehicle\ttrt_cp\ttrt_misc\ttrt_misc",
-             "pert_dose\t-666\t10\t5\t500",
-             "pert_dose_unit\t-666\tnM\tng\tng/mL",
-             "pert_time\t24\t24\t90\t2",
-             "canonical_smiles\tCS(C)=O\tCCO\tNA\tN/A",
-             "g1\t1\t2\t3\t4"]
+    lines = [
+        "#1.3",
+        "1\t4\t0\t6",
+        "id\ts1\ts2\ts3\ts4",
+        "pert_iname\tDMSO\tdrugA\tdrugB\tdrugB",
+        "pert_type\tctl_vehicle\ttrt_cp\ttrt_misc\ttrt_misc",
+        "pert_dose\t-666\t10\t5\t500",
+        "pert_dose_unit\t-666\tnM\tng\tng/mL",
+        "pert_time\t24\t24\t90\t2",
+        "canonical_smiles\tCS(C)=O\tCCO\tNA\tN/A",
+        "g1\t1\t2\t3\t4",
+    ]
     with pytest.warns(UserWarning) as record:
         adata = pk.io.read_gct(_write(tmp_path / "units.gct", lines))
     message = str(record[0].message)
@@ -526,8 +560,10 @@ def test_dose_parsing_is_vectorised_and_names_many_rows():
     from perturbkit.io._gct import _lincs_schema
 
     n = 20_000
-    obs = pd.DataFrame({"pert_idose": np.where(np.arange(n) % 4 == 0, "3 ng", "10.0 um"),
-                        "pert_itime": "24 h"}, index=[f"w{i}" for i in range(n)])
+    obs = pd.DataFrame(
+        {"pert_idose": np.where(np.arange(n) % 4 == 0, "3 ng", "10.0 um"), "pert_itime": "24 h"},
+        index=[f"w{i}" for i in range(n)],
+    )
     with pytest.warns(UserWarning, match=r"pert_idose unit 'ng' \(5000 rows, e\.g\. \['w0', 'w4', 'w8'\]\)"):
         out = _lincs_schema(obs)
     assert out["dose"].isna().sum() == 5000 and (out["dose"].dropna() == 10.0).all() and (out["time"] == 24).all()
@@ -681,8 +717,7 @@ def _compare_metadata(frame, ref_meta, *, deliberate=()):
         assert values.dtype.kind == kind or (field, "TRUE") in deliberate, (field, values.dtype, info["dtype"])
 
 
-@pytest.mark.parametrize("name, relative", [("test_l1000", L1000), ("ljp005_level4", L1000_GCTX),
-                                            ("p100_p0029", P100)])
+@pytest.mark.parametrize("name, relative", [("test_l1000", L1000), ("ljp005_level4", L1000_GCTX), ("p100_p0029", P100)])
 def test_read_gct_agrees_with_cmappy(name, relative, shared_data, tmp_path):
     ref = json.loads((CMAPPY / f"{name}.json").read_text())
     assert ref["source"] == relative
@@ -693,8 +728,9 @@ def test_read_gct_agrees_with_cmappy(name, relative, shared_data, tmp_path):
     _compare_metadata(adata.obs, ref["col_meta"])
     # and the same after a round trip through perturbkit's GCTX and GCT writers
     for out in (tmp_path / "x.gctx", tmp_path / "x.gct"):
-        back = pk.io.read_gct((pk.io.write_gctx if out.suffix == ".gctx" else pk.io.write_gct)(adata, out),
-                              gene_symbols=False)
+        back = pk.io.read_gct(
+            (pk.io.write_gctx if out.suffix == ".gctx" else pk.io.write_gct)(adata, out), gene_symbols=False
+        )
         _compare_matrix(back, ref)
 
 
@@ -738,8 +774,9 @@ def test_read_moa_table(shared_data, tmp_path):
     (tmp_path / "ok.tsv").write_text("broad_id\tpert_iname\tmoa\nBRD-1\ta\tx | y\nBRD-2\tb\t\n")
     assert pk.io.read_moa_table(tmp_path / "ok.tsv")["moa"].tolist()[0] == "x|y"
     with pytest.raises(PerturbkitInputError, match="no 'moa' column"):
-        pk.io.read_moa_table(tmp_path / "ok.tsv").pipe(lambda _: pk.io.read_moa_table(_write(
-            tmp_path / "nomoa.tsv", ["broad_id\tname", "BRD-1\ta"])))
+        pk.io.read_moa_table(tmp_path / "ok.tsv").pipe(
+            lambda _: pk.io.read_moa_table(_write(tmp_path / "nomoa.tsv", ["broad_id\tname", "BRD-1\ta"]))
+        )
 
 
 # ------------------------------------------------------------------ Cell Painting CSV: clear errors
@@ -752,8 +789,11 @@ def test_cell_painting_csv_errors(tmp_path, cell_painting):
     assert ok.shape == (2, 2)
 
     cut = [header, rows[0], rows[1][: rows[1].rindex(",")]]  # the last row lost its last field
-    with pytest.raises(FileFormatError, match=r"cut\.csv' line 3 has 4 fields, but the header line \(line 1\) has 5\."
-                                              r" The file looks truncated"):
+    with pytest.raises(
+        FileFormatError,
+        match=r"cut\.csv' line 3 has 4 fields, but the header line \(line 1\) has 5\."
+        r" The file looks truncated",
+    ):
         pk.io.read_cell_painting(_write(tmp_path / "cut.csv", cut), cell_line="A549")
     with pytest.raises(FileFormatError, match=r"noeol\.csv. does not end with a line break.*cut short"):
         pk.io.read_cell_painting(_write(tmp_path / "noeol.csv", [header, *rows], end=""), cell_line="A549")

@@ -43,28 +43,38 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-GCT = "\n".join([
-    "#1.3",
-    "4\t5\t2\t4",
-    "id\tpr_gene_symbol\tpr_is_lm\tA01\tA02\tA03\tA04\tA05",
-    "pert_iname\tna\tna\tDMSO\tvorinostat\tvorinostat\tdasatinib\tdasatinib",
-    "pert_type\tna\tna\tctl_vehicle\ttrt_cp\ttrt_cp\ttrt_cp\ttrt_cp",
-    "pert_dose\tna\tna\t-666\t10\t1.11\t0.37\tNA",
-    "pert_dose_unit\tna\tna\t-666\tuM\tuM\tnM\tuM",
-    "200814_at\tPSME1\t1\t11.3819\t-2.5\tNaN\t0.004\t7",
-    "222103_at\tATF1\t1\t5.5\t-666\t1e-3\t2\t3",
-    "201453_x_at\tRHEB\t0\t0\t1\t2\t3\t4",
-    "200059_s_at\tRHOA\t1\t-1.25\t2.5\tNA\t8\t9",
-]).encode() + b"\n"
+GCT = (
+    "\n".join(
+        [
+            "#1.3",
+            "4\t5\t2\t4",
+            "id\tpr_gene_symbol\tpr_is_lm\tA01\tA02\tA03\tA04\tA05",
+            "pert_iname\tna\tna\tDMSO\tvorinostat\tvorinostat\tdasatinib\tdasatinib",
+            "pert_type\tna\tna\tctl_vehicle\ttrt_cp\ttrt_cp\ttrt_cp\ttrt_cp",
+            "pert_dose\tna\tna\t-666\t10\t1.11\t0.37\tNA",
+            "pert_dose_unit\tna\tna\t-666\tuM\tuM\tnM\tuM",
+            "200814_at\tPSME1\t1\t11.3819\t-2.5\tNaN\t0.004\t7",
+            "222103_at\tATF1\t1\t5.5\t-666\t1e-3\t2\t3",
+            "201453_x_at\tRHEB\t0\t0\t1\t2\t3\t4",
+            "200059_s_at\tRHOA\t1\t-1.25\t2.5\tNA\t8\t9",
+        ]
+    ).encode()
+    + b"\n"
+)
 
-CSV = "\n".join([
-    "Metadata_Plate,Metadata_Well,Metadata_broad_sample,Metadata_moa,Metadata_mmoles_per_liter,"
-    "Cells_AreaShape_Area,Nuclei_Intensity_MeanIntensity_DNA,Cytoplasm_Texture_Contrast_RNA_5_0",
-    "P1,A01,DMSO,,0,1.5,2.25,-0.5",
-    'P1,A02,BRD-K1,"indoleamine 2,3-dioxygenase inhibitor",10,3.0,4.0,0.125',
-    "P1,A03,BRD-K2,EGFR inhibitor|HER2 inhibitor,3.33,,0.5,7",
-    "P1,A04,BRD-K2,EGFR inhibitor|HER2 inhibitor,1.11,2.5e-3,-1,8",
-]).encode() + b"\n"
+CSV = (
+    "\n".join(
+        [
+            "Metadata_Plate,Metadata_Well,Metadata_broad_sample,Metadata_moa,Metadata_mmoles_per_liter,"
+            "Cells_AreaShape_Area,Nuclei_Intensity_MeanIntensity_DNA,Cytoplasm_Texture_Contrast_RNA_5_0",
+            "P1,A01,DMSO,,0,1.5,2.25,-0.5",
+            'P1,A02,BRD-K1,"indoleamine 2,3-dioxygenase inhibitor",10,3.0,4.0,0.125',
+            "P1,A03,BRD-K2,EGFR inhibitor|HER2 inhibitor,3.33,,0.5,7",
+            "P1,A04,BRD-K2,EGFR inhibitor|HER2 inhibitor,1.11,2.5e-3,-1,8",
+        ]
+    ).encode()
+    + b"\n"
+)
 
 POISON = [0x00, 0x80, 0xC0, 0xFE, 0xFF]  # never valid in these ASCII files: NUL or not UTF-8
 
@@ -85,8 +95,18 @@ def _lines(data: bytes) -> list[bytes]:
     return data.split(b"\n")[:-1]  # the files end with a line break
 
 
-TEXT_KINDS = ["poison", "insert_poison", "insert_structural", "delete_structural", "swap_delimiter", "truncate",
-              "neutral", "swap_all", "duplicate_line", "delete_line"]
+TEXT_KINDS = [
+    "poison",
+    "insert_poison",
+    "insert_structural",
+    "delete_structural",
+    "swap_delimiter",
+    "truncate",
+    "neutral",
+    "swap_all",
+    "duplicate_line",
+    "delete_line",
+]
 CSV_KINDS = TEXT_KINDS[:-2]  # a CSV has no row count: a duplicated or deleted row makes another valid file
 BINARY_KINDS = ["flip", "set", "insert", "delete", "truncate", "append", "overwrite"]
 
@@ -99,7 +119,7 @@ def text_mutations(draw, data: bytes, kind: str, *, delimiters: bytes, rows_coun
     n = len(data)
     if kind == "poison":
         i, b = draw(_position(n)), draw(st.sampled_from(POISON))
-        return f"byte {i} := {b:#x}", data[:i] + bytes([b]) + data[i + 1:]
+        return f"byte {i} := {b:#x}", data[:i] + bytes([b]) + data[i + 1 :]
     if kind == "insert_poison":
         i, b = draw(_position(n + 1)), draw(st.sampled_from(POISON))
         return f"insert {b:#x} at {i}", data[:i] + bytes([b]) + data[i:]
@@ -110,22 +130,26 @@ def text_mutations(draw, data: bytes, kind: str, *, delimiters: bytes, rows_coun
         return f"insert {bytes([b])!r} at {i}", data[:i] + bytes([b]) + data[i:]
     if kind == "delete_structural":
         i = draw(st.sampled_from(structural))
-        return f"delete {data[i:i + 1]!r} at {i}", data[:i] + data[i + 1:]
+        return f"delete {data[i : i + 1]!r} at {i}", data[:i] + data[i + 1 :]
     if kind == "swap_delimiter":
         i = draw(st.sampled_from([j for j in structural if data[j] in delimiters]))
         b = draw(st.sampled_from([d for d in b",;\t " if d != data[i]]))
-        return f"byte {i} {data[i:i + 1]!r} := {bytes([b])!r}", data[:i] + bytes([b]) + data[i + 1:]
+        return f"byte {i} {data[i : i + 1]!r} := {bytes([b])!r}", data[:i] + bytes([b]) + data[i + 1 :]
     if kind == "truncate":
         if rows_counted:  # not inside the very last value (that file would be valid: GCT warns)
             last_sep = max(data.rfind(bytes([d]), 0, n - 1) for d in delimiters + b"\n")
             i = draw(st.one_of(st.integers(0, last_sep), st.integers(n - 1, n)))
         else:  # not at a line end: dropping whole rows leaves a valid CSV
-            i = draw(st.sampled_from([j for j in range(n + 1) if j == n or data[j - 1:j] != b"\n"]))
+            i = draw(st.sampled_from([j for j in range(n + 1) if j == n or data[j - 1 : j] != b"\n"]))
         return f"truncate to {i} bytes", data[:i]
     if kind == "neutral":
         how = draw(st.sampled_from(["crlf", "cr", "bom", "blank_end"]))
-        mutated = {"crlf": data.replace(b"\n", b"\r\n"), "cr": data.replace(b"\n", b"\r"),
-                   "bom": b"\xef\xbb\xbf" + data, "blank_end": data + b"\n\n"}[how]
+        mutated = {
+            "crlf": data.replace(b"\n", b"\r\n"),
+            "cr": data.replace(b"\n", b"\r"),
+            "bom": b"\xef\xbb\xbf" + data,
+            "blank_end": data + b"\n\n",
+        }[how]
         return how, mutated
     if kind == "swap_all":
         old = draw(st.sampled_from(list(delimiters)))
@@ -147,20 +171,20 @@ def binary_mutations(draw, data: bytes, kind: str):
     i = draw(_position(n))
     if kind == "flip":
         mask = draw(st.integers(1, 255))
-        return f"byte {i} ^= {mask:#x}", data[:i] + bytes([data[i] ^ mask]) + data[i + 1:]
+        return f"byte {i} ^= {mask:#x}", data[:i] + bytes([data[i] ^ mask]) + data[i + 1 :]
     if kind == "set":
         b = draw(st.sampled_from([0x00, 0xFF, 0x01, 0x80]))
-        return f"byte {i} := {b:#x}", data[:i] + bytes([b]) + data[i + 1:]
+        return f"byte {i} := {b:#x}", data[:i] + bytes([b]) + data[i + 1 :]
     if kind == "insert":
         return f"insert at {i}", data[:i] + bytes([draw(st.integers(0, 255))]) + data[i:]
     if kind == "delete":
-        return f"delete byte {i}", data[:i] + data[i + 1:]
+        return f"delete byte {i}", data[:i] + data[i + 1 :]
     if kind == "truncate":
         return f"truncate to {i}", data[:i]
     if kind == "append":
         return "append", data + draw(st.binary(min_size=1, max_size=16))
     junk = draw(st.binary(min_size=8, max_size=8))
-    return f"overwrite 8 bytes at {i}", data[:i] + junk + data[i + 8:]
+    return f"overwrite 8 bytes at {i}", data[:i] + junk + data[i + 8 :]
 
 
 def _read_outcome(read, path: Path):

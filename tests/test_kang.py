@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 
-import anndata as ad
 import perturbkit as pk
 from perturbkit._schema import PerturbkitInputError
-from perturbkit.pp._markers import PBMC_MARKERS, annotate_cell_types
 from perturbkit.experiments import kang_holdout
+from perturbkit.pp._markers import PBMC_MARKERS, annotate_cell_types
 from perturbkit.tl import preprocess_pbmc
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,8 +24,11 @@ def test_annotate_cell_types_picks_the_best_marker_set():
     X = rng.normal(0, 0.1, size=(60, 4)).astype(np.float32)
     X[:30, 0] += 3  # cluster a expresses gene A
     X[30:, 2] += 3  # cluster b expresses gene C
-    adata = ad.AnnData(X, obs=pd.DataFrame({"cluster": ["a"] * 30 + ["b"] * 30}, index=[str(i) for i in range(60)]),
-                       var=pd.DataFrame(index=["A", "B", "C", "D"]))
+    adata = ad.AnnData(
+        X,
+        obs=pd.DataFrame({"cluster": ["a"] * 30 + ["b"] * 30}, index=[str(i) for i in range(60)]),
+        var=pd.DataFrame(index=["A", "B", "C", "D"]),
+    )
     out = annotate_cell_types(adata, markers={"type1": ["A", "B"], "type2": ["C", "E"]}, copy=True)
     assert "cell_type" not in adata.obs
     assert out.obs["cell_type"].tolist() == ["type1"] * 30 + ["type2"] * 30
@@ -59,8 +62,7 @@ def test_preprocess_annotates_pbmc_populations(kang):
 def test_kang_holdout_runs_and_reports_r2(kang):
     metrics = {}
     for seed in (0,):  # two seeds were checked by hand (see the note); one keeps the test short
-        result = kang_holdout(kang, preprocessed=True, seed=seed, n_degs=100,
-                              train_options=dict(SMALL, max_epochs=20))
+        result = kang_holdout(kang, preprocessed=True, seed=seed, n_degs=100, train_options=dict(SMALL, max_epochs=20))
         table = result["metrics"]
         assert list(table.index) == ["cycleCDR", "baseline: no change", "baseline: mean treated response"]
         assert np.isfinite(table[["r2", "r2_degs"]].to_numpy(float)).all()

@@ -65,8 +65,9 @@ def test_degs_pick_planted_genes_and_delta_pearson():
     ctrl = rng.normal(size=(20, n_genes))
     treated = rng.normal(size=(20, n_genes)) * 0.05 + ctrl.mean(0)
     treated[:, planted] += [5.0, -6.0, 4.0]
-    truth = _adata(np.vstack([ctrl, treated]), drug=["DMSO"] * 20 + ["x"] * 20, control=[True] * 20 + [False] * 20,
-                   cell_line="c1")
+    truth = _adata(
+        np.vstack([ctrl, treated]), drug=["DMSO"] * 20 + ["x"] * 20, control=[True] * 20 + [False] * 20, cell_line="c1"
+    )
     # prediction: right on the planted genes only, noise elsewhere
     pred_X = treated.mean(0, keepdims=True) + rng.normal(size=(1, n_genes))
     pred_X[0, planted] = treated[:, planted].mean(0)
@@ -83,13 +84,16 @@ def test_degs_pick_planted_genes_and_delta_pearson():
     # the same with the controls as a separate (sparse) AnnData, or as a mask
     ctrl_ad = truth[truth.obs["control"].to_numpy()].copy()
     ctrl_ad.X = sp.csr_matrix(ctrl_ad.X)
-    df2 = evaluate_response(pred, truth[~truth.obs["control"].to_numpy()], groupby=["cell_line", "drug"],
-                            control=ctrl_ad, n_degs=3)
-    df3 = evaluate_response(pred, truth, groupby=["cell_line", "drug"], control=truth.obs["control"].to_numpy(),
-                            n_degs=3)
+    df2 = evaluate_response(
+        pred, truth[~truth.obs["control"].to_numpy()], groupby=["cell_line", "drug"], control=ctrl_ad, n_degs=3
+    )
+    df3 = evaluate_response(
+        pred, truth, groupby=["cell_line", "drug"], control=truth.obs["control"].to_numpy(), n_degs=3
+    )
     for other in (df2, df3):
-        np.testing.assert_allclose(other[["r2_degs", "pearson_delta"]].to_numpy(),
-                                   df[["r2_degs", "pearson_delta"]].to_numpy(), rtol=1e-5)
+        np.testing.assert_allclose(
+            other[["r2_degs", "pearson_delta"]].to_numpy(), df[["r2_degs", "pearson_delta"]].to_numpy(), rtol=1e-5
+        )
 
 
 def test_controls_matched_per_cell_line():
@@ -105,12 +109,14 @@ def test_controls_matched_per_cell_line():
     pred = _adata([rows[1], rows[3]], cell_line=["c1", "c2"], drug=["d", "d"])
     df = evaluate_response(pred, truth, groupby=["cell_line", "drug"], control="control", n_degs=1)
     assert (df["r2_degs"] == 1.0).all() and np.allclose(df["pearson_delta"], 1.0)
-    explicit = evaluate_response(pred, truth, groupby=["cell_line", "drug"], control="control", n_degs=1,
-                                 control_groupby="cell_line")
+    explicit = evaluate_response(
+        pred, truth, groupby=["cell_line", "drug"], control="control", n_degs=1, control_groupby="cell_line"
+    )
     pd.testing.assert_frame_equal(explicit, df)
     # one overall control mean: the deltas then mix in the cell-line differences
-    overall = evaluate_response(pred[:1], truth[[0, 1, 2]], groupby=["cell_line", "drug"], control="control",
-                                control_groupby=None)
+    overall = evaluate_response(
+        pred[:1], truth[[0, 1, 2]], groupby=["cell_line", "drug"], control="control", control_groupby=None
+    )
     assert overall.attrs["reference"] == "control" and len(overall) == 1
 
 

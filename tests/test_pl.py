@@ -19,13 +19,15 @@ def cv():
     rng = np.random.default_rng(0)
     n = 30
     base = rng.uniform(-0.1, 0.5, n)
-    return pd.DataFrame({
-        "fold": np.arange(n) % 3,
-        "drug": [f"drug{i}" for i in range(n)],
-        "moa": [["HDAC inhibitor", "MEK inhibitor", "tubulin inhibitor"][i % 3] for i in range(n)],
-        "pcc": base + rng.uniform(0.1, 0.4, n),
-        "baseline_pcc": base,
-    })
+    return pd.DataFrame(
+        {
+            "fold": np.arange(n) % 3,
+            "drug": [f"drug{i}" for i in range(n)],
+            "moa": [["HDAC inhibitor", "MEK inhibitor", "tubulin inhibitor"][i % 3] for i in range(n)],
+            "pcc": base + rng.uniform(0.1, 0.4, n),
+            "baseline_pcc": base,
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -80,17 +82,25 @@ def profiles():
     genes = [f"g{i}" for i in range(8)]
     rng = np.random.default_rng(1)
     drugs = ["aspirin", "vorinostat", "trametinib"]
-    predicted = ad.AnnData(rng.normal(size=(3, 8)).astype(np.float32),
-                           obs=pd.DataFrame({"drug": drugs, "target": "MCF7", "sources": "PC3"}, index=drugs),
-                           var=pd.DataFrame(index=genes))
+    predicted = ad.AnnData(
+        rng.normal(size=(3, 8)).astype(np.float32),
+        obs=pd.DataFrame({"drug": drugs, "target": "MCF7", "sources": "PC3"}, index=drugs),
+        var=pd.DataFrame(index=genes),
+    )
     # measured: two dose rows per drug in MCF7 (averaged by the plot), genes in another order
     meas = rng.normal(size=(6, 8)).astype(np.float32)
-    measured = ad.AnnData(meas[:, ::-1].copy(), obs=pd.DataFrame(
-        {"drug": np.repeat(drugs, 2), "cell_line": "MCF7"}, index=[f"m{i}" for i in range(6)]),
-        var=pd.DataFrame(index=genes[::-1]))
-    inputs = ad.AnnData(rng.normal(size=(6, 8)).astype(np.float32), obs=pd.DataFrame(
-        {"drug": np.tile(drugs, 2), "cell_line": np.repeat(["PC3", "A375"], 3)}, index=[f"i{i}" for i in range(6)]),
-        var=pd.DataFrame(index=genes))
+    measured = ad.AnnData(
+        meas[:, ::-1].copy(),
+        obs=pd.DataFrame({"drug": np.repeat(drugs, 2), "cell_line": "MCF7"}, index=[f"m{i}" for i in range(6)]),
+        var=pd.DataFrame(index=genes[::-1]),
+    )
+    inputs = ad.AnnData(
+        rng.normal(size=(6, 8)).astype(np.float32),
+        obs=pd.DataFrame(
+            {"drug": np.tile(drugs, 2), "cell_line": np.repeat(["PC3", "A375"], 3)}, index=[f"i{i}" for i in range(6)]
+        ),
+        var=pd.DataFrame(index=genes),
+    )
     expected_measured = pd.DataFrame(meas, columns=genes).groupby(np.repeat(drugs, 2), sort=False).mean()
     return predicted, measured, inputs, expected_measured
 
@@ -150,8 +160,15 @@ def test_evaluation_curve_averages_repeats_first():
     for fraction in (0.25, 0.5, 1.0):
         for repeat in range(3):
             for drug in range(4):
-                rows.append({"fraction": fraction, "repeat": repeat, "drug": drug,
-                             "pcc": fraction + 0.1 * repeat + 0.01 * drug, "baseline_pcc": 0.2})
+                rows.append(
+                    {
+                        "fraction": fraction,
+                        "repeat": repeat,
+                        "drug": drug,
+                        "pcc": fraction + 0.1 * repeat + 0.01 * drug,
+                        "baseline_pcc": 0.2,
+                    }
+                )
     df = pd.DataFrame(rows).sample(frac=1, random_state=0)
     fig = pk.pl.evaluation_curve(df, x="fraction")
     model, baseline = fig.data
@@ -160,16 +177,23 @@ def test_evaluation_curve_averages_repeats_first():
     np.testing.assert_allclose(model.error_y.array, [0.1] * 3)  # sd of the three repeat means
     np.testing.assert_allclose(baseline.y, [0.2] * 3)
     assert "3 repeats" in fig.layout.title.text
-    sweep = pk.pl.evaluation_curve(df.rename(columns={"fraction": "latent_dim"}).assign(
-        latent_dim=lambda d: (d.latent_dim * 32).astype(int)), x="latent_dim", baseline=None)
+    sweep = pk.pl.evaluation_curve(
+        df.rename(columns={"fraction": "latent_dim"}).assign(latent_dim=lambda d: (d.latent_dim * 32).astype(int)),
+        x="latent_dim",
+        baseline=None,
+    )
     assert len(sweep.data) == 1 and sweep.layout.xaxis.type == "log"
     assert sweep.layout.xaxis.title.text == "latent size"
 
 
 def test_ablation_bars_are_means_with_sd():
-    df = pd.DataFrame({"variant": ["full", "full", "no skip", "no skip", "no dropout, L1, skip"] * 2,
-                       "pcc": [0.6, 0.62, 0.5, 0.54, 0.4, 0.6, 0.62, 0.5, 0.54, 0.42],
-                       "baseline_pcc": 0.3})
+    df = pd.DataFrame(
+        {
+            "variant": ["full", "full", "no skip", "no skip", "no dropout, L1, skip"] * 2,
+            "pcc": [0.6, 0.62, 0.5, 0.54, 0.4, 0.6, 0.62, 0.5, 0.54, 0.42],
+            "baseline_pcc": 0.3,
+        }
+    )
     fig = pk.pl.ablation(df, repeat=None)
     model, baseline = fig.data
     assert list(model.x) == ["full", "no skip", "no dropout, L1, skip"]
@@ -187,8 +211,10 @@ def test_ablation_bars_are_means_with_sd():
 @pytest.fixture
 def emb():
     drugs = np.repeat([f"d{i}" for i in range(5)], 2)
-    obs = pd.DataFrame({"drug": drugs, "cell_line": ["MCF7", "PC3"] * 5, "moa": np.repeat(list("aabbc"), 2)},
-                       index=[f"{d} | {c}" for d, c in zip(drugs, ["MCF7", "PC3"] * 5)])
+    obs = pd.DataFrame(
+        {"drug": drugs, "cell_line": ["MCF7", "PC3"] * 5, "moa": np.repeat(list("aabbc"), 2)},
+        index=[f"{d} | {c}" for d, c in zip(drugs, ["MCF7", "PC3"] * 5, strict=True)],
+    )
     e = ad.AnnData(np.zeros((10, 3), dtype=np.float32), obs=obs)
     e.obsm["X_umap"] = np.arange(20, dtype=float).reshape(10, 2)
     return e
@@ -225,8 +251,11 @@ def test_embedding_symbol_numeric_colour_and_errors(emb):
 
 def test_latent_correlation_heatmap():
     drugs = ["a", "b", "c"]
-    corr = pd.DataFrame([[0.9, 0.1, 0.0], [0.2, 0.8, -0.1], [0.0, 0.3, 0.7]],
-                        index=pd.Index(drugs, name="MCF7"), columns=pd.Index(drugs, name="PC3"))
+    corr = pd.DataFrame(
+        [[0.9, 0.1, 0.0], [0.2, 0.8, -0.1], [0.0, 0.3, 0.7]],
+        index=pd.Index(drugs, name="MCF7"),
+        columns=pd.Index(drugs, name="PC3"),
+    )
     fig = pk.pl.latent_correlation(corr)
     (heat,) = fig.data
     np.testing.assert_allclose(np.asarray(heat.z), corr.to_numpy())
@@ -236,8 +265,9 @@ def test_latent_correlation_heatmap():
 
 
 def test_gene_importance_bars():
-    df = pd.DataFrame({"gene": [f"g{i}" for i in range(40)], "count": np.arange(40)[::-1],
-                       "frequency": np.arange(40)[::-1] / 100})
+    df = pd.DataFrame(
+        {"gene": [f"g{i}" for i in range(40)], "count": np.arange(40)[::-1], "frequency": np.arange(40)[::-1] / 100}
+    )
     df.attrs.update(target="MCF7", source="PC3", n_profiles=12, expected_frequency=0.1)
     fig = pk.pl.gene_importance(df, n=5)
     (bars,) = fig.data

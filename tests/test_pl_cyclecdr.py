@@ -42,7 +42,7 @@ def test_response_bars_means_and_sd(results):
     fig = pl.response_bars(results)
     assert isinstance(fig, go.Figure)
     assert [t.name for t in fig.data] == [pl.RESPONSE_LABELS[m] for m in METRICS]
-    for trace, metric in zip(fig.data, METRICS):
+    for trace, metric in zip(fig.data, METRICS, strict=True):
         assert list(trace.x) == list(results)
         np.testing.assert_allclose(trace.y, [results[m][metric].mean() for m in results])
         np.testing.assert_allclose(trace.error_y.array, [results[m][metric].std(ddof=1) for m in results])
@@ -56,8 +56,10 @@ def test_response_bars_means_and_sd(results):
 
 
 def test_response_bars_ablation_table_and_errors(results):
-    table = pd.DataFrame({"r2": [0.5, 0.2], "r2_degs": [0.6, 0.1]},
-                         index=pd.Index(["cycleCDR: dual AE", "baseline: no change"], name="model"))
+    table = pd.DataFrame(
+        {"r2": [0.5, 0.2], "r2_degs": [0.6, 0.1]},
+        index=pd.Index(["cycleCDR: dual AE", "baseline: no change"], name="model"),
+    )
     fig = pl.response_bars(table)
     assert len(fig.data) == 2
     np.testing.assert_allclose(fig.data[1].y, [0.6, 0.1])
@@ -76,7 +78,7 @@ def test_response_boxes_top_drugs_and_values(results):
     top = list(counts.sort_values(ascending=False).index[:4])
     assert list(fig.layout.xaxis.categoryarray) == top
     assert [t.name for t in fig.data] == list(results)
-    for trace, (model, table) in zip(fig.data, results.items()):
+    for trace, (_model, table) in zip(fig.data, results.items(), strict=True):
         assert set(trace.x) == set(top)
         for drug in top:
             got = np.sort(np.asarray(trace.y)[np.asarray(trace.x) == drug])
@@ -92,8 +94,13 @@ def test_response_boxes_top_drugs_and_values(results):
 
 
 def _profiles(rng, n, drugs, cells, shift, n_genes=30):
-    obs = pd.DataFrame({"drug": [drugs[i % len(drugs)] for i in range(n)],
-                        "cell_line": [cells[i % len(cells)] for i in range(n)], "control": False})
+    obs = pd.DataFrame(
+        {
+            "drug": [drugs[i % len(drugs)] for i in range(n)],
+            "cell_line": [cells[i % len(cells)] for i in range(n)],
+            "control": False,
+        }
+    )
     obs.index = [f"r{shift}_{i}" for i in range(n)]
     X = rng.normal(size=(n, n_genes)).astype(np.float32) + shift
     return ad.AnnData(X, obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]))

@@ -20,24 +20,40 @@ from perturbkit.tl._embedding import embed, project_reconstructions
 # ------------------------------------------------------------------------------------------------ fixtures
 def _history(offset=0.0, epochs=5):
     e = np.arange(1, epochs + 1)
-    return pd.DataFrame({"stage": "train", "epoch": e, "train_loss": 10 / e + offset,
-                         "validation_loss": 11 / e + offset, "train_reconstruction": 8 / e, "train_kl": 2 / e})
+    return pd.DataFrame(
+        {
+            "stage": "train",
+            "epoch": e,
+            "train_loss": 10 / e + offset,
+            "validation_loss": 11 / e + offset,
+            "train_reconstruction": 8 / e,
+            "train_kl": 2 / e,
+        }
+    )
 
 
 @pytest.fixture
 def control():
-    return pd.concat([_history().assign(data="real"), _history(offset=5.0).assign(data="shuffled")],
-                     ignore_index=True)
+    return pd.concat([_history().assign(data="real"), _history(offset=5.0).assign(data="shuffled")], ignore_index=True)
 
 
 def _lsa(rng, n=12, shift=0.0, scale=1.0, n_shuffles=10):
     groups = [f"M{i}|M{i + 1}" for i in range(n)]
     l2 = scale * (1.0 + rng.random(n)) + shift
     shuffled = [list(scale * (1.5 + rng.random(n_shuffles)) + shift) for _ in range(n)]
-    z = [(v - np.mean(s)) / np.std(s, ddof=1) for v, s in zip(l2, shuffled)]
-    return pd.DataFrame({"A": [g.split("|")[0] for g in groups], "B": [g.split("|")[1] for g in groups],
-                         "group": groups, "l2": l2, "pearson": rng.random(n), "l2_shuffled": shuffled, "z": z,
-                         "p": rng.random(n)})
+    z = [(v - np.mean(s)) / np.std(s, ddof=1) for v, s in zip(l2, shuffled, strict=True)]
+    return pd.DataFrame(
+        {
+            "A": [g.split("|")[0] for g in groups],
+            "B": [g.split("|")[1] for g in groups],
+            "group": groups,
+            "l2": l2,
+            "pearson": rng.random(n),
+            "l2_shuffled": shuffled,
+            "z": z,
+            "p": rng.random(n),
+        }
+    )
 
 
 class PCAModel:
@@ -65,8 +81,10 @@ def small():
     centers = rng.normal(0, 3, (4, 20))
     labels = np.repeat(np.arange(4), 40)
     X = (centers[labels] + rng.normal(0, 1, (160, 20))).astype(np.float32)
-    obs = pd.DataFrame({"drug": [f"d{i % 40}" for i in range(160)], "moa": [f"MOA{k}" for k in labels]},
-                       index=[f"w{i}" for i in range(160)])
+    obs = pd.DataFrame(
+        {"drug": [f"d{i % 40}" for i in range(160)], "moa": [f"MOA{k}" for k in labels]},
+        index=[f"w{i}" for i in range(160)],
+    )
     return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[f"f{j}" for j in range(20)]))
 
 
@@ -115,8 +133,9 @@ def test_training_curves_dict_and_errors():
 # ------------------------------------------------------------------------------------------------ heatmaps
 def test_latent_correlation_heatmap():
     rng = np.random.default_rng(1)
-    corr = pd.DataFrame(np.corrcoef(rng.normal(size=(6, 50))), index=[f"z{i}" for i in range(6)],
-                        columns=[f"z{i}" for i in range(6)])
+    corr = pd.DataFrame(
+        np.corrcoef(rng.normal(size=(6, 50))), index=[f"z{i}" for i in range(6)], columns=[f"z{i}" for i in range(6)]
+    )
     fig = pl.latent_correlation_heatmap(corr)
     h = fig.data[0]
     np.testing.assert_allclose(np.asarray(h.z), corr.to_numpy())
@@ -190,7 +209,7 @@ def test_zscore_scatter_joins_on_group():
     assert len(pts.x) == 10
     bz = b.set_index(b.A + "|" + b.B).z
     az = a.set_index("group").z
-    for name, x, y in zip(pts.text, pts.x, pts.y):
+    for name, x, y in zip(pts.text, pts.x, pts.y, strict=True):
         assert x == pytest.approx(az[name]) and y == pytest.approx(bz[name])
     r = np.corrcoef(pts.x, pts.y)[0, 1]
     assert f"r = {r:.3f}" in fig.layout.title.text
@@ -209,8 +228,7 @@ def test_project_reconstructions_and_projection(small):
     assert (counts["original"], counts["reconstructed"], counts["simulated"]) == (160, 160, 50)
     assert proj.obsm["X_umap"].shape == (370, 2) and np.isfinite(proj.obsm["X_umap"]).all()
     np.testing.assert_allclose(proj.X[:160], small.X)
-    np.testing.assert_allclose(proj.X[160:320], model.inverse_transform(model.transform(small.X)), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(proj.X[160:320], model.inverse_transform(model.transform(small.X)), rtol=1e-5, atol=1e-5)
     assert list(proj.obs.moa[:160]) == list(small.obs.moa) and proj.obs.moa[320:].isna().all()
     info = proj.uns["project_reconstructions"]
     assert info["n_simulated"] == 50 and info["reconstruction_mse"] > 0
@@ -288,12 +306,15 @@ def test_figures_read_a_trained_vae():
     model = pk.tl.train_vae(adata, **options)
     curves = pk.pl.training_curves(model.history_frame)
     np.testing.assert_allclose(curves.data[0].y, model.history_frame.train_loss)
-    control = pk.experiments.vae_shuffled_control(adata, kind="mmd", train_options={k: v for k, v in options.items()
-                                                                                     if k != "kind"})
+    control = pk.experiments.vae_shuffled_control(
+        adata, kind="mmd", train_options={k: v for k, v in options.items() if k != "kind"}
+    )
     assert {t.name for t in pk.pl.training_curves(control).data} >= {"real, train loss", "shuffled, validation loss"}
     contributions = pk.tl.traversal_contributions(model, groupby="sim_group")
     heat = pk.pl.traversal_heatmap(contributions).data[0]
-    named = contributions.set_axis(contributions.index.map(str), axis=0).set_axis(contributions.columns.map(str), axis=1)
+    named = contributions.set_axis(contributions.index.map(str), axis=0).set_axis(
+        contributions.columns.map(str), axis=1
+    )
     np.testing.assert_allclose(np.asarray(heat.z), named.loc[list(heat.y), list(heat.x)].to_numpy())
     corr = pk.tl.vae_latent_correlation(adata, model=model)
     np.testing.assert_allclose(np.asarray(pk.pl.latent_correlation_heatmap(corr).data[0].z), corr.to_numpy())

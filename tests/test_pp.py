@@ -155,7 +155,7 @@ def test_modz_matches_a_per_group_spearman_reference():
     obs = pd.DataFrame({"g": codes.astype(str)}, index=[str(i) for i in range(n)])
     out = pk.pp.aggregate(ad.AnnData(X, obs=obs), by="g", method="modz")
     exact = pk.pp.aggregate(ad.AnnData(X, obs=obs), by="g", method="modz", modz_weight_decimals=None)
-    for name, row, row_exact in zip(out.obs["g"], out.X, exact.X):
+    for name, row, row_exact in zip(out.obs["g"], out.X, exact.X, strict=True):
         block = X[obs["g"].to_numpy() == name].astype(np.float64)
         k = len(block)
         if k == 1:
@@ -402,8 +402,13 @@ def morphology():
     """300 wells; five good features and one planted bad feature per reason."""
     rng = np.random.default_rng(7)
     n = 300
-    good = ["Cells_AreaShape_Area", "Cells_Intensity_MeanIntensity_DNA", "Nuclei_Texture_Contrast_ER",
-            "Cytoplasm_Granularity_1_Mito", "Cells_Correlation_Correlation_DNA_RNA"]
+    good = [
+        "Cells_AreaShape_Area",
+        "Cells_Intensity_MeanIntensity_DNA",
+        "Nuclei_Texture_Contrast_ER",
+        "Cytoplasm_Granularity_1_Mito",
+        "Cells_Correlation_Correlation_DNA_RNA",
+    ]
     cols = {name: rng.normal(size=n) for name in good}
     cols["Cells_Constant"] = np.full(n, 3.0)  # zero variance
     near = np.zeros(n)
@@ -582,7 +587,18 @@ def test_control_diff_errors(plates):
 
 
 def test_pp_namespace_exports():
-    for name in ("validate", "aggregate", "scale", "unscale", "Scaler", "feature_select", "control_diff", "annotate",
-                 "normalize", "drop_missing", "impute"):
+    for name in (
+        "validate",
+        "aggregate",
+        "scale",
+        "unscale",
+        "Scaler",
+        "feature_select",
+        "control_diff",
+        "annotate",
+        "normalize",
+        "drop_missing",
+        "impute",
+    ):
         assert name in pk.pp.__all__
     assert pk.pp.validate is pk._schema.validate

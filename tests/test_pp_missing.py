@@ -77,8 +77,9 @@ def test_impute_median_mean_zero_constant(holes):
     assert record["n_imputed"] == 5 and record["n_rows_imputed"] == 4
     assert record["features"] == ["f1", "f2", "f3"] and record["counts"] == [1, 3, 1]
     assert record["values"] == [8.0, 2.0, 2.5]
-    np.testing.assert_array_equal(med.X[~np.isnan(holes.X) & np.isfinite(holes.X)],
-                                  holes.X[np.isfinite(holes.X)])  # nothing else changed
+    np.testing.assert_array_equal(
+        med.X[~np.isnan(holes.X) & np.isfinite(holes.X)], holes.X[np.isfinite(holes.X)]
+    )  # nothing else changed
     ctrl = pk.pp.impute(holes, method="mean", samples="control", copy=True)
     assert ctrl.X[0, 1] == 5.0 and ctrl.X[1, 2] == 1.0 and ctrl.X[3, 3] == pytest.approx(1.5)
     assert ctrl.uns["impute"]["samples"] == "control (control)"

@@ -80,22 +80,30 @@ def test_modz_clips_anticorrelated_replicates():
 def test_modz_matches_pycytominer_and_cmappy_by_compound_and_dose(plate):
     out = pk.pp.aggregate(plate, by=["Metadata_broad_sample", "Metadata_mmoles_per_liter"], method="modz")
     got = out.to_df()
-    got.index = [f"{s}|{d}" for s, d in zip(out.obs["Metadata_broad_sample"], out.obs["Metadata_mmoles_per_liter"])]
+    got.index = [
+        f"{s}|{d}" for s, d in zip(out.obs["Metadata_broad_sample"], out.obs["Metadata_mmoles_per_liter"], strict=True)
+    ]
     ref = _ref("modz_pycytominer_compound_dose.csv.gz")
-    ref.index = [f"{s}|{d}" for s, d in zip(ref["Metadata_broad_sample"], ref["Metadata_mmoles_per_liter"])]
+    ref.index = [
+        f"{s}|{d}" for s, d in zip(ref["Metadata_broad_sample"], ref["Metadata_mmoles_per_liter"], strict=True)
+    ]
     assert list(ref.index) == ["BRD-K50691590-001-02-2|20.0", "BRD-K60230970-001-10-0|19.999", "DMSO|0.0"]
     assert ref["n_profiles"].tolist() == [12, 12, 24]
     diff = np.abs(got.loc[ref.index, plate.var_names].to_numpy() - ref[plate.var_names].to_numpy())
     assert diff.max() < 1e-6  # was 0.745 on the DMSO wells before clipping (134 anticorrelated pairs)
     cmap = _ref("modz_cmappy_compound_dose.csv.gz", index_col=0)
-    np.testing.assert_allclose(got.loc[cmap.index, plate.var_names].to_numpy(), cmap[plate.var_names].to_numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        got.loc[cmap.index, plate.var_names].to_numpy(), cmap[plate.var_names].to_numpy(), atol=1e-6
+    )
     # single wells are their own consensus
     single = out.obs["n_profiles"].to_numpy() == 1
     assert single.sum() == 336
-    well = plate.obs_names[plate.obs["Metadata_broad_sample"].eq(out.obs["Metadata_broad_sample"].iloc[
-        np.flatnonzero(single)[0]]) & plate.obs["Metadata_mmoles_per_liter"].eq(
-        out.obs["Metadata_mmoles_per_liter"].iloc[np.flatnonzero(single)[0]])]
+    well = plate.obs_names[
+        plate.obs["Metadata_broad_sample"].eq(out.obs["Metadata_broad_sample"].iloc[np.flatnonzero(single)[0]])
+        & plate.obs["Metadata_mmoles_per_liter"].eq(
+            out.obs["Metadata_mmoles_per_liter"].iloc[np.flatnonzero(single)[0]]
+        )
+    ]
     np.testing.assert_array_equal(out.X[np.flatnonzero(single)[0]], plate[well].X[0])
 
 
@@ -130,8 +138,11 @@ def test_modz_options_are_checked(plate):
 
 # --------------------------------------------------------------------------------------------------- feature_select
 _CASES = json.loads((REF / "feature_select_cases.json").read_text())
-_KEYWORDS = {"operation": "operations", "noise_removal_perturb_groups": "noise_groups",
-             "noise_removal_stdev_cutoff": "noise_stdev_cutoff"}
+_KEYWORDS = {
+    "operation": "operations",
+    "noise_removal_perturb_groups": "noise_groups",
+    "noise_removal_stdev_cutoff": "noise_stdev_cutoff",
+}
 
 
 def _with_planted_nan(X: np.ndarray) -> np.ndarray:
@@ -179,8 +190,9 @@ def test_feature_select_real_plate_counts(shared_data):
 
 def test_feature_select_samples_forms_agree(plate):
     by_name = pk.pp.feature_select(plate, operations="correlation_threshold", samples="control", copy=True)
-    by_mask = pk.pp.feature_select(plate, operations="correlation_threshold",
-                                   samples=plate.obs["control"].to_numpy(), copy=True)
+    by_mask = pk.pp.feature_select(
+        plate, operations="correlation_threshold", samples=plate.obs["control"].to_numpy(), copy=True
+    )
     by_query = pk.pp.feature_select(plate, operations="correlation_threshold", samples=CONTROL_QUERY, copy=True)
     assert list(by_name.var_names) == list(by_mask.var_names) == list(by_query.var_names)
     assert by_query.uns["feature_select"]["samples"] == CONTROL_QUERY
@@ -200,13 +212,13 @@ def test_frequency_threshold_drops_a_feature_failing_either_test():
     dominant[:100] = rng.normal(size=100)  # 101 distinct values (unique 0.101 passes), freq ratio 1/900 fails
     two_values = np.repeat([0.0, 1.0], n // 2)  # freq ratio 1 passes, unique 2/1000 < 0.01 fails
     good = rng.normal(size=n)
-    adata = ad.AnnData(np.column_stack([dominant, two_values, good]),
-                       var=pd.DataFrame(index=["dominant", "two_values", "good"]))
+    adata = ad.AnnData(
+        np.column_stack([dominant, two_values, good]), var=pd.DataFrame(index=["dominant", "two_values", "good"])
+    )
     out = pk.pp.feature_select(adata, operations="frequency_threshold", copy=True)
     assert list(out.var_names) == ["good"]  # perturbkit 0.1 dropped a feature only when BOTH tests failed
     assert out.uns["feature_select"]["dropped"] == {"frequency_threshold": ["dominant", "two_values"]}
-    loose = pk.pp.feature_select(adata, operations="frequency_threshold", freq_cut=0.001, unique_cut=0.001,
-                                 copy=True)
+    loose = pk.pp.feature_select(adata, operations="frequency_threshold", freq_cut=0.001, unique_cut=0.001, copy=True)
     assert loose.n_vars == 3
 
 
@@ -231,9 +243,10 @@ def test_default_blocklist_is_pycytominers_fixed_list():
     assert len(names) == len(set(names)) == 55
     assert names[0] == "Nuclei_Correlation_Manders_AGP_DNA" and names[-1] == "Nuclei_Granularity_16_RNA"
     assert sum(n.startswith("Nuclei_Correlation_") for n in names) == 40
-    adata = ad.AnnData(np.random.default_rng(0).normal(size=(20, 3)),
-                       var=pd.DataFrame(index=["Nuclei_Granularity_14_ER", "Nuclei_Location_Center_X",
-                                               "Cells_Parent_Nuclei"]))
+    adata = ad.AnnData(
+        np.random.default_rng(0).normal(size=(20, 3)),
+        var=pd.DataFrame(index=["Nuclei_Granularity_14_ER", "Nuclei_Location_Center_X", "Cells_Parent_Nuclei"]),
+    )
     out = pk.pp.feature_select(adata, operations="blocklist", copy=True)
     assert list(out.var_names) == ["Nuclei_Location_Center_X", "Cells_Parent_Nuclei"]
 
@@ -244,8 +257,9 @@ def test_feature_select_noise_removal_needs_groups(plate):
     with pytest.raises(pk.errors.MissingColumnError, match="'compound'"):
         pk.pp.feature_select(plate, operations="noise_removal", noise_groups="compound", noise_stdev_cutoff=0.8)
     labels = plate.obs["Metadata_broad_sample"].to_numpy()
-    by_array = pk.pp.feature_select(plate, operations="noise_removal", noise_groups=labels, noise_stdev_cutoff=0.8,
-                                    copy=True)
+    by_array = pk.pp.feature_select(
+        plate, operations="noise_removal", noise_groups=labels, noise_stdev_cutoff=0.8, copy=True
+    )
     assert by_array.n_vars == 137 and by_array.uns["feature_select"]["noise_groups"] == "array"
 
 
@@ -293,9 +307,14 @@ def test_normalize_matches_pycytominer(plate, name, samples):
     assert diff.max() < 1e-6 * max(1.0, np.abs(ref.to_numpy()).max())
 
 
-@pytest.mark.parametrize("fixture, samples, min_mad", [
-    ("all", "all", 0.1), ("control", "control", 0.1), ("control_min_mad_06", "control", 0.6),
-])
+@pytest.mark.parametrize(
+    "fixture, samples, min_mad",
+    [
+        ("all", "all", 0.1),
+        ("control", "control", 0.1),
+        ("control_min_mad_06", "control", 0.6),
+    ],
+)
 def test_robust_zscore_matches_cmappy(plate, fixture, samples, min_mad):
     ref = _ref(f"robust_zscore_cmappy_{fixture}.csv.gz", index_col=0)
     out = pk.pp.normalize(plate, method="robust_zscore", samples=samples, min_mad=min_mad, copy=True)
@@ -341,7 +360,7 @@ def test_normalize_in_place_copy_and_record(plate, tmp_path):
 def test_normalize_groupby_fits_each_group_separately(plate):
     plate.obs["half"] = np.where(np.arange(plate.n_obs) < 192, "first", "second")
     both = pk.pp.normalize(plate, method="robust_zscore", groupby="half", copy=True)
-    for label, rows in (("first", slice(0, 192)), ("second", slice(192, None))):
+    for _label, rows in (("first", slice(0, 192)), ("second", slice(192, None))):
         alone = pk.pp.normalize(plate[rows].copy(), method="robust_zscore", copy=True)
         np.testing.assert_array_equal(both.X[rows], alone.X)
     assert both.uns["normalize"]["groups"] == ["first", "second"]

@@ -18,15 +18,18 @@ from perturbkit._stats import pearson_rows
 
 
 def make_adata():
-    obs = pd.DataFrame({
-        "cell_line": ["MCF7", "MCF7", "PC3", "PC3"],
-        "drug": ["DMSO", "a", "DMSO", "a"],
-        "dose": [0.0, 10.0, 0.0, 10.0],
-        "time": [24.0] * 4,
-        "moa": ["DMSO", "x|y", "DMSO", "x|y"],
-        "control": [True, False, True, False],
-        "smiles": ["CS(C)=O", "CCO", "CS(C)=O", "CCO"],
-    }, index=[f"s{i}" for i in range(4)])
+    obs = pd.DataFrame(
+        {
+            "cell_line": ["MCF7", "MCF7", "PC3", "PC3"],
+            "drug": ["DMSO", "a", "DMSO", "a"],
+            "dose": [0.0, 10.0, 0.0, 10.0],
+            "time": [24.0] * 4,
+            "moa": ["DMSO", "x|y", "DMSO", "x|y"],
+            "control": [True, False, True, False],
+            "smiles": ["CS(C)=O", "CCO", "CS(C)=O", "CCO"],
+        },
+        index=[f"s{i}" for i in range(4)],
+    )
     return ad.AnnData(np.arange(12, dtype=np.float32).reshape(4, 3), obs=obs)
 
 
@@ -47,7 +50,11 @@ def test_valid_data_passes():
         (lambda a: a.X.__setitem__((1, 1), np.nan), NonFiniteError, r"1 NaN and 0 infinite.*drop_missing"),
         (lambda a: a.X.__setitem__((2, 0), np.inf), NonFiniteError, r"0 NaN and 1 infinite"),
         (lambda a: a.obs.__setitem__("control", False), EmptyGroupError, r"No control rows.*Mark the vehicle"),
-        (lambda a: a.obs.__setitem__("dose", ["0", "10 uM", "0", "10"]), ColumnTypeError, r"obs\['dose'\] must be numeric.*10 uM"),
+        (
+            lambda a: a.obs.__setitem__("dose", ["0", "10 uM", "0", "10"]),
+            ColumnTypeError,
+            r"obs\['dose'\] must be numeric.*10 uM",
+        ),
         (lambda a: a.obs.__setitem__("control", ["yes", "no", "yes", "no"]), ColumnTypeError, r"must be boolean"),
     ],
     ids=["missing-column", "nan", "inf", "no-controls", "non-numeric-dose", "non-bool-control"],

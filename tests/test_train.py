@@ -27,8 +27,16 @@ class TinyAutoencoder(BaseModel):
 
     def train(self, X, *, seed=0, **kwargs):
         tr, va = split_indices(len(X), validation_fraction=0.2, seed=seed)
-        fit(self.module, Objective(self.loss, self.module.parameters(), lr=1e-2), (X[tr],),
-            validation=(X[va],), seed=seed, device=self.device, history=self.history, **kwargs)
+        fit(
+            self.module,
+            Objective(self.loss, self.module.parameters(), lr=1e-2),
+            (X[tr],),
+            validation=(X[va],),
+            seed=seed,
+            device=self.device,
+            history=self.history,
+            **kwargs,
+        )
         return self
 
     @torch.no_grad()
@@ -57,7 +65,7 @@ def test_seeded_cpu_runs_are_bitwise_identical(data):
     torch.manual_seed(123)  # disturb the global RNG between runs
     np.random.seed(7)
     b = TinyAutoencoder(data.var_names, device="cpu", seed=3).train(data.X, max_epochs=5, seed=3)
-    for (ka, va), (kb, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items()):
+    for (ka, va), (_kb, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items(), strict=True):
         assert torch.equal(va, vb), ka
     c = TinyAutoencoder(data.var_names, device="cpu", seed=4).train(data.X, max_epochs=5, seed=4)
     assert not np.array_equal(a.predict(data), c.predict(data))
@@ -82,8 +90,15 @@ def test_fit_stops_when_validation_stops_improving(data):
     # validation data unrelated to training: it stops improving quickly
     rng = np.random.default_rng(1)
     noise = rng.normal(size=data.shape).astype(np.float32)
-    fit(model.module, Objective(model.loss, model.module.parameters(), lr=1e-2), (data.X,),
-        validation=(noise,), max_epochs=200, patience=3, history=model.history)
+    fit(
+        model.module,
+        Objective(model.loss, model.module.parameters(), lr=1e-2),
+        (data.X,),
+        validation=(noise,),
+        max_epochs=200,
+        patience=3,
+        history=model.history,
+    )
     h = model.history_frame
     assert len(h) < 200
     best = h.validation_loss.idxmin()
@@ -105,11 +120,18 @@ def test_two_objectives_each_step(data):
     model = TinyAutoencoder(data.var_names)
     enc, dec = model.module[0], model.module[1]
     before = [p.detach().clone() for p in model.module.parameters()]
-    history = fit(model.module, [Objective(model.loss, enc.parameters(), name="encoder"),
-                                 Objective(model.loss, dec.parameters(), name="decoder")],
-                  (data.X,), max_epochs=2, patience=None)
+    history = fit(
+        model.module,
+        [
+            Objective(model.loss, enc.parameters(), name="encoder"),
+            Objective(model.loss, dec.parameters(), name="decoder"),
+        ],
+        (data.X,),
+        max_epochs=2,
+        patience=None,
+    )
     assert {"train_encoder_loss", "train_decoder_loss"} <= set(history.to_frame().columns)
-    assert all(not torch.equal(b, p) for b, p in zip(before, model.module.parameters()))
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.module.parameters(), strict=True))
 
 
 def test_nonfinite_loss_is_reported(data):
@@ -125,7 +147,12 @@ def test_save_load_round_trip_gives_identical_predictions(data, tmp_path):
     model.scaler = pk.pp.Scaler("maxabs").fit(data.X)
     path = model.save(tmp_path / "tiny.pt")
     loaded = BaseModel.load(path)
-    assert type(loaded) is TinyAutoencoder and loaded.hparams == {"hidden": 5, "data_keys": {}, "layer": None, "seed": 0}
+    assert type(loaded) is TinyAutoencoder and loaded.hparams == {
+        "hidden": 5,
+        "data_keys": {},
+        "layer": None,
+        "seed": 0,
+    }
     np.testing.assert_array_equal(model.predict(data), loaded.predict(data))
     assert loaded.scaler == model.scaler
     assert list(loaded.var_names) == list(data.var_names)

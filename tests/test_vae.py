@@ -13,8 +13,8 @@ from scipy.stats import wasserstein_distance
 import perturbkit as pk
 from perturbkit._schema import GeneMismatchError, PerturbkitInputError
 from perturbkit.models.vae import VAE, gaussian_kernel, kl_divergence, mmd
-from perturbkit.train import split_indices
 from perturbkit.tl import _vae as tl
+from perturbkit.train import split_indices
 
 FAST = dict(max_epochs=15, patience=None, device="cpu", hidden=(64,))
 FAST_OPTIONS = {k: v for k, v in FAST.items() if k != "device"}  # train_options= (device is its own argument)
@@ -38,8 +38,7 @@ def test_each_kind_trains_and_writes_latent_means(trained, kind):
     model, data = trained[kind]
     assert model.kind == kind and model.latent_dim == 10
     history = model.history_frame
-    for column in ("stage", "epoch", "train_loss", "validation_loss", "train_reconstruction", "train_kl",
-                   "train_mmd"):
+    for column in ("stage", "epoch", "train_loss", "validation_loss", "train_reconstruction", "train_kl", "train_mmd"):
         assert column in history
     assert len(history) == 15
     assert history["train_loss"].iloc[-1] < 0.8 * history["train_loss"].iloc[0]
@@ -57,9 +56,11 @@ def test_loss_parts_combine_by_kind(morph):
         model = VAE(morph.var_names, kind=kind, beta=beta, lam=lam, hidden=(32,), device="cpu")
         torch.manual_seed(0)
         parts = model.loss((X,))
-        expected = {"vanilla": parts["reconstruction"] + parts["kl"],
-                    "beta": parts["reconstruction"] + beta * parts["kl"],
-                    "mmd": parts["reconstruction"] + lam * parts["mmd"]}[kind]
+        expected = {
+            "vanilla": parts["reconstruction"] + parts["kl"],
+            "beta": parts["reconstruction"] + beta * parts["kl"],
+            "mmd": parts["reconstruction"] + lam * parts["mmd"],
+        }[kind]
         assert parts["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -73,8 +74,9 @@ def test_save_load_round_trip(trained, tmp_path):
     np.testing.assert_array_equal(loaded.inverse_transform(Z[:20]), model.inverse_transform(Z[:20]))
     pd.testing.assert_frame_equal(loaded.history_frame, model.history_frame)
     # the training data's var table travels with the model, so group-wise analyses still work
-    pd.testing.assert_frame_equal(tl.traversal_contributions(loaded, groupby="group"),
-                                  tl.traversal_contributions(model, groupby="group"))
+    pd.testing.assert_frame_equal(
+        tl.traversal_contributions(loaded, groupby="group"), tl.traversal_contributions(model, groupby="group")
+    )
 
 
 def test_seeded_cpu_runs_are_reproducible(morph):
@@ -101,8 +103,10 @@ def test_output_follows_the_data_scaling(trained, morph):
 
 def test_feature_mismatch_and_bad_arguments(trained, morph):
     model, _ = trained["vanilla"]
-    other = ad.AnnData(np.random.default_rng(0).random((5, 8), dtype=np.float32),
-                       var=pd.DataFrame(index=[f"Cells_Other_{i}" for i in range(8)]))
+    other = ad.AnnData(
+        np.random.default_rng(0).random((5, 8), dtype=np.float32),
+        var=pd.DataFrame(index=[f"Cells_Other_{i}" for i in range(8)]),
+    )
     with pytest.raises(GeneMismatchError, match="missing"):
         model.encode(other)
     with pytest.raises(PerturbkitInputError, match="rows ×"):
@@ -218,8 +222,9 @@ def test_simulate_decodes_prior_draws(trained):
 # ----------------------------------------------------------------------------------------- β, tuning, controls
 def test_select_beta_has_an_interior_minimum(morph):
     betas = [1e-6, 1e-2, 0.1, 10.0]
-    curve = tl.select_beta(morph, betas=betas, seed=0, device="cpu",
-                           train_options=dict(FAST_OPTIONS, latent_dim=10, max_epochs=30))
+    curve = tl.select_beta(
+        morph, betas=betas, seed=0, device="cpu", train_options=dict(FAST_OPTIONS, latent_dim=10, max_epochs=30)
+    )
     assert list(curve["beta"]) == betas
     h = curve["hausdorff"].to_numpy()
     best = int(np.argmin(h))
@@ -227,8 +232,9 @@ def test_select_beta_has_an_interior_minimum(morph):
     # tiny β: the codes ignore the prior; huge β: posterior collapse (every sample alike)
     assert h[0] > 1.05 * h[best] and h[-1] > 1.2 * h[best]
     assert curve.attrs["best_beta"] == betas[best]
-    assert np.allclose(curve["hausdorff"], curve[["hausdorff_data_to_simulated",
-                                                  "hausdorff_simulated_to_data"]].max(axis=1))
+    assert np.allclose(
+        curve["hausdorff"], curve[["hausdorff_data_to_simulated", "hausdorff_simulated_to_data"]].max(axis=1)
+    )
 
 
 def test_tune_vae_runs_the_trials(morph):
@@ -248,8 +254,9 @@ def test_tune_vae_runs_the_trials(morph):
 def test_shuffled_control_loses_to_real_data(morph):
     # β = 0.1: on 60 min-max features (summed variance ~1.6) the vanilla KL weight collapses the posterior, and
     # a collapsed model reconstructs real and shuffled data equally (the feature means)
-    curves = pk.experiments.vae_shuffled_control(morph, kind="beta", seed=0, device="cpu",
-                                                 train_options=dict(FAST_OPTIONS, beta=0.1, max_epochs=20))
+    curves = pk.experiments.vae_shuffled_control(
+        morph, kind="beta", seed=0, device="cpu", train_options=dict(FAST_OPTIONS, beta=0.1, max_epochs=20)
+    )
     assert set(curves["data"]) == {"real", "shuffled"}
     for column in ("epoch", "train_loss", "validation_loss"):
         assert column in curves

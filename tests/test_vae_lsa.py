@@ -8,7 +8,6 @@ from sklearn.decomposition import PCA
 
 import perturbkit as pk
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -43,16 +42,21 @@ def test_real_cell_painting_pipeline_end_to_end(shared_data):
     pk.pp.scale(plate, method="minmax")
     consensus = pk.pp.aggregate(plate, by=["drug", "dose"])
     assert consensus.n_obs < plate.n_obs and {"moa", "control"} <= set(consensus.obs.columns)
-    models = {kind: pk.tl.train_vae(consensus, kind=kind, latent_dim=10, seed=0, max_epochs=30, **options)
-              for kind, options in [("vanilla", {}), ("beta", {"beta": 0.3}), ("mmd", {})]}
+    models = {
+        kind: pk.tl.train_vae(consensus, kind=kind, latent_dim=10, seed=0, max_epochs=30, **options)
+        for kind, options in [("vanilla", {}), ("beta", {"beta": 0.3}), ("mmd", {})]
+    }
     contributions = pk.tl.traversal_contributions(models["mmd"], groupby="group")
     groups = set(contributions.columns)
     assert {"Cells_DNA", "Nuclei_DNA", "Cytoplasm_Mito", "Cells_AGP"} <= groups
     assert contributions.shape[0] == 10 and (contributions.to_numpy() >= 0).all()
     assert pk.pl.traversal_heatmap(contributions).data[0].z.shape == contributions.shape
     projected = pk.tl.project_reconstructions(consensus, model=models["mmd"], n_simulated=100)
-    assert projected.obs.source.value_counts().to_dict() == {"original": consensus.n_obs,
-                                                             "reconstructed": consensus.n_obs, "simulated": 100}
+    assert projected.obs.source.value_counts().to_dict() == {
+        "original": consensus.n_obs,
+        "reconstructed": consensus.n_obs,
+        "simulated": 100,
+    }
     assert np.isfinite(projected.obsm["X_umap"]).all()
     for model in [None, *models.values()]:
         with warnings.catch_warnings(record=True) as caught:

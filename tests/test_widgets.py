@@ -28,14 +28,23 @@ def bulk():
 
 @pytest.fixture(scope="module")
 def dcs(bulk):
-    return pk.tl.train_deepcellstate(bulk, seed=0, latent_dim=16, hidden=(64, 32), max_epochs=15, max_rounds=3,
-                                     device="cpu")
+    return pk.tl.train_deepcellstate(
+        bulk, seed=0, latent_dim=16, hidden=(64, 32), max_epochs=15, max_rounds=3, device="cpu"
+    )
 
 
 @pytest.fixture(scope="module")
 def cyclecdr(bulk):
-    return pk.tl.train_cyclecdr(bulk, drug_encoder="onehot", max_epochs=10, hidden=(64,), latent_dim=16,
-                                batch_size=64, patience=None, device="cpu")
+    return pk.tl.train_cyclecdr(
+        bulk,
+        drug_encoder="onehot",
+        max_epochs=10,
+        hidden=(64,),
+        latent_dim=16,
+        batch_size=64,
+        patience=None,
+        device="cpu",
+    )
 
 
 def _y(trace) -> np.ndarray:
@@ -101,15 +110,19 @@ def test_traversal_deepcellstate_decoders(dcs, bulk):
     profiles = dcs.profiles_from(bulk)
     source, target = dcs.cell_lines
     rows = np.flatnonzero(profiles.present[:, 0])
-    one_per_drug = ad.AnnData(profiles.values[rows, 0], obs=pd.DataFrame({"drug": profiles.drugs[rows]}, index=profiles.drugs[rows]),
-                              var=pd.DataFrame(index=dcs.var_names))
+    one_per_drug = ad.AnnData(
+        profiles.values[rows, 0],
+        obs=pd.DataFrame({"drug": profiles.drugs[rows]}, index=profiles.drugs[rows]),
+        var=pd.DataFrame(index=dcs.var_names),
+    )
     panel = W.LatentTraversal(one_per_drug, model=dcs, n_sliders=5)
     assert len(panel.controls["sliders"]) == 5 and panel.controls["decoder"].options == (source, target)
     drug = str(profiles.drugs[rows[3]])
     panel.start_from_group("drug", drug)
     panel.controls["decoder"].value = target
-    np.testing.assert_allclose(_y(panel.figure.data[0]),
-                               dcs.predict_array(profiles.values[rows[3], 0][None], target=target)[0], atol=1e-5)
+    np.testing.assert_allclose(
+        _y(panel.figure.data[0]), dcs.predict_array(profiles.values[rows[3], 0][None], target=target)[0], atol=1e-5
+    )
     before = _y(panel.figure.data[0])
     panel.controls["decoder"].value = source
     assert not np.allclose(_y(panel.figure.data[0]), before)
@@ -148,8 +161,9 @@ def test_embedding_explorer_colour_hover_click(morph, vae):
 
     trace = panel.figure.data[0]
     i = 7
-    panel._on_click(trace, Points(point_inds=[i], xs=[trace.x[i]], ys=[trace.y[i]], trace_name=trace.name,
-                                  trace_index=0), None)
+    panel._on_click(
+        trace, Points(point_inds=[i], xs=[trace.x[i]], ys=[trace.y[i]], trace_name=trace.name, trace_index=0), None
+    )
     row = int(trace.ids[i])
     np.testing.assert_allclose(_y(panel.profile_figure.data[0]), data.X[row], rtol=1e-6)
     assert data.obs_names[row] in panel.profile_figure.layout.title.text
@@ -238,8 +252,9 @@ def test_response_explorer_deepcellstate(dcs, bulk):
     np.testing.assert_allclose(panel.result["predicted"], predicted, rtol=1e-5, atol=1e-6)
     genes = list(panel.figure.data[1].x)
     assert len(genes) == 20
-    np.testing.assert_allclose(_y(panel.figure.data[1]),
-                               pd.Series(predicted, index=dcs.var_names)[genes].to_numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        _y(panel.figure.data[1]), pd.Series(predicted, index=dcs.var_names)[genes].to_numpy(), rtol=1e-5
+    )
     np.testing.assert_allclose(np.asarray(panel.figure.data[3].x, float), measured, rtol=1e-6)
     r = np.corrcoef(predicted, measured)[0, 1]
     assert panel.result["pcc"] == pytest.approx(r, abs=1e-5) and f"PCC {r:.3f}" in panel.figure.layout.title.text

@@ -202,7 +202,7 @@ def _downloader(progressbar: bool):
 
 @contextmanager
 def _pooch_log():
-    """pooch's "Downloading ..." messages only at ``pk.settings.verbosity`` ≥ 1 (its warnings always)."""
+    """Pooch's "Downloading ..." messages only at ``pk.settings.verbosity`` ≥ 1 (its warnings always)."""
     import pooch
 
     logger = pooch.get_logger()

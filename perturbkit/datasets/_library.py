@@ -177,7 +177,7 @@ def make_library(
         pairs = [all_pairs[i] for i in rng.choice(len(all_pairs), size=n_pairs, replace=False)]
         pair_counts = _assign_counts(n_two, n_pairs)
         used: set[tuple] = set()
-        for (ma, mb), count in zip(pairs, pair_counts):
+        for (ma, mb), count in zip(pairs, pair_counts, strict=True):
             for _ in range(count):
                 for _attempt in range(1000):
                     key = (

@@ -417,7 +417,7 @@ def cellprofiler_feature_names() -> pd.DataFrame:
 
 
 def _feature_var(names: list[str], truth: pd.DataFrame) -> pd.DataFrame:
-    """var for simulated features: perturbkit.io's CellProfiler parser, plus the simulation truth."""
+    """Var for simulated features: perturbkit.io's CellProfiler parser, plus the simulation truth."""
     var = parse_cellprofiler_features(names)
     var.index = pd.Index(names)
     var["sim_group"] = truth.loc[names, "sim_group"].to_numpy()
@@ -702,6 +702,7 @@ def simulate_single_cell(
        ``lfc_scale`` (natural log). Other genes do not change.
     4. **Counts.** Library size factor ``l_i ~ lognormal(0, 0.35)``; ``counts ~ Poisson(l_i mu * Gamma(1/phi,
        phi))``, i.e. negative binomial with gene dispersion ``phi ~ dispersion * lognormal(0, 0.5)``.
+
     Controls and treated cells are independent draws: nothing pairs them.
 
     Examples
@@ -773,12 +774,12 @@ def simulate_single_cell(
     moa_strings = lib.moa_strings
     rows = {
         "cell_line": [cell_types[t] for t in type_of],
-        "drug": ["DMSO" if c else lib.names[d] for c, d in zip(is_ctrl, drug_of)],
-        "dose": [0.0 if c else float(dose_arr[j]) for c, j in zip(is_ctrl, dose_of)],
+        "drug": ["DMSO" if c else lib.names[d] for c, d in zip(is_ctrl, drug_of, strict=True)],
+        "dose": [0.0 if c else float(dose_arr[j]) for c, j in zip(is_ctrl, dose_of, strict=True)],
         "time": [24.0] * n_cells,
-        "moa": ["DMSO" if c else moa_strings[d] for c, d in zip(is_ctrl, drug_of)],
+        "moa": ["DMSO" if c else moa_strings[d] for c, d in zip(is_ctrl, drug_of, strict=True)],
         "control": list(is_ctrl),
-        "smiles": [DMSO_SMILES if c else lib.smiles[d] for c, d in zip(is_ctrl, drug_of)],
+        "smiles": [DMSO_SMILES if c else lib.smiles[d] for c, d in zip(is_ctrl, drug_of, strict=True)],
         "plate": [f"lane{k + 1}" for k in rng.integers(0, 4, n_cells)],
     }
     obs = _obs_frame(rows)

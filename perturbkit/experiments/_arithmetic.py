@@ -108,13 +108,15 @@ def lsa_robustness(
             return float("nan")
         return float(spearmanr(frame["rank_before"], frame["rank_after"]).statistic)
 
-    out.attrs.update({
-        "spearman": _rho(remaining),
-        "spearman_all": _rho(both),
-        "n_compared": int(len(remaining)),
-        "removed_groups": sorted(best["group"]),
-        "removed_labels": sorted(removed_labels),
-        "removed_rows": int(drop.sum()),
-        "evaluate_on": evaluate_on,
-    })
+    out.attrs.update(
+        {
+            "spearman": _rho(remaining),
+            "spearman_all": _rho(both),
+            "n_compared": int(len(remaining)),
+            "removed_groups": sorted(best["group"]),
+            "removed_labels": sorted(removed_labels),
+            "removed_rows": int(drop.sum()),
+            "evaluate_on": evaluate_on,
+        }
+    )
     return out

@@ -21,8 +21,11 @@ CYCLECDR_ABLATIONS = {
     "dual AE, no reconstruction": {"use_reconstruction": False},
     "dual AE, with cycle": {"use_cycle": True},
     "dual AE, no cycle": {"use_cycle": False},
-    "single AE, no reconstruction, no cycle": {"single_autoencoder": True, "use_reconstruction": False,
-                                               "use_cycle": False},
+    "single AE, no reconstruction, no cycle": {
+        "single_autoencoder": True,
+        "use_reconstruction": False,
+        "use_cycle": False,
+    },
 }
 
 
@@ -30,10 +33,13 @@ def _predict_test_drugs(model, sources, smiles: dict, test, *, drug_key: str, do
     """The model's predictions for the test drugs; a model trained with doses predicts every dose they were given."""
     if not model.hparams["use_dose"]:
         return model.predict(sources, drugs=smiles)
-    doses = pd.DataFrame({"drug": test.obs[drug_key].astype(str).to_numpy(),
-                          "dose": numeric_column(test, dose_key)}).drop_duplicates()
-    parts = [model.predict(sources, drugs={d: smiles[d] for d in group["drug"]}, doses=dose)
-             for dose, group in doses.groupby("dose")]
+    doses = pd.DataFrame(
+        {"drug": test.obs[drug_key].astype(str).to_numpy(), "dose": numeric_column(test, dose_key)}
+    ).drop_duplicates()
+    parts = [
+        model.predict(sources, drugs={d: smiles[d] for d in group["drug"]}, doses=dose)
+        for dose, group in doses.groupby("dose")
+    ]
     return ad.concat(parts, index_unique="@")
 
 
@@ -102,24 +108,35 @@ def cyclecdr_ablation(
     >>> pk.pl.response_bars(table)
     """
     if drug_encoder not in ("gat", "fingerprint"):
-        raise PerturbkitInputError(f"drug_encoder={drug_encoder!r}: the test drugs are unseen in training, so they "
-                                   f"need a structure encoder; use 'gat' or 'fingerprint'.")
-    train_kwargs = trainer_options(train_options, function="pk.experiments.cyclecdr_ablation",
-                                   trainer="pk.tl.train_cyclecdr", reserved=("drug_key", "control_key", "smiles_key",
-                                                                             "cell_key", "dose_key", "paired"),
-                                   drug_encoder=drug_encoder, seed=seed, device=device, dose_key=dose_key)
+        raise PerturbkitInputError(
+            f"drug_encoder={drug_encoder!r}: the test drugs are unseen in training, so they "
+            f"need a structure encoder; use 'gat' or 'fingerprint'."
+        )
+    train_kwargs = trainer_options(
+        train_options,
+        function="pk.experiments.cyclecdr_ablation",
+        trainer="pk.tl.train_cyclecdr",
+        reserved=("drug_key", "control_key", "smiles_key", "cell_key", "dose_key", "paired"),
+        drug_encoder=drug_encoder,
+        seed=seed,
+        device=device,
+        dose_key=dose_key,
+    )
     if variants is None:
         variants = dict(CYCLECDR_ABLATIONS)
     elif isinstance(variants, str) or not isinstance(variants, Mapping):
         variants = [variants] if isinstance(variants, str) else list(variants)
         unknown = [v for v in variants if v not in CYCLECDR_ABLATIONS]
         if unknown:
-            raise PerturbkitInputError(f"unknown ablation variants {unknown}; choose from {list(CYCLECDR_ABLATIONS)} "
-                                       f"or pass variants={{name: train_cyclecdr settings}}.")
+            raise PerturbkitInputError(
+                f"unknown ablation variants {unknown}; choose from {list(CYCLECDR_ABLATIONS)} "
+                f"or pass variants={{name: train_cyclecdr settings}}."
+            )
         variants = {v: CYCLECDR_ABLATIONS[v] for v in variants}
     test_drugs = [str(d) for d in ([test_drugs] if isinstance(test_drugs, str) else test_drugs)]
-    require_columns(adata, {"drug_key": drug_key, "smiles_key": smiles_key, "cell_key": cell_key},
-                    purpose="the cycleCDR ablation")
+    require_columns(
+        adata, {"drug_key": drug_key, "smiles_key": smiles_key, "cell_key": cell_key}, purpose="the cycleCDR ablation"
+    )
     is_control = control_mask(adata, control_key)
     drug = adata.obs[drug_key].astype(str)
     is_test = drug.isin(test_drugs).to_numpy() & ~is_control
@@ -130,19 +147,29 @@ def cyclecdr_ablation(
     truth = adata[is_test | is_control]
     test_cells = set(adata.obs[cell_key].astype(str)[is_test])
     truth = truth[truth.obs[cell_key].astype(str).isin(test_cells).to_numpy()]
-    sources = control_means(train, control_key=control_key, cell_key=cell_key) if paired else \
-        train[control_mask(train, control_key)].copy()
+    sources = (
+        control_means(train, control_key=control_key, cell_key=cell_key)
+        if paired
+        else train[control_mask(train, control_key)].copy()
+    )
     sources = sources[sources.obs[cell_key].astype(str).isin(test_cells).to_numpy()].copy()
-    smiles = dict(zip(drug[is_test], adata.obs[smiles_key].astype(str)[is_test]))
+    smiles = dict(zip(drug[is_test], adata.obs[smiles_key].astype(str)[is_test], strict=True))
     keys = dict(drug_key=drug_key, control_key=control_key, smiles_key=smiles_key, cell_key=cell_key)
     predictions = {}
     for name, overrides in variants.items():
         model = train_cyclecdr(train, paired=paired, **keys, **{**train_kwargs, **overrides})
-        predictions[f"cycleCDR: {name}"] = _predict_test_drugs(model, sources, smiles, adata[is_test],
-                                                               drug_key=drug_key, dose_key=dose_key)
+        predictions[f"cycleCDR: {name}"] = _predict_test_drugs(
+            model, sources, smiles, adata[is_test], drug_key=drug_key, dose_key=dose_key
+        )
     if baselines:
-        baseline_predictions = response_baselines(sources, drugs=list(smiles), training_data=train, drug_key=drug_key,
-                                                  control_key=control_key, cell_key=cell_key)
+        baseline_predictions = response_baselines(
+            sources,
+            drugs=list(smiles),
+            training_data=train,
+            drug_key=drug_key,
+            control_key=control_key,
+            cell_key=cell_key,
+        )
         predictions.update({f"baseline: {k}": v for k, v in baseline_predictions.items()})
     columns = ["r2", "r2_degs", "explained_variance", "explained_variance_degs", "pearson_delta"]
     rows = {}

@@ -51,12 +51,38 @@ _RETURNS = """
 """
 
 
-def _run(function, adata, *, name: str, cell_key, drug_key, control_key, moa_key, average, layer, device,
-         train_options, reserved=(), **kwargs) -> pd.DataFrame:
-    options = trainer_options(train_options, function=f"pk.experiments.{name}", trainer="pk.tl.train_deepcellstate",
-                              reserved=("seed", *reserved), device=device)
-    profiles = CellDrugProfiles.from_adata(adata, cell_key=cell_key, drug_key=drug_key, control_key=control_key,
-                                           moa_key=moa_key, average=average, layer=layer)
+def _run(
+    function,
+    adata,
+    *,
+    name: str,
+    cell_key,
+    drug_key,
+    control_key,
+    moa_key,
+    average,
+    layer,
+    device,
+    train_options,
+    reserved=(),
+    **kwargs,
+) -> pd.DataFrame:
+    options = trainer_options(
+        train_options,
+        function=f"pk.experiments.{name}",
+        trainer="pk.tl.train_deepcellstate",
+        reserved=("seed", *reserved),
+        device=device,
+    )
+    profiles = CellDrugProfiles.from_adata(
+        adata,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+    )
     return function(profiles, **kwargs, **options)
 
 
@@ -101,10 +127,25 @@ def deepcellstate_training_size_curve(
     >>> curve = pk.experiments.deepcellstate_training_size_curve(adata, source="PC3", target="MCF7")
     >>> pk.pl.evaluation_curve(curve, x="fraction")
     """
-    return _run(evaluation.training_size_curve, adata, name="deepcellstate_training_size_curve", source=source,
-                target=target, fractions=fractions, n_repeats=n_repeats, test_fraction=test_fraction, seed=seed,
-                device=device, train_options=train_options, cell_key=cell_key, drug_key=drug_key,
-                control_key=control_key, moa_key=moa_key, average=average, layer=layer)
+    return _run(
+        evaluation.training_size_curve,
+        adata,
+        name="deepcellstate_training_size_curve",
+        source=source,
+        target=target,
+        fractions=fractions,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        device=device,
+        train_options=train_options,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+    )
 
 
 @doc_params(data=_DATA, common=_COMMON, returns=_RETURNS)
@@ -144,10 +185,26 @@ def deepcellstate_latent_size_sweep(
     >>> sweep = pk.experiments.deepcellstate_latent_size_sweep(adata, source="PC3", target="MCF7")
     >>> pk.pl.evaluation_curve(sweep, x="latent_dim")
     """
-    return _run(evaluation.latent_size_sweep, adata, name="deepcellstate_latent_size_sweep", reserved=("latent_dim",),
-                source=source, target=target, latent_dims=latent_dims, n_repeats=n_repeats,
-                test_fraction=test_fraction, seed=seed, device=device, train_options=train_options, cell_key=cell_key,
-                drug_key=drug_key, control_key=control_key, moa_key=moa_key, average=average, layer=layer)
+    return _run(
+        evaluation.latent_size_sweep,
+        adata,
+        name="deepcellstate_latent_size_sweep",
+        reserved=("latent_dim",),
+        source=source,
+        target=target,
+        latent_dims=latent_dims,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        device=device,
+        train_options=train_options,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+    )
 
 
 @doc_params(data=_DATA, common=_COMMON, returns=_RETURNS)
@@ -188,10 +245,25 @@ def deepcellstate_ablation(
     >>> abl = pk.experiments.deepcellstate_ablation(adata, source="PC3", target="MCF7", n_repeats=3)
     >>> pk.pl.ablation(abl)
     """
-    return _run(evaluation.ablation, adata, name="deepcellstate_ablation", source=source, target=target,
-                variants=variants, n_repeats=n_repeats, test_fraction=test_fraction, seed=seed, device=device,
-                train_options=train_options, cell_key=cell_key, drug_key=drug_key, control_key=control_key,
-                moa_key=moa_key, average=average, layer=layer)
+    return _run(
+        evaluation.ablation,
+        adata,
+        name="deepcellstate_ablation",
+        source=source,
+        target=target,
+        variants=variants,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        device=device,
+        train_options=train_options,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+    )
 
 
 @doc_params(data=_DATA, common=_COMMON, returns=_RETURNS)
@@ -234,7 +306,22 @@ def deepcellstate_fewer_profiles(
     >>> fewer = pk.experiments.deepcellstate_fewer_profiles(adata, source="PC3", target="MCF7")
     >>> pk.pl.ablation(fewer, x="removed")
     """
-    return _run(evaluation.fewer_profiles, adata, name="deepcellstate_fewer_profiles", source=source, target=target,
-                fraction_removed=fraction_removed, n_repeats=n_repeats, test_fraction=test_fraction, seed=seed,
-                device=device, train_options=train_options, cell_key=cell_key, drug_key=drug_key,
-                control_key=control_key, moa_key=moa_key, average=average, layer=layer)
+    return _run(
+        evaluation.fewer_profiles,
+        adata,
+        name="deepcellstate_fewer_profiles",
+        source=source,
+        target=target,
+        fraction_removed=fraction_removed,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        device=device,
+        train_options=train_options,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+    )

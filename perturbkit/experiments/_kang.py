@@ -1,5 +1,8 @@
-"""The scGen benchmark on Kang et al. 2018 PBMCs (ctrl vs IFN-β): hold out one cell type's stimulated cells,
-train cycleCDR on the rest (unpaired, adversarial) and predict them from that cell type's control cells."""
+"""The scGen benchmark on Kang et al. 2018 PBMCs (ctrl vs IFN-β).
+
+Hold out one cell type's stimulated cells, train cycleCDR on the rest (unpaired, adversarial) and predict them from
+that cell type's control cells.
+"""
 
 from __future__ import annotations
 
@@ -82,20 +85,39 @@ def kang_holdout(
     >>> result = pk.experiments.kang_holdout(pbmc, cell_type="CD14 monocytes")
     >>> result["metrics"]
     """
-    train_kwargs = trainer_options(train_options, function="pk.experiments.kang_holdout",
-                                   trainer="pk.tl.train_cyclecdr",
-                                   reserved=("drug_key", "control_key", "cell_key", "seed"), device=device)
-    data = adata if preprocessed else preprocess_pbmc(adata, n_hvg=n_hvg, condition_key=condition_key,
-                                                      control_value=control_value, n_clusters=n_clusters, seed=seed)
-    require_columns(data, {"cell_key": "cell_line", "drug_key": "drug", "control_key": "control"},
-                    purpose="the held-out cell type run")
+    train_kwargs = trainer_options(
+        train_options,
+        function="pk.experiments.kang_holdout",
+        trainer="pk.tl.train_cyclecdr",
+        reserved=("drug_key", "control_key", "cell_key", "seed"),
+        device=device,
+    )
+    data = (
+        adata
+        if preprocessed
+        else preprocess_pbmc(
+            adata,
+            n_hvg=n_hvg,
+            condition_key=condition_key,
+            control_value=control_value,
+            n_clusters=n_clusters,
+            seed=seed,
+        )
+    )
+    require_columns(
+        data,
+        {"cell_key": "cell_line", "drug_key": "drug", "control_key": "control"},
+        purpose="the held-out cell type run",
+    )
     is_control = control_mask(data, "control")
     cells = data.obs["cell_line"].astype(str).to_numpy()
     in_type = cells == cell_type
     if not (in_type & ~is_control).any() or not (in_type & is_control).any():
         present = pd.crosstab(cells, is_control)
-        raise PerturbkitInputError(f"cell type {cell_type!r} needs both control and stimulated cells; cells per type "
-                                   f"(columns: control) are\n{present}")
+        raise PerturbkitInputError(
+            f"cell type {cell_type!r} needs both control and stimulated cells; cells per type "
+            f"(columns: control) are\n{present}"
+        )
     held = in_type & ~is_control
     train = data[~held].copy()
     options = dict(paired=False, drug_encoder="onehot", seed=seed) | train_kwargs
@@ -108,8 +130,9 @@ def kang_holdout(
     both = [c for c in pd.unique(tr_cells) if (tr_ctrl & (tr_cells == c)).any() and (~tr_ctrl & (tr_cells == c)).any()]
     baselines = {
         "no change": predict_no_change(controls, drugs=[STIM]),
-        "mean treated response": predict_mean_response(controls, drugs=[STIM],
-                                                       training_data=train[np.isin(tr_cells, both)].copy()),
+        "mean treated response": predict_mean_response(
+            controls, drugs=[STIM], training_data=train[np.isin(tr_cells, both)].copy()
+        ),
     }
     truth = data[in_type].copy()
     rows = {}
@@ -119,5 +142,11 @@ def kang_holdout(
     metrics = pd.DataFrame(rows).T.rename_axis("model")
     metrics.attrs.update({"cell_type": cell_type, "n_degs": int(n_degs), "n_genes": int(data.n_vars)})
     cell_types = pd.crosstab(data.obs["cell_type"].astype(str), data.obs["drug"].astype(str))
-    return {"metrics": metrics, "prediction": pred, "baselines": baselines, "model": model, "data": data,
-            "cell_types": cell_types}
+    return {
+        "metrics": metrics,
+        "prediction": pred,
+        "baselines": baselines,
+        "model": model,
+        "data": data,
+        "cell_types": cell_types,
+    }

@@ -54,6 +54,11 @@ def vae_shuffled_control(
     >>> curves = pk.experiments.vae_shuffled_control(adata, kind="beta", train_options={"beta": 0.3})
     >>> pk.pl.training_curves(curves)
     """
-    options = trainer_options(train_options, function="pk.experiments.vae_shuffled_control",
-                              trainer="pk.tl.train_vae", reserved=("kind", "seed", "layer"), device=device)
+    options = trainer_options(
+        train_options,
+        function="pk.experiments.vae_shuffled_control",
+        trainer="pk.tl.train_vae",
+        reserved=("kind", "seed", "layer"),
+        device=device,
+    )
     return analysis.shuffled_control(adata, kind=kind, seed=seed, layer=layer, **options)

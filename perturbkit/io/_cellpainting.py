@@ -19,12 +19,23 @@ CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
 _CHANNEL_PREFIXES = ("Orig", "Corr", "Illum")
 _NO_CHANNEL = "None"
 
-_DRUG_COLUMNS = ("Metadata_pert_iname", "Metadata_pert_name", "Metadata_compound_name", "Metadata_pert_id",
-                 "Metadata_broad_id", "Metadata_broad_sample")
+_DRUG_COLUMNS = (
+    "Metadata_pert_iname",
+    "Metadata_pert_name",
+    "Metadata_compound_name",
+    "Metadata_pert_id",
+    "Metadata_broad_id",
+    "Metadata_broad_sample",
+)
 _DOSE_COLUMNS = ("Metadata_mmoles_per_liter", "Metadata_dose", "Metadata_concentration")
 _MOA_COLUMNS = ("Metadata_moa", "Metadata_MOA")
-_CELL_COLUMNS = ("Metadata_cell_line", "Metadata_cell_id", "Metadata_CellLine", "Metadata_Cell_Line",
-                 "Metadata_cell_type")
+_CELL_COLUMNS = (
+    "Metadata_cell_line",
+    "Metadata_cell_id",
+    "Metadata_CellLine",
+    "Metadata_Cell_Line",
+    "Metadata_cell_type",
+)
 _PLATE_COLUMNS = ("Metadata_Plate", "Metadata_plate", "Metadata_Assay_Plate_Barcode")
 _WELL_COLUMNS = ("Metadata_Well", "Metadata_well", "Metadata_well_position", "Metadata_pert_well")
 _SMILES_COLUMNS = ("Metadata_smiles", "Metadata_SMILES")
@@ -72,15 +83,18 @@ def parse_cellprofiler_features(names) -> pd.DataFrame:
         channel = "_".join(channels) if channels else _NO_CHANNEL
         measurement = "_".join(rest) if rest else _NO_CHANNEL
         rows.append((compartment, feature_type, channel, measurement, f"{compartment}_{channel}"))
-    return pd.DataFrame(rows, index=pd.Index(names, dtype=object),
-                        columns=["compartment", "feature_type", "channel", "measurement", "group"])
+    return pd.DataFrame(
+        rows,
+        index=pd.Index(names, dtype=object),
+        columns=["compartment", "feature_type", "channel", "measurement", "group"],
+    )
 
 
 def _channel_name(token: str) -> str | None:
     for prefix in ("", *_CHANNEL_PREFIXES):
         if prefix and not token.startswith(prefix):
             continue
-        bare = token[len(prefix):]
+        bare = token[len(prefix) :]
         if bare in CHANNELS:
             return bare
     return None
@@ -177,8 +191,15 @@ def read_cell_painting(
         )
 
     obs = table[meta_cols].copy()
-    obs = _cell_painting_schema(obs, control_key=control_key, drug_key=drug_key, dose_key=dose_key, moa_key=moa_key,
-                                cell_key=cell_key, cell_line=cell_line)
+    obs = _cell_painting_schema(
+        obs,
+        control_key=control_key,
+        drug_key=drug_key,
+        dose_key=dose_key,
+        moa_key=moa_key,
+        cell_key=cell_key,
+        cell_line=cell_line,
+    )
     obs.index = _obs_names(obs)
     X = table[feature_cols].to_numpy(dtype=np.float32)
     var = parse_cellprofiler_features([str(c) for c in feature_cols])
@@ -195,15 +216,13 @@ def _read_profiles(path, *, sep=None, decimal=".") -> pd.DataFrame:
         except Exception as err:  # pyarrow raises several types for a broken file
             raise FileFormatError(f"'{path}' cannot be read as parquet (damaged or incomplete?): {err}") from None
     if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")):
-        if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in "\"\n\r"):
+        if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in '"\n\r'):
             raise PerturbkitInputError(f"sep={sep!r} is not a field separator; use ',', '\\t' or ';'.")
         try:
             return read_delimited(path, sep=sep, strict=True, low_memory=False, decimal=decimal)
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
             raise FileFormatError(f"'{path}' is not a readable CSV/TSV table: {err}") from None
-    raise PerturbkitInputError(
-        f"Unknown profile format for '{path}': expected .csv, .csv.gz, .tsv(.gz) or .parquet."
-    )
+    raise PerturbkitInputError(f"Unknown profile format for '{path}': expected .csv, .csv.gz, .tsv(.gz) or .parquet.")
 
 
 def _lower_strings(series: pd.Series) -> pd.Series:

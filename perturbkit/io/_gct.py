@@ -82,10 +82,35 @@ _VERIFY_UP_TO = 1 << 30  # files up to 1 GiB are always verified; larger ones wh
 #: that cmapPy rejects.
 _DATA_NA = [*CMAP_NA_STRINGS, "-666", "", "n/a", "null"]
 _VEHICLE_TYPES = {"ctl_vehicle", "ctl_vehicle.cns", "ctrl_vehicle"}
-_DOSE_UNITS = {"um": 1.0, "µm": 1.0, "μm": 1.0, "umol": 1.0, "micromolar": 1.0, "nm": 1e-3, "nanomolar": 1e-3,
-               "mm": 1e3, "millimolar": 1e3, "pm": 1e-6, "m": 1e6, "molar": 1e6}
-_TIME_UNITS = {"h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "m": 1 / 60, "min": 1 / 60,
-               "mins": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60, "d": 24.0, "day": 24.0, "days": 24.0}
+_DOSE_UNITS = {
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "umol": 1.0,
+    "micromolar": 1.0,
+    "nm": 1e-3,
+    "nanomolar": 1e-3,
+    "mm": 1e3,
+    "millimolar": 1e3,
+    "pm": 1e-6,
+    "m": 1e6,
+    "molar": 1e6,
+}
+_TIME_UNITS = {
+    "h": 1.0,
+    "hr": 1.0,
+    "hrs": 1.0,
+    "hour": 1.0,
+    "hours": 1.0,
+    "m": 1 / 60,
+    "min": 1 / 60,
+    "mins": 1 / 60,
+    "minute": 1 / 60,
+    "minutes": 1 / 60,
+    "d": 24.0,
+    "day": 24.0,
+    "days": 24.0,
+}
 _MISSING_666 = re.compile(r"^\s*-666(\.0*)?\s*$")
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s].*?)?\s*$")
 _LANDMARK_COLUMNS = ("pr_is_lm", "pr_is_lmark", "is_landmark", "landmark")
@@ -278,10 +303,14 @@ def write_gctx(adata, path, *, compression: str | int | None = None, checksum: b
     import h5py
 
     path = Path(path).expanduser()
-    if compression is not None and compression not in ("gzip", "lzf") and not (
-            isinstance(compression, int) and not isinstance(compression, bool) and 0 <= compression <= 9):
-        raise PerturbkitInputError(f"compression={compression!r} is not known; use None, 'gzip' (or a level 0-9) "
-                                   f"or 'lzf'.")
+    if (
+        compression is not None
+        and compression not in ("gzip", "lzf")
+        and not (isinstance(compression, int) and not isinstance(compression, bool) and 0 <= compression <= 9)
+    ):
+        raise PerturbkitInputError(
+            f"compression={compression!r} is not known; use None, 'gzip' (or a level 0-9) or 'lzf'."
+        )
     _check_unique(adata.obs_names, "obs_names")
     _check_unique(adata.var_names, "var_names")
     X = dense_matrix(adata, dtype=np.float32)
@@ -440,7 +469,8 @@ class _GctTextSource:
         if len(tokens) != n_expected or not all(re.fullmatch(r"\d+", t) for t in tokens):
             self._fail(
                 f"the dimension line (line 2) must hold {n_expected} non-negative integers ({layout}) for version "
-                f"{version}, but it is {dims_line!r}.", 2,
+                f"{version}, but it is {dims_line!r}.",
+                2,
             )
         dims = [int(t) for t in tokens]
         n_rows, n_cols = dims[0], dims[1]
@@ -475,12 +505,12 @@ class _GctTextSource:
             )
         if first_diff is not None:
             number, count, end = first_diff
-            last = " It is the last line: the file looks truncated." if end == len(raw) and count < header_count \
-                else ""
+            last = " It is the last line: the file looks truncated." if end == len(raw) and count < header_count else ""
             padding = f" (the header line's last {extra} of them empty)" if extra else ""
             self._fail(
                 f"the line has {count} fields where {header_count} are expected{padding} ({layout}).{last} A "
-                f"missing or extra tab shifts every later value of the line; repair or re-export the file.", number,
+                f"missing or extra tab shifts every later value of the line; repair or re-export the file.",
+                number,
             )
         if extra:  # every line ends in the same empty fields (a spreadsheet export): they must all be empty
             self._check_trailing(raw, heads + data, extra)
@@ -490,19 +520,20 @@ class _GctTextSource:
             return values[:width] if extra else values
 
         header = fields(heads[0][1], heads[0][2])
-        row_fields = [_restore_name(h) for h in header[1: 1 + n_row_meta]]
-        col_ids = header[1 + n_row_meta:]
+        row_fields = [_restore_name(h) for h in header[1 : 1 + n_row_meta]]
+        col_ids = header[1 + n_row_meta :]
         _check_unique_names(row_fields, f"row-metadata field names in the header of '{self.path}'")
         if len(heads) < 1 + n_col_meta:
-            self._fail(f"the dimension line says {n_col_meta} column-metadata lines, but the file ends after "
-                       f"{len(heads) - 1}.")
+            self._fail(
+                f"the dimension line says {n_col_meta} column-metadata lines, but the file ends after {len(heads) - 1}."
+            )
         col_meta = {}
         for number, start, end in heads[1:]:
             values = fields(start, end)
             name = _restore_name(values[0])
             if name in col_meta:
                 self._fail(f"the column-metadata field {name!r} appears twice.", number)
-            col_meta[name] = values[1 + n_row_meta:]
+            col_meta[name] = values[1 + n_row_meta :]
         if len(data) != n_rows:
             self._fail(f"the dimension line says {n_rows} rows (genes), but the file holds {len(data)} data lines.")
 
@@ -517,8 +548,7 @@ class _GctTextSource:
         tail = b"\t" * extra
         for number, start, end in lines:
             if not raw.endswith(tail, start, end):
-                self._fail(f"the line does not end in the {extra} empty fields that the header line ends in.",
-                           number)
+                self._fail(f"the line does not end in the {extra} empty fields that the header line ends in.", number)
 
     @staticmethod
     def _split_data_lines(raw, data, n_row_meta, extra):
@@ -529,7 +559,7 @@ class _GctTextSource:
             for _ in range(n_row_meta + 1):  # the id and row-metadata fields end at the next tabs
                 tab = raw.find(b"\t", pos, end)
                 pos = end + 1 if tab < 0 else tab + 1
-            fields = raw[start: pos - 1].decode("utf-8").split("\t")
+            fields = raw[start : pos - 1].decode("utf-8").split("\t")
             ids.append(fields[0])
             for column, value in zip(meta, fields[1:], strict=True):
                 column.append(value)
@@ -551,8 +581,15 @@ class _GctTextSource:
             chunk = b"\n".join(raw[a:b] for a, b in spans[first:last]).replace(b"\t", b"\n") + b"\n"
             try:
                 values = pd.read_csv(
-                    io.BytesIO(chunk), header=None, names=[0], dtype={0: np.float32}, na_values=_DATA_NA,
-                    keep_default_na=False, skip_blank_lines=False, quoting=3, engine="c",
+                    io.BytesIO(chunk),
+                    header=None,
+                    names=[0],
+                    dtype={0: np.float32},
+                    na_values=_DATA_NA,
+                    keep_default_na=False,
+                    skip_blank_lines=False,
+                    quoting=3,
+                    engine="c",
                 )[0].to_numpy()
             except (ValueError, pd.errors.ParserError) as err:
                 found = self._find_bad_value(raw, data[first:last], spans[first:last], col_ids)
@@ -561,11 +598,14 @@ class _GctTextSource:
                 number, sample, value = found
                 self._fail(
                     f"the value {value!r} (sample {sample!r}) is not a number, so the data block holds values "
-                    f"that are not numbers. Write missing values as NaN, NA or -666.", number,
+                    f"that are not numbers. Write missing values as NaN, NA or -666.",
+                    number,
                 )
             if values.size != (last - first) * n_cols:  # cannot happen after the field counts; never reshape wrong
-                self._fail(f"lines {data[first][0]}-{data[last - 1][0]} hold {values.size} values where "
-                           f"{(last - first) * n_cols} were expected.")
+                self._fail(
+                    f"lines {data[first][0]}-{data[last - 1][0]} hold {values.size} values where "
+                    f"{(last - first) * n_cols} were expected."
+                )
             X[:, first:last] = values.reshape(last - first, n_cols).T
             first = last
         return X
@@ -613,7 +653,7 @@ def _checksum_record(path: Path) -> dict | None:
     if not head.startswith(_CHECKSUM_MAGIC):
         return None
     try:
-        record = json.loads(head[len(_CHECKSUM_MAGIC):].split(b"\n", 1)[0].decode("ascii"))
+        record = json.loads(head[len(_CHECKSUM_MAGIC) :].split(b"\n", 1)[0].decode("ascii"))
         record = {"crc32": int(record["crc32"]), "size": int(record["size"]), "offset": int(record["offset"])}
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise FileFormatError(
@@ -857,8 +897,9 @@ def _write_meta_column(group, name: str, values: pd.Series) -> str:
         else:
             data, hint = values.to_numpy(), dtype.name
     elif pd.api.types.is_float_dtype(dtype):
-        arr = values.to_numpy(dtype=np.float64 if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype,
-                              na_value=np.nan)
+        arr = values.to_numpy(
+            dtype=np.float64 if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype, na_value=np.nan
+        )
         data = np.where(np.isnan(arr), MISSING_VALUE, arr).astype(arr.dtype)
         hint = np.dtype(arr.dtype).name
     else:
@@ -929,8 +970,13 @@ def _decode_strings(ds, path=None) -> np.ndarray:
 
 def _meta_frame(columns: dict, ids) -> pd.DataFrame:
     index = pd.Index([str(i).strip() for i in ids], dtype=object)
-    return pd.DataFrame({k: infer_column(pd.Series(v, index=index, dtype=object), na_strings=CMAP_NA_STRINGS)
-                         for k, v in columns.items()}, index=index)
+    return pd.DataFrame(
+        {
+            k: infer_column(pd.Series(v, index=index, dtype=object), na_strings=CMAP_NA_STRINGS)
+            for k, v in columns.items()
+        },
+        index=index,
+    )
 
 
 def _text_field_name(name) -> str:
@@ -1033,8 +1079,11 @@ def _join_gene_info(var: pd.DataFrame, gene_info) -> tuple[pd.DataFrame, str]:
     table = load_table(gene_info, name="gene_info")
     symbol = first_present(table, _SYMBOL_COLUMNS)
     if symbol is None:
-        hint = (" It looks like sample/signature metadata (it has pert_iname/cell_id): pass such a table as sig_info=."
-                if {"pert_iname", "cell_id", "sig_id"} & set(table.columns) else "")
+        hint = (
+            " It looks like sample/signature metadata (it has pert_iname/cell_id): pass such a table as sig_info=."
+            if {"pert_iname", "cell_id", "sig_id"} & set(table.columns)
+            else ""
+        )
         raise PerturbkitInputError(
             f"gene_info has no gene-symbol column ({', '.join(_SYMBOL_COLUMNS)}); its columns are "
             f"{list(table.columns)[:12]}. Pass the LINCS gene_info table (pr_gene_id, pr_gene_symbol, pr_is_lm).{hint}"
@@ -1064,8 +1113,9 @@ def _join_gene_info(var: pd.DataFrame, gene_info) -> tuple[pd.DataFrame, str]:
 
 
 def _truthy(values: pd.Series) -> np.ndarray:
-    return values.map(lambda v: (not _is_missing(v)) and str(v).strip().lower() in {"1", "1.0", "y", "yes", "true"}) \
-        .to_numpy(dtype=bool)
+    return values.map(
+        lambda v: (not _is_missing(v)) and str(v).strip().lower() in {"1", "1.0", "y", "yes", "true"}
+    ).to_numpy(dtype=bool)
 
 
 def _landmark_mask(var: pd.DataFrame) -> np.ndarray:
@@ -1197,8 +1247,11 @@ def _lincs_schema(obs: pd.DataFrame) -> pd.DataFrame:
     obs = obs.copy()
     iname = obs["pert_iname"] if "pert_iname" in obs.columns else None
     is_dmso = lower_strings(iname) == "dmso" if iname is not None else np.zeros(len(obs), bool)
-    vehicle = (np.isin(lower_strings(obs["pert_type"]), list(_VEHICLE_TYPES)) if "pert_type" in obs.columns
-               else np.zeros(len(obs), bool))
+    vehicle = (
+        np.isin(lower_strings(obs["pert_type"]), list(_VEHICLE_TYPES))
+        if "pert_type" in obs.columns
+        else np.zeros(len(obs), bool)
+    )
     if "cell_line" not in obs.columns and "cell_id" in obs.columns:
         obs["cell_line"] = obs["cell_id"]
     if "drug" not in obs.columns and iname is not None:
@@ -1206,8 +1259,9 @@ def _lincs_schema(obs: pd.DataFrame) -> pd.DataFrame:
     if "control" not in obs.columns and (iname is not None or "pert_type" in obs.columns):
         obs["control"] = vehicle | is_dmso
     if "dose" not in obs.columns:
-        dose = _quantity_column(obs, "pert_dose", "pert_dose_unit", "pert_idose", _DOSE_UNITS, "um",
-                                fill_zero=vehicle | is_dmso)
+        dose = _quantity_column(
+            obs, "pert_dose", "pert_dose_unit", "pert_idose", _DOSE_UNITS, "um", fill_zero=vehicle | is_dmso
+        )
         if dose is not None:
             obs["dose"] = dose
     if "time" not in obs.columns:

@@ -13,9 +13,7 @@ if TYPE_CHECKING:
 _CONTROL_GUESSES = ("ctrl", "control", "dmso", "vehicle", "unstimulated", "untreated")
 
 
-def read_h5ad(
-    path, *, condition_key: str | None = None, control_value=None, control_key: str = "control"
-) -> AnnData:
+def read_h5ad(path, *, condition_key: str | None = None, control_value=None, control_key: str = "control") -> AnnData:
     """Read an ``.h5ad`` file with :func:`anndata.read_h5ad`, optionally adding the boolean ``control`` column.
 
     Parameters

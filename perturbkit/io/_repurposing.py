@@ -101,8 +101,9 @@ def read_moa_table(path, *, fix_encoding: bool = True) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame; join it into AnnData with :func:`perturbkit.pp.annotate` (e.g. ``on="Metadata_broad_id",
-    table_on="broad_id"``).
+    pandas.DataFrame
+        One row per compound; join it into AnnData with :func:`perturbkit.pp.annotate` (e.g.
+        ``on="Metadata_broad_id", table_on="broad_id"``).
 
     Examples
     --------

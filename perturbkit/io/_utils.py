@@ -22,8 +22,7 @@ _TRUE_STRINGS = {"true", "false"}
 
 #: The tokens cmapPy 4.0.1 (``pandasGEXpress.parse_gct``) reads as missing, besides "-666". pandas, which cmapPy
 #: parses with, also matches "-666.0" (the float form of "-666").
-CMAP_NA_STRINGS = ("#N/A", "N/A", "NA", "#NA", "NULL", "NaN", "-NaN", "nan", "-nan", "#N/A!", "na", "None",
-                   "#VALUE!")
+CMAP_NA_STRINGS = ("#N/A", "N/A", "NA", "#NA", "NULL", "NaN", "-NaN", "nan", "-nan", "#N/A!", "na", "None", "#VALUE!")
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 
@@ -67,13 +66,13 @@ def checked_text(raw: bytes, path) -> bytes:
     file) and for bytes that are not UTF-8.
     """
     if raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
+        raw = raw[len(_BOM) :]
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     nul = raw.find(b"\x00")
     if nul >= 0:
         line, col = _line_of(raw, nul)
-        snippet = raw[max(0, nul - 12): nul + 12].decode("utf-8", errors="replace")
+        snippet = raw[max(0, nul - 12) : nul + 12].decode("utf-8", errors="replace")
         raise FileFormatError(
             f"'{path}' line {line} (byte {col + 1} of the line) holds a NUL byte, near {snippet!r}: the file is "
             f"damaged or not a text file. Read it from the original source again."
@@ -85,7 +84,7 @@ def checked_text(raw: bytes, path) -> bytes:
             line, col = _line_of(raw, err.start)
             raise FileFormatError(
                 f"'{path}' is not valid UTF-8: line {line} (byte {col + 1} of the line) holds "
-                f"{raw[err.start:err.start + 4]!r}. Save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or "
+                f"{raw[err.start : err.start + 4]!r}. Save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or "
                 f"read it from the original source again if it is damaged."
             ) from None
     return raw
@@ -147,7 +146,7 @@ def check_quotes(raw: bytes, path, sep: str) -> None:
     are looked at (a quoted field may span lines).
     """
     s = re.escape(sep.encode())
-    field = rb'(?:"(?:[^"]|"")*"|[^"\n' + s + rb']*)'
+    field = rb'(?:"(?:[^"]|"")*"|[^"\n' + s + rb"]*)"
     record = re.compile(field + rb"(?:" + s + field + rb")*")
     pending, first = b"", None
     for number, start, end in iter_lines(raw):
@@ -191,8 +190,11 @@ def check_field_counts(raw: bytes, path, sep: str, *, what: str = "the header li
     expected = counts[0][1]
     for number, found in counts[1:]:
         if found != expected:
-            cut = " The file looks truncated: its last line is incomplete." if (
-                number == last_number and found < expected) else ""
+            cut = (
+                " The file looks truncated: its last line is incomplete."
+                if (number == last_number and found < expected)
+                else ""
+            )
             raise FileFormatError(
                 f"'{path}' line {number} has {found} fields, but {what} (line {counts[0][0]}) has {expected}.{cut} "
                 f"A missing or extra {sep!r} shifts every later value of the line; repair or re-export the file."
@@ -200,8 +202,9 @@ def check_field_counts(raw: bytes, path, sep: str, *, what: str = "the header li
     return expected
 
 
-def read_delimited(path: Path, *, comment_prefix: str | None = None, sep: str | None = None,
-                   strict: bool = False, **kwargs) -> pd.DataFrame:
+def read_delimited(
+    path: Path, *, comment_prefix: str | None = None, sep: str | None = None, strict: bool = False, **kwargs
+) -> pd.DataFrame:
     """Read a tab-, comma- (or, with ``sep=';'``, semicolon-) separated table (gzip too).
 
     The separator is sniffed from the header line unless ``sep`` is given. Lines starting with ``comment_prefix``
@@ -216,7 +219,8 @@ def read_delimited(path: Path, *, comment_prefix: str | None = None, sep: str | 
         raw = b"".join(line for line in raw.splitlines(keepends=True) if not line.startswith(prefix))
         if not raw.strip():
             raise PerturbkitInputError(
-                f"'{path}' holds no table (only comment lines starting with {comment_prefix!r}).")
+                f"'{path}' holds no table (only comment lines starting with {comment_prefix!r})."
+            )
     if not raw.strip():
         raise PerturbkitInputError(f"'{path}' is empty; expected a table with a header line.")
     header = next(raw[s:e] for _, s, e in iter_lines(raw) if e > s)
@@ -225,7 +229,7 @@ def read_delimited(path: Path, *, comment_prefix: str | None = None, sep: str | 
     if strict:
         check_field_counts(raw, path, sep)
         if not raw.endswith(b"\n"):
-            last = raw[raw.rfind(b"\n") + 1:].decode("utf-8")
+            last = raw[raw.rfind(b"\n") + 1 :].decode("utf-8")
             raise FileFormatError(
                 f"'{path}' does not end with a line break, so its last line ({last[:60]!r}...) may have been cut "
                 f"short (a truncated download or copy). If the file is complete, add a line break at its end."
@@ -238,8 +242,9 @@ def read_delimited(path: Path, *, comment_prefix: str | None = None, sep: str | 
         names = next(csv.reader(io.StringIO(header.decode("utf-8")), delimiter=sep))
         dups = pd.Index(names)[pd.Index(names).duplicated()].unique().tolist()
         if dups:
-            raise FileFormatError(f"'{path}' names some columns twice, e.g. {dups[:5]}; rename them so that each "
-                                  f"column name is unique.")
+            raise FileFormatError(
+                f"'{path}' names some columns twice, e.g. {dups[:5]}; rename them so that each column name is unique."
+            )
     return table
 
 
@@ -323,10 +328,12 @@ def key_strings(values) -> pd.Series:
     """Identifiers as stripped strings, integral floats without '.0' (so 5720.0 and '5720' match); NaN stays NaN."""
     s = pd.Series(values, copy=False)
     if pd.api.types.is_float_dtype(s.dtype):
+
         def fmt(v):
             if pd.isna(v):
                 return np.nan
             return str(int(v)) if float(v).is_integer() else repr(float(v))
+
         return s.map(fmt).astype(object)
     return s.astype(object).map(lambda v: np.nan if pd.isna(v) else str(v).strip())
 

@@ -26,8 +26,7 @@ from .._schema import (
 )
 from .._stats import pearson_rows
 
-METRICS = ("r2", "r2_degs", "explained_variance", "explained_variance_degs", "pearson", "pearson_degs",
-           "pearson_delta")
+METRICS = ("r2", "r2_degs", "explained_variance", "explained_variance_degs", "pearson", "pearson_degs", "pearson_delta")
 
 
 # --- vectorised per-row scores (row i of ``pred`` vs row i of ``truth``) ------------------------------------------
@@ -101,8 +100,10 @@ def _as_2d(a, what: str) -> np.ndarray:
 def _matrix(adata, layer, what: str):
     """``what``'s X (or layer), refusing a missing matrix, a missing layer, and NaN / inf values."""
     if layer is not None and layer not in adata.layers:
-        raise PerturbkitInputError(f"{what} has no layer {layer!r}; its layers are {list(adata.layers.keys())}. "
-                                   f"Pass layer=None to use X, or one of those layers.")
+        raise PerturbkitInputError(
+            f"{what} has no layer {layer!r}; its layers are {list(adata.layers.keys())}. "
+            f"Pass layer=None to use X, or one of those layers."
+        )
     X = adata.X if layer is None else adata.layers[layer]
     if X is None:
         raise PerturbkitInputError(f"{what}.X is empty; load the profiles into {what}.X or pass layer=.")
@@ -113,7 +114,7 @@ def _matrix(adata, layer, what: str):
 def _keys(obs: pd.DataFrame, groupby: list[str]) -> list[tuple | None]:
     frame = obs[groupby].astype(object)
     missing = frame.isna().any(axis=1).to_numpy()
-    return [None if m else k for k, m in zip(frame.itertuples(index=False, name=None), missing)]
+    return [None if m else k for k, m in zip(frame.itertuples(index=False, name=None), missing, strict=True)]
 
 
 def _codes(keys: list, index: dict) -> np.ndarray:
@@ -209,8 +210,10 @@ def evaluate_response(
     """
     for obj, what in ((pred, "pred"), (truth, "truth")):
         if not (hasattr(obj, "obs") and hasattr(obj, "var_names")):
-            raise PerturbkitInputError(f"{what} must be an AnnData of profiles with the groupby obs columns, got "
-                                       f"{type(obj).__name__}; wrap an array with anndata.AnnData(X, obs=obs).")
+            raise PerturbkitInputError(
+                f"{what} must be an AnnData of profiles with the groupby obs columns, got "
+                f"{type(obj).__name__}; wrap an array with anndata.AnnData(X, obs=obs)."
+            )
     groupby = [groupby] if isinstance(groupby, str) else list(groupby)
     if not groupby:
         raise PerturbkitInputError("groupby= needs at least one obs column, e.g. groupby=['cell_line', 'drug'].")
@@ -226,7 +229,7 @@ def evaluate_response(
     # measured groups (controls excluded when they are rows of truth)
     truth_keys = _keys(truth.obs, groupby)
     if ctrl_mask is not None:
-        truth_keys = [None if m else k for k, m in zip(truth_keys, ctrl_mask)]
+        truth_keys = [None if m else k for k, m in zip(truth_keys, ctrl_mask, strict=True)]
     groups = list(dict.fromkeys(k for k in truth_keys if k is not None))
     if not groups:
         raise EmptyGroupError(f"truth has no (non-control) rows with values in {groupby}.")
@@ -237,7 +240,7 @@ def evaluate_response(
     if genes is not None:
         pred_X = pred_X[:, genes]
     pred_mean, n_pred = group_means(pred_X, _codes(_keys(pred.obs, groupby), index), len(groups))
-    absent = [g for g, n in zip(groups, n_pred) if n == 0]
+    absent = [g for g, n in zip(groups, n_pred, strict=True) if n == 0]
     if absent:
         shown = [g[0] if len(g) == 1 else g for g in absent[:10]]
         raise EmptyGroupError(
@@ -246,13 +249,17 @@ def evaluate_response(
             f"predicted groups."
         )
 
-    reference = _reference_means(ctrl, truth, groups, groupby, layer, control_groupby,
-                                 "truth" if ctrl_mask is not None else "control")
+    reference = _reference_means(
+        ctrl, truth, groups, groupby, layer, control_groupby, "truth" if ctrl_mask is not None else "control"
+    )
 
     delta_truth = truth_mean - reference
     k = min(int(n_degs), n_genes)
-    degs = np.argpartition(-np.abs(delta_truth), k - 1, axis=1)[:, :k] if k < n_genes else \
-        np.tile(np.arange(n_genes), (len(groups), 1))
+    degs = (
+        np.argpartition(-np.abs(delta_truth), k - 1, axis=1)[:, :k]
+        if k < n_genes
+        else np.tile(np.arange(n_genes), (len(groups), 1))
+    )
     pred_degs = np.take_along_axis(pred_mean, degs, axis=1)
     truth_degs = np.take_along_axis(truth_mean, degs, axis=1)
 
@@ -305,7 +312,7 @@ def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_
     sub_groups = list(dict.fromkeys(sub_keys))
     sub_index = {k: i for i, k in enumerate(sub_groups)}
     means, counts = group_means(X, _codes(_keys(ctrl.obs, cols), sub_index), len(sub_groups))
-    lacking = [g for g, n in zip(sub_groups, counts) if n == 0]
+    lacking = [g for g, n in zip(sub_groups, counts, strict=True) if n == 0]
     if lacking:
         raise EmptyGroupError(
             f"no control profiles for {cols} = {lacking[:10]}; add their controls, or pass control_groupby=None to "

@@ -39,8 +39,9 @@ def _what(obj) -> str:
     return "None" if obj is None else f"a {type(obj).__name__}"
 
 
-def check_model_and_data(adata, model, *, function: str, call: str | None = None, model_class=None,
-                         data_required: bool = True) -> None:
+def check_model_and_data(
+    adata, model, *, function: str, call: str | None = None, model_class=None, data_required: bool = True
+) -> None:
     """Refuse swapped, missing or wrong-typed ``adata`` / ``model`` arguments with the call that works.
 
     Parameters
@@ -58,8 +59,10 @@ def check_model_and_data(adata, model, *, function: str, call: str | None = None
     """
     call = call or f"{function}(adata, model=model)"
     if is_model(adata) and model is None:
-        raise PerturbkitInputError(f"{function}: adata is {_what(adata)}, a model, not data. Pass the data as adata "
-                                   f"and the trained model as model: {call}.")
+        raise PerturbkitInputError(
+            f"{function}: adata is {_what(adata)}, a model, not data. Pass the data as adata "
+            f"and the trained model as model: {call}."
+        )
     if is_model(adata) or (is_anndata(model) and not is_model(model)):
         raise PerturbkitInputError(
             f"{function} got its arguments swapped: adata is {_what(adata)} and model is {_what(model)}. Pass the "
@@ -68,11 +71,13 @@ def check_model_and_data(adata, model, *, function: str, call: str | None = None
     if adata is None and data_required:
         raise PerturbkitInputError(f"{function} needs the data: adata is None. Call {call}.")
     if adata is not None and not is_anndata(adata):
-        raise PerturbkitInputError(f"{function}: adata must be an AnnData of profiles, got {_what(adata)}. "
-                                   f"Call {call}.")
+        raise PerturbkitInputError(
+            f"{function}: adata must be an AnnData of profiles, got {_what(adata)}. Call {call}."
+        )
     if model_class is not None and not isinstance(model, model_class):
-        raise PerturbkitInputError(f"{function}: model must be a trained {model_class.__name__}, got {_what(model)}. "
-                                   f"Call {call}.")
+        raise PerturbkitInputError(
+            f"{function}: model must be a trained {model_class.__name__}, got {_what(model)}. Call {call}."
+        )
 
 
 def check_trained(model, *, argument: str = "model") -> None:
@@ -101,8 +106,10 @@ def model_matrix(model, adata, *, layer: str | None = None, rows=None, where: st
     The matrix (rows × the model's features).
     """
     if layer is not None and layer not in adata.layers:
-        raise PerturbkitInputError(f"adata has no layer {layer!r}; its layers are {list(adata.layers.keys())}. Pass "
-                                   f"layer=None to use adata.X, or one of those layers.")
+        raise PerturbkitInputError(
+            f"adata has no layer {layer!r}; its layers are {list(adata.layers.keys())}. Pass "
+            f"layer=None to use adata.X, or one of those layers."
+        )
     data = adata if rows is None else adata[np.asarray(rows)]
     if callable(getattr(model, "feature_matrix", None)) and getattr(model, "var_names", None) is not None:
         return model.feature_matrix(data, layer=layer)
@@ -134,8 +141,11 @@ def model_matrix(model, adata, *, layer: str | None = None, rows=None, where: st
 
 
 def transform_rows(model, X: np.ndarray) -> np.ndarray:
-    """``model.transform(X)`` for rows from :func:`model_matrix`; an estimator fitted on a DataFrame gets one
-    (with its own column names), so scikit-learn does not warn about missing feature names."""
+    """``model.transform(X)`` for rows from :func:`model_matrix`.
+
+    An estimator fitted on a DataFrame gets one (with its own column names), so scikit-learn does not warn about
+    missing feature names.
+    """
     names = getattr(model, "feature_names_in_", None)
     if names is not None and getattr(model, "var_names", None) is None:
         X = pd.DataFrame(X, columns=list(names))

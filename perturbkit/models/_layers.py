@@ -24,8 +24,9 @@ def activation(name: str | None) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise PerturbkitInputError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)} or "
-                                   f"'linear'.") from None
+        raise PerturbkitInputError(
+            f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)} or 'linear'."
+        ) from None
 
 
 def mlp(
@@ -47,11 +48,13 @@ def mlp(
         raise PerturbkitInputError(f"an MLP needs at least an input and an output size, got {list(sizes)}.")
     bad = [s for s in sizes if int(s) < 1]
     if bad:
-        raise PerturbkitInputError(f"layer sizes must be positive integers, got {list(sizes)}; check hidden= and "
-                                   f"latent_dim= (e.g. hidden=(512, 256), latent_dim=128) and that the data has "
-                                   f"features.")
+        raise PerturbkitInputError(
+            f"layer sizes must be positive integers, got {list(sizes)}; check hidden= and "
+            f"latent_dim= (e.g. hidden=(512, 256), latent_dim=128) and that the data has "
+            f"features."
+        )
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         last = i == len(sizes) - 2
         layers.append(nn.Linear(n_in, n_out, bias=last_bias if last else bias))
         if last:

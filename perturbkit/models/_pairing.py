@@ -16,8 +16,15 @@ def _group_labels(obs: pd.DataFrame, cell_key: str, plate_key: str | None) -> pd
     return labels
 
 
-def control_profiles(adata, X: np.ndarray, *, control_key: str = "control", cell_key: str = "cell_line",
-                     plate_key: str | None = None, control_obs: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def control_profiles(
+    adata,
+    X: np.ndarray,
+    *,
+    control_key: str = "control",
+    cell_key: str = "cell_line",
+    plate_key: str | None = None,
+    control_obs: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The control profile matched to every treated row of ``adata``.
 
     Each treated row gets the mean of the control rows of its cell line (and plate, when ``plate_key`` is given),
@@ -79,8 +86,9 @@ def control_profiles(adata, X: np.ndarray, *, control_key: str = "control", cell
     return treated, means[position].astype(np.float32)
 
 
-def random_controls(adata, *, control_key: str = "control", cell_key: str = "cell_line",
-                    seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+def random_controls(
+    adata, *, control_key: str = "control", cell_key: str = "cell_line", seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Unpaired data: for every treated row, the position of a random control row of the same cell line (type).
 
     Returns ``(treated_rows, control_rows)``; raises :class:`EmptyGroupError` for a cell line without controls.
@@ -103,9 +111,10 @@ def random_controls(adata, *, control_key: str = "control", cell_key: str = "cel
     return treated, chosen
 
 
-def prediction_obs(adata_controls, names: list[str], *, drug_key: str, cell_key: str,
-                   doses=None) -> tuple[pd.DataFrame, np.ndarray]:
-    """obs of a prediction with one row per (drug, control row), drugs outer, and the control row of each.
+def prediction_obs(
+    adata_controls, names: list[str], *, drug_key: str, cell_key: str, doses=None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Obs of a prediction with one row per (drug, control row), drugs outer, and the control row of each.
 
     Columns: ``drug_key``, ``control_row`` (the control's obs name), ``dose`` (one per drug, or one for all; 0 when
     ``None``) and the control's ``cell_key`` when it has one; rows are named ``"control|drug"``.
@@ -114,9 +123,14 @@ def prediction_obs(adata_controls, names: list[str], *, drug_key: str, cell_key:
     rows = np.tile(np.arange(n), len(names))
     drug_rows = np.repeat(np.arange(len(names)), n)
     dose = np.zeros(len(names)) if doses is None else np.broadcast_to(np.asarray(doses, float), (len(names),))
-    obs = pd.DataFrame({drug_key: [names[d] for d in drug_rows],
-                        "control_row": adata_controls.obs_names.astype(str)[rows], "dose": dose[drug_rows]})
+    obs = pd.DataFrame(
+        {
+            drug_key: [names[d] for d in drug_rows],
+            "control_row": adata_controls.obs_names.astype(str)[rows],
+            "dose": dose[drug_rows],
+        }
+    )
     if cell_key in adata_controls.obs:
         obs[cell_key] = adata_controls.obs[cell_key].astype(str).to_numpy()[rows]
-    obs.index = [f"{c}|{d}" for c, d in zip(obs["control_row"], obs[drug_key])]
+    obs.index = [f"{c}|{d}" for c, d in zip(obs["control_row"], obs[drug_key], strict=True)]
     return obs, rows

@@ -52,7 +52,9 @@ class CellDrugProfiles:
         ``average=False`` each (cell line, drug) must have exactly one row. ``cell_lines`` restricts and orders the
         cell lines.
         """
-        require_columns(adata, {"cell_key": cell_key, "drug_key": drug_key}, purpose="pairing profiles across cell lines")
+        require_columns(
+            adata, {"cell_key": cell_key, "drug_key": drug_key}, purpose="pairing profiles across cell lines"
+        )
         keep = np.ones(adata.n_obs, dtype=bool)
         if control_key is not None:
             if control_key not in adata.obs:
@@ -70,7 +72,8 @@ class CellDrugProfiles:
             unknown = cell_lines.difference(available.unique())
             if len(unknown):
                 raise UnknownCategoryError(
-                    f"cell line(s) {list(unknown)} not found in obs[{cell_key!r}]; the data has {sorted(available.unique())}."
+                    f"cell line(s) {list(unknown)} not found in obs[{cell_key!r}]; "
+                    f"the data has {sorted(available.unique())}."
                 )
             keep &= available.isin(cell_lines).to_numpy()
         obs = adata.obs.loc[keep, [cell_key, drug_key]].astype(str)
@@ -99,8 +102,14 @@ class CellDrugProfiles:
         if moa_key is not None and moa_key in adata.obs:
             moa_per_row = pd.Series(adata.obs.loc[keep, moa_key].astype(str).to_numpy(), index=obs[drug_key].to_numpy())
             moa = moa_per_row[~moa_per_row.index.duplicated()].reindex(drugs)
-        return cls(values.reshape(n_d, n_c, -1), present.reshape(n_d, n_c), pd.Index(drugs),
-                   pd.Index(cell_lines), pd.Index(adata.var_names.astype(str)), moa)
+        return cls(
+            values.reshape(n_d, n_c, -1),
+            present.reshape(n_d, n_c),
+            pd.Index(drugs),
+            pd.Index(cell_lines),
+            pd.Index(adata.var_names.astype(str)),
+            moa,
+        )
 
     @property
     def n_features(self) -> int:
@@ -116,8 +125,9 @@ class CellDrugProfiles:
         d = slice(None) if drugs is None else _positions(self.drugs, drugs)
         c = slice(None) if cell_lines is None else _positions(self.cell_lines, cell_lines)
         moa = None if self.moa is None else self.moa.iloc[d]
-        return CellDrugProfiles(self.values[d][:, c], self.present[d][:, c], self.drugs[d], self.cell_lines[c],
-                                self.var_names, moa)
+        return CellDrugProfiles(
+            self.values[d][:, c], self.present[d][:, c], self.drugs[d], self.cell_lines[c], self.var_names, moa
+        )
 
     def drugs_in_all(self, cell_lines) -> np.ndarray:
         """Boolean mask of drugs measured in every one of ``cell_lines``."""
@@ -140,8 +150,9 @@ class CellDrugProfiles:
         return np.concatenate(xs), np.concatenate(ys), np.concatenate(ds)
 
     def with_values(self, values: np.ndarray) -> CellDrugProfiles:
-        return CellDrugProfiles(values.astype(np.float32), self.present, self.drugs, self.cell_lines,
-                                self.var_names, self.moa)
+        return CellDrugProfiles(
+            values.astype(np.float32), self.present, self.drugs, self.cell_lines, self.var_names, self.moa
+        )
 
 
 def _positions(index: pd.Index, selector) -> np.ndarray:
@@ -157,8 +168,10 @@ def _positions(index: pd.Index, selector) -> np.ndarray:
 
 
 def model_profiles(model, adata, *, layer=None, cell_lines=None) -> CellDrugProfiles:
-    """Per-(drug, cell line) treated profiles of ``adata`` in ``model``'s feature order, collected with the obs keys
-    the model was trained with (``model.hparams['data_keys']``)."""
+    """Per-(drug, cell line) treated profiles of ``adata`` in ``model``'s feature order.
+
+    They are collected with the obs keys the model was trained with (``model.hparams['data_keys']``).
+    """
     import anndata as ad
 
     keys = model.hparams["data_keys"]
@@ -172,6 +185,12 @@ def model_profiles(model, adata, *, layer=None, cell_lines=None) -> CellDrugProf
         )
     X = model.feature_matrix(adata, layer=layer)
     aligned = ad.AnnData(X, obs=adata.obs, var=pd.DataFrame(index=model.var_names))
-    return CellDrugProfiles.from_adata(aligned, cell_key=keys["cell_key"], drug_key=keys["drug_key"],
-                                       control_key=control_key, moa_key=keys.get("moa_key"),
-                                       average=keys.get("average", True), cell_lines=cell_lines)
+    return CellDrugProfiles.from_adata(
+        aligned,
+        cell_key=keys["cell_key"],
+        drug_key=keys["drug_key"],
+        control_key=control_key,
+        moa_key=keys.get("moa_key"),
+        average=keys.get("average", True),
+        cell_lines=cell_lines,
+    )

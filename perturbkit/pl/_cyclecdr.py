@@ -1,4 +1,6 @@
-"""Figures for cycleCDR and its baselines (methods.md §3). Each returns a ``go.Figure`` and only reads results.
+"""Figures for cycleCDR and its baselines (see the cycleCDR methods page).
+
+Each returns a ``go.Figure`` and only reads results.
 
 ``results`` is what :func:`perturbkit.tl.evaluate_response` returns, for several models: a dict
 ``{model name: evaluate_response DataFrame}`` or one long DataFrame with a ``model`` column.
@@ -51,8 +53,9 @@ def _long_results(results) -> pd.DataFrame:
         frames = []
         for name, table in results.items():
             if not isinstance(table, pd.DataFrame):
-                raise PerturbkitInputError(f"results[{name!r}] must be an evaluate_response DataFrame, got "
-                                           f"{type(table).__name__}.")
+                raise PerturbkitInputError(
+                    f"results[{name!r}] must be an evaluate_response DataFrame, got {type(table).__name__}."
+                )
             frames.append(table.drop(columns="model", errors="ignore").assign(model=str(name)))
         return pd.concat(frames, ignore_index=True)
     if isinstance(results, pd.DataFrame):
@@ -60,12 +63,15 @@ def _long_results(results) -> pd.DataFrame:
         if "model" not in frame.columns and frame.index.name == "model":  # e.g. pk.experiments.cyclecdr_ablation
             frame = frame.reset_index()
         return require_frame_columns(frame, ["model"], what="the results")
-    raise PerturbkitInputError(f"results must be a dict {{model name: evaluate_response DataFrame}} or a DataFrame "
-                               f"with a 'model' column; got {type(results).__name__}.")
+    raise PerturbkitInputError(
+        f"results must be a dict {{model name: evaluate_response DataFrame}} or a DataFrame "
+        f"with a 'model' column; got {type(results).__name__}."
+    )
 
 
-def response_bars(results, *, metrics=("r2", "r2_degs", "explained_variance", "explained_variance_degs"),
-                  title: str | None = None) -> go.Figure:
+def response_bars(
+    results, *, metrics=("r2", "r2_degs", "explained_variance", "explained_variance_degs"), title: str | None = None
+) -> go.Figure:
     """Grouped bars: the mean of each metric per model, ± sd across groups (all genes solid, DEGs hatched).
 
     Parameters
@@ -100,30 +106,37 @@ def response_bars(results, *, metrics=("r2", "r2_degs", "explained_variance", "e
     stats = stats.loc[models]
     fig = go.Figure()
     families = list(dict.fromkeys(m.removesuffix("_degs") for m in present))
-    colors = dict(zip(families, palette(len(families))))
+    colors = dict(zip(families, palette(len(families)), strict=True))
     for metric in present:
         family = metric.removesuffix("_degs")
         mean = stats[("mean", metric)].to_numpy(dtype=float)
         sd = stats[("sd", metric)].to_numpy(dtype=float)
         n = stats[("n", metric)].to_numpy()
-        fig.add_trace(go.Bar(
-            x=models, y=mean, name=_metric_label(metric), error_y=dict(type="data", array=sd, visible=True),
-            marker=dict(color=colors[family], pattern=dict(shape="/" if metric.endswith("_degs") else "")),
-            customdata=np.column_stack([sd, n]),
-            hovertemplate=(f"%{{x}}<br>{_metric_label(metric)}: %{{y:.3f}} ± %{{customdata[0]:.3f}}"
-                           f"<br>%{{customdata[1]}} groups<extra></extra>"),
-        ))
+        fig.add_trace(
+            go.Bar(
+                x=models,
+                y=mean,
+                name=_metric_label(metric),
+                error_y=dict(type="data", array=sd, visible=True),
+                marker=dict(color=colors[family], pattern=dict(shape="/" if metric.endswith("_degs") else "")),
+                customdata=np.column_stack([sd, n]),
+                hovertemplate=(
+                    f"%{{x}}<br>{_metric_label(metric)}: %{{y:.3f}} ± %{{customdata[0]:.3f}}"
+                    f"<br>%{{customdata[1]}} groups<extra></extra>"
+                ),
+            )
+        )
     best_metric = next((m for m in ("r2_degs", "r2") if m in present), present[0])
     best = stats[("mean", best_metric)].astype(float)
     summary = f"best {_metric_label(best_metric)}: {best.idxmax()} ({best.max():.3f})" if best.notna().any() else ""
     default = f"Predicted vs measured responses per model (mean ± sd over groups)<br><sup>{summary}</sup>"
-    finish(fig, title=title or default, xlabel="model", ylabel="score", barmode="group",
-           legend_title_text="metric")
+    finish(fig, title=title or default, xlabel="model", ylabel="score", barmode="group", legend_title_text="metric")
     return fig
 
 
-def response_boxes(results, *, metric: str = "r2_degs", by: str = "drug", n_top: int = 10, counts=None,
-                   title: str | None = None) -> go.Figure:
+def response_boxes(
+    results, *, metric: str = "r2_degs", by: str = "drug", n_top: int = 10, counts=None, title: str | None = None
+) -> go.Figure:
     """Box plots of a per-group metric (default DEG r²) for the ``n_top`` drugs with the most samples, per model.
 
     Parameters
@@ -152,10 +165,14 @@ def response_boxes(results, *, metric: str = "r2_degs", by: str = "drug", n_top:
     frame = frame.assign(**{by: frame[by].astype(str), "model": frame["model"].astype(str)})
     if counts is None:
         if "n_truth" not in frame.columns:
-            raise PerturbkitInputError("pass counts= (samples per drug) or results with an 'n_truth' column "
-                                       "(pk.tl.evaluate_response adds it).")
-        keys = [c for c in frame.columns if c not in ("model", "n_truth", "n_pred")
-                and not pd.api.types.is_float_dtype(frame[c])]
+            raise PerturbkitInputError(
+                "pass counts= (samples per drug) or results with an 'n_truth' column (pk.tl.evaluate_response adds it)."
+            )
+        keys = [
+            c
+            for c in frame.columns
+            if c not in ("model", "n_truth", "n_pred") and not pd.api.types.is_float_dtype(frame[c])
+        ]
         per_group = frame.drop_duplicates(subset=keys)
         counts = per_group.groupby(by, sort=False)["n_truth"].sum()
     elif not isinstance(counts, pd.Series):
@@ -166,10 +183,10 @@ def response_boxes(results, *, metric: str = "r2_degs", by: str = "drug", n_top:
     if counts.empty:
         raise PerturbkitInputError(f"counts names none of the {label(by)}s in the results.")
     order = pd.Series(np.arange(len(counts)), index=counts.index)
-    top = counts.to_frame("n").assign(o=order).sort_values(["n", "o"], ascending=[False, True]).index[:int(n_top)]
+    top = counts.to_frame("n").assign(o=order).sort_values(["n", "o"], ascending=[False, True]).index[: int(n_top)]
     top = list(top)
     models = categories(frame["model"])
-    colors = dict(zip(models, palette(len(models))))
+    colors = dict(zip(models, palette(len(models)), strict=True))
     sub = frame[frame[by].isin(top)]
     rank = {d: i for i, d in enumerate(top)}
     fig = go.Figure()
@@ -177,23 +194,40 @@ def response_boxes(results, *, metric: str = "r2_degs", by: str = "drug", n_top:
         part = sub[sub["model"] == model]
         part = part.iloc[np.argsort(part[by].map(rank).to_numpy(), kind="stable")]
         data, lines = hover_data(part, ["cell_line", "n_truth"])
-        fig.add_trace(go.Box(
-            x=part[by].to_numpy(), y=pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float),
-            name=model, marker_color=colors[model], boxpoints="all", jitter=0.3, pointpos=0,
-            customdata=data,
-            hovertemplate=f"%{{x}}<br>{_metric_label(metric)}: %{{y:.3f}}{lines}<extra>{model}</extra>",
-        ))
-    fig.update_xaxes(categoryorder="array", categoryarray=top,
-                     ticktext=[f"{d} ({int(counts[d])})" for d in top], tickvals=top)
-    default = (f"{_metric_label(metric)} per {label(by)}, the {len(top)} {label(by)}s with the most samples"
-               f"<br><sup>{len(models)} models; each box: the groups of one {label(by)}</sup>")
-    finish(fig, title=title or default, xlabel=f"{label(by)} (samples)", ylabel=_metric_label(metric),
-           boxmode="group", legend_title_text="model")
+        fig.add_trace(
+            go.Box(
+                x=part[by].to_numpy(),
+                y=pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float),
+                name=model,
+                marker_color=colors[model],
+                boxpoints="all",
+                jitter=0.3,
+                pointpos=0,
+                customdata=data,
+                hovertemplate=f"%{{x}}<br>{_metric_label(metric)}: %{{y:.3f}}{lines}<extra>{model}</extra>",
+            )
+        )
+    fig.update_xaxes(
+        categoryorder="array", categoryarray=top, ticktext=[f"{d} ({int(counts[d])})" for d in top], tickvals=top
+    )
+    default = (
+        f"{_metric_label(metric)} per {label(by)}, the {len(top)} {label(by)}s with the most samples"
+        f"<br><sup>{len(models)} models; each box: the groups of one {label(by)}</sup>"
+    )
+    finish(
+        fig,
+        title=title or default,
+        xlabel=f"{label(by)} (samples)",
+        ylabel=_metric_label(metric),
+        boxmode="group",
+        legend_title_text="model",
+    )
     return fig
 
 
-def prediction_umap(embedding: ad.AnnData, *, color: str = "source", marker_size: float = 6,
-                    title: str | None = None) -> go.Figure:
+def prediction_umap(
+    embedding: ad.AnnData, *, color: str = "source", marker_size: float = 6, title: str | None = None
+) -> go.Figure:
     """UMAP of predicted and measured profiles, coloured by source (predicted / measured), drug or cell line.
 
     Parameters
@@ -218,20 +252,31 @@ def prediction_umap(embedding: ad.AnnData, *, color: str = "source", marker_size
     >>> pk.pl.prediction_umap(emb, color="drug")
     """
     if not (hasattr(embedding, "obsm") and hasattr(embedding, "obs")):
-        raise PerturbkitInputError(f"prediction_umap needs the AnnData of pk.tl.embed_predictions(pred, truth); got "
-                                   f"{type(embedding).__name__}.")
+        raise PerturbkitInputError(
+            f"prediction_umap needs the AnnData of pk.tl.embed_predictions(pred, truth); got "
+            f"{type(embedding).__name__}."
+        )
     if "X_umap" not in embedding.obsm:
-        raise PerturbkitInputError(f"embedding.obsm has no 'X_umap' (it has {list(embedding.obsm.keys())}); compute "
-                                   f"it with pk.tl.embed_predictions.")
+        raise PerturbkitInputError(
+            f"embedding.obsm has no 'X_umap' (it has {list(embedding.obsm.keys())}); compute "
+            f"it with pk.tl.embed_predictions."
+        )
     coords = np.asarray(embedding.obsm["X_umap"], dtype=float)
-    frame = embedding.obs.reset_index(drop=True).assign(name=embedding.obs_names.astype(str).to_numpy(),
-                                                        x=coords[:, 0], y=coords[:, 1])
+    frame = embedding.obs.reset_index(drop=True).assign(
+        name=embedding.obs_names.astype(str).to_numpy(), x=coords[:, 0], y=coords[:, 1]
+    )
     if color not in frame.columns:
-        raise PerturbkitInputError(f"no column {color!r} to colour by; the embedding has "
-                                   f"{list(embedding.obs.columns)}.")
-    fig, counts = source_scatter(frame, color=color, marker_size=marker_size, source_colors=_SOURCE_COLORS,
-                                 hover_columns=["source", "drug", "cell_line", "name", color],
-                                 source_symbols={"predicted": "diamond", "measured": "circle"})
+        raise PerturbkitInputError(
+            f"no column {color!r} to colour by; the embedding has {list(embedding.obs.columns)}."
+        )
+    fig, counts = source_scatter(
+        frame,
+        color=color,
+        marker_size=marker_size,
+        source_colors=_SOURCE_COLORS,
+        hover_columns=["source", "drug", "cell_line", "name", color],
+        source_symbols={"predicted": "diamond", "measured": "circle"},
+    )
     default = f"UMAP of predicted and measured profiles<br><sup>{counts or f'{len(frame)} points'}</sup>"
     finish(fig, title=title or default, xlabel="UMAP 1", ylabel="UMAP 2", legend_title_text=label(color))
     return fig

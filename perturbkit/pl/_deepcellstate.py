@@ -1,6 +1,7 @@
-"""Figures for DeepCellState's evaluation and interpretation (methods.md §1). Each returns a ``go.Figure``.
+"""Figures for DeepCellState's evaluation and interpretation (see the DeepCellState methods page).
 
-They only read results (cross-validation tables, predictions, embeddings); they never train or change data.
+Each returns a ``go.Figure``. They only read results (cross-validation tables, predictions, embeddings); they never
+train or change data.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ __all__ = [
     "gene_importance",
 ]
 
+
 # ---------------------------------------------------------------------------------------------- evaluation
-def pcc_scatter(cv: pd.DataFrame, *, x: str = "baseline_pcc", y: str = "pcc", color: str | None = "moa",
-                title: str | None = None) -> go.Figure:
+def pcc_scatter(
+    cv: pd.DataFrame, *, x: str = "baseline_pcc", y: str = "pcc", color: str | None = "moa", title: str | None = None
+) -> go.Figure:
     """Per-drug PCC of the model against the baseline, one point per drug, with the line y = x.
 
     Parameters
@@ -82,26 +85,45 @@ def pcc_scatter(cv: pd.DataFrame, *, x: str = "baseline_pcc", y: str = "pcc", co
     low = float(min(data[x].min(), data[y].min()))
     high = float(max(data[x].max(), data[y].max()))
     identity_line(fig, low, high)
-    groups = [(None, data)] if color is None else [(c, data[data[color].astype(str) == str(c)])
-                                                    for c in categories(data[color].astype(str))]
+    groups = (
+        [(None, data)]
+        if color is None
+        else [(c, data[data[color].astype(str) == str(c)]) for c in categories(data[color].astype(str))]
+    )
     colors = palette(len(groups))
-    for (name, part), col in zip(groups, colors):
+    for (name, part), col in zip(groups, colors, strict=True):
         custom, lines = hover_data(part, ["drug", "moa", "fold"])
-        fig.add_trace(go.Scatter(
-            x=part[x].to_numpy(dtype=float), y=part[y].to_numpy(dtype=float), mode="markers",
-            name="drugs" if name is None else str(name), customdata=custom, marker=dict(color=col, size=7, opacity=0.8),
-            hovertemplate=f"{label(x)}: %{{x:.3f}}<br>{label(y)}: %{{y:.3f}}{lines}<extra></extra>",
-        ))
-    default = (f"Per-drug PCC: {short(y)} {mean_y:.3f} vs {short(x)} {mean_x:.3f}<br><sup>means over {len(data)} "
-               f"drugs; {above} of them above the diagonal (better than the {short(x)})</sup>")
-    finish(fig, title=title or default, xlabel=label(x), ylabel=label(y),
-           legend_title_text=label(color) if color else None)
+        fig.add_trace(
+            go.Scatter(
+                x=part[x].to_numpy(dtype=float),
+                y=part[y].to_numpy(dtype=float),
+                mode="markers",
+                name="drugs" if name is None else str(name),
+                customdata=custom,
+                marker=dict(color=col, size=7, opacity=0.8),
+                hovertemplate=f"{label(x)}: %{{x:.3f}}<br>{label(y)}: %{{y:.3f}}{lines}<extra></extra>",
+            )
+        )
+    default = (
+        f"Per-drug PCC: {short(y)} {mean_y:.3f} vs {short(x)} {mean_x:.3f}<br><sup>means over {len(data)} "
+        f"drugs; {above} of them above the diagonal (better than the {short(x)})</sup>"
+    )
+    finish(
+        fig, title=title or default, xlabel=label(x), ylabel=label(y), legend_title_text=label(color) if color else None
+    )
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
 
 
-def fold_change_distribution(cv: pd.DataFrame, *, model: str = "pcc", baseline: str = "baseline_pcc",
-                             min_baseline: float = 0.05, nbins: int = 40, title: str | None = None) -> go.Figure:
+def fold_change_distribution(
+    cv: pd.DataFrame,
+    *,
+    model: str = "pcc",
+    baseline: str = "baseline_pcc",
+    min_baseline: float = 0.05,
+    nbins: int = 40,
+    title: str | None = None,
+) -> go.Figure:
     """Histogram of the per-drug fold increase ``model PCC / baseline PCC``.
 
     A ratio is only meaningful when the baseline PCC is clearly positive, so drugs whose baseline PCC is at most
@@ -133,25 +155,49 @@ def fold_change_distribution(cv: pd.DataFrame, *, model: str = "pcc", baseline: 
     finite = np.isfinite(m) & np.isfinite(b)
     shown = finite & (b > min_baseline)
     if not shown.any():
-        raise PerturbkitInputError(f"no drug has a baseline PCC above min_baseline={min_baseline}; lower it or use "
-                                   f"pcc_scatter to compare.")
+        raise PerturbkitInputError(
+            f"no drug has a baseline PCC above min_baseline={min_baseline}; lower it or use pcc_scatter to compare."
+        )
     ratio = m[shown] / b[shown]
     mean_fold = float(m[finite].mean() / b[finite].mean())
     median_ratio = float(np.median(ratio))
-    fig = go.Figure(go.Histogram(x=ratio, nbinsx=nbins, name="drugs", marker_color=palette(1)[0], opacity=0.85,
-                                 hovertemplate="fold increase %{x}<br>%{y} drugs<extra></extra>"))
+    fig = go.Figure(
+        go.Histogram(
+            x=ratio,
+            nbinsx=nbins,
+            name="drugs",
+            marker_color=palette(1)[0],
+            opacity=0.85,
+            hovertemplate="fold increase %{x}<br>%{y} drugs<extra></extra>",
+        )
+    )
     fig.add_vline(x=1.0, line=dict(color=GREY, width=1), annotation_text="no gain", annotation_position="top left")
-    fig.add_vline(x=mean_fold, line=dict(color="crimson", dash="dash", width=2),
-                  annotation_text=f"mean {mean_fold:.2f}×", annotation_position="top right")
-    fig.add_vline(x=median_ratio, line=dict(color="black", dash="dot", width=1.5),
-                  annotation_text=f"median {median_ratio:.2f}×", annotation_position="bottom right")
+    fig.add_vline(
+        x=mean_fold,
+        line=dict(color="crimson", dash="dash", width=2),
+        annotation_text=f"mean {mean_fold:.2f}×",
+        annotation_position="top right",
+    )
+    fig.add_vline(
+        x=median_ratio,
+        line=dict(color="black", dash="dot", width=1.5),
+        annotation_text=f"median {median_ratio:.2f}×",
+        annotation_position="bottom right",
+    )
     left_out = int(finite.sum() - shown.sum())
-    default = (f"Fold increase over the {short(baseline)}: mean {mean_fold:.2f}×<br><sup>mean PCC "
-               f"{m[finite].mean():.3f} / {b[finite].mean():.3f}; median per drug {median_ratio:.2f}×; "
-               f"{int(shown.sum())} drugs shown, {left_out} with baseline PCC ≤ {min_baseline:g} left out</sup>")
-    return finish(fig, title=title or default, xlabel=f"fold increase ({short(model)} PCC / {short(baseline)} PCC)",
-                  ylabel="drugs",
-                  showlegend=False, bargap=0.05)
+    default = (
+        f"Fold increase over the {short(baseline)}: mean {mean_fold:.2f}×<br><sup>mean PCC "
+        f"{m[finite].mean():.3f} / {b[finite].mean():.3f}; median per drug {median_ratio:.2f}×; "
+        f"{int(shown.sum())} drugs shown, {left_out} with baseline PCC ≤ {min_baseline:g} left out</sup>"
+    )
+    return finish(
+        fig,
+        title=title or default,
+        xlabel=f"fold increase ({short(model)} PCC / {short(baseline)} PCC)",
+        ylabel="drugs",
+        showlegend=False,
+        bargap=0.05,
+    )
 
 
 def _predicted_profile(predicted, drug, drug_key, cell_key) -> tuple[np.ndarray, pd.Index, dict]:
@@ -172,8 +218,9 @@ def _profile_frame(predicted, drug, measured, inputs, drug_key, cell_key) -> pd.
     target = info.get("target")
     rows[f"predicted ({target})" if target else "predicted"] = pred
     if measured is not None:
-        values, _, m_info = profile_of(measured, drug, what="measured", genes=genes, position=position,
-                                       drug_key=drug_key, cell_key=cell_key)
+        values, _, m_info = profile_of(
+            measured, drug, what="measured", genes=genes, position=position, drug_key=drug_key, cell_key=cell_key
+        )
         cell = m_info.get("cell_line") or target
         rows[f"measured ({cell})" if cell else "measured"] = values
     return pd.DataFrame(rows, index=genes).T
@@ -188,18 +235,30 @@ def _input_rows(inputs, drug, genes, position, drug_key, cell_key, sources) -> d
             out = {}
             for cell in cells:
                 sub = inputs[hit & (inputs.obs[cell_key].astype(str).to_numpy() == cell)]
-                out[f"input ({cell})"] = profile_of(sub, drug, what="input", genes=genes, drug_key=drug_key,
-                                                    cell_key=cell_key)[0]
+                out[f"input ({cell})"] = profile_of(
+                    sub, drug, what="input", genes=genes, drug_key=drug_key, cell_key=cell_key
+                )[0]
             return out
-    values, _, info = profile_of(inputs, drug, what="input", genes=genes, position=position, drug_key=drug_key,
-                                 cell_key=cell_key)
+    values, _, info = profile_of(
+        inputs, drug, what="input", genes=genes, position=position, drug_key=drug_key, cell_key=cell_key
+    )
     cell = info.get("cell_line") or sources
     return {f"input ({cell})" if cell else "input": values}
 
 
-def profile(predicted, *, drug, measured=None, inputs=None, kind: Literal["bars", "heatmap"] = "bars", genes=None,
-            n_genes: int = 50, drug_key: str = OBS_KEYS.drug_key, cell_key: str = OBS_KEYS.cell_key,
-            title: str | None = None) -> go.Figure:
+def profile(
+    predicted,
+    *,
+    drug,
+    measured=None,
+    inputs=None,
+    kind: Literal["bars", "heatmap"] = "bars",
+    genes=None,
+    n_genes: int = 50,
+    drug_key: str = OBS_KEYS.drug_key,
+    cell_key: str = OBS_KEYS.cell_key,
+    title: str | None = None,
+) -> go.Figure:
     """One drug's input, predicted and measured profiles, as grouped bars or as a heatmap.
 
     Parameters
@@ -247,8 +306,9 @@ def profile(predicted, *, drug, measured=None, inputs=None, kind: Literal["bars"
         chosen = pd.Index([str(g) for g in np.atleast_1d(genes)])
         missing = chosen.difference(frame.columns)
         if len(missing):
-            raise PerturbkitInputError(f"genes {list(missing[:5])} are not in the profiles; they have e.g. "
-                                       f"{list(frame.columns[:8])}.")
+            raise PerturbkitInputError(
+                f"genes {list(missing[:5])} are not in the profiles; they have e.g. {list(frame.columns[:8])}."
+            )
         which = f"{len(chosen)} genes asked for"
     else:
         ranking = frame.loc[ranking_row]
@@ -258,25 +318,48 @@ def profile(predicted, *, drug, measured=None, inputs=None, kind: Literal["bars"
     shown = frame[chosen]
     fig = go.Figure()
     if kind == "bars":
-        for name, col in zip(shown.index, palette(len(shown))):
-            fig.add_trace(go.Bar(x=list(shown.columns), y=shown.loc[name].to_numpy(), name=name, marker_color=col,
-                                 hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}}<extra></extra>"))
+        for name, col in zip(shown.index, palette(len(shown)), strict=True):
+            fig.add_trace(
+                go.Bar(
+                    x=list(shown.columns),
+                    y=shown.loc[name].to_numpy(),
+                    name=name,
+                    marker_color=col,
+                    hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
+                )
+            )
         fig.update_layout(barmode="group", bargap=0.2)
         xlabel, ylabel = "gene", "value (the data's units)"
     else:
         limit = float(np.nanmax(np.abs(shown.to_numpy()))) or 1.0
-        fig.add_trace(go.Heatmap(z=shown.to_numpy(), x=list(shown.columns), y=list(shown.index),
-                                 colorscale="RdBu_r", zmid=0, zmin=-limit, zmax=limit,
-                                 colorbar=dict(title="value"),
-                                 hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Heatmap(
+                z=shown.to_numpy(),
+                x=list(shown.columns),
+                y=list(shown.index),
+                colorscale="RdBu_r",
+                zmid=0,
+                zmin=-limit,
+                zmax=limit,
+                colorbar=dict(title="value"),
+                hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>",
+            )
+        )
         fig.update_yaxes(autorange="reversed")
         xlabel, ylabel = "gene", None
     default = f"{drug}{pcc_text or ': profiles'}<br><sup>showing the {which}</sup>"
     return finish(fig, title=title or default, xlabel=xlabel, ylabel=ylabel)
 
 
-def gene_scatter(predicted, measured, *, drug, drug_key: str = OBS_KEYS.drug_key, cell_key: str = OBS_KEYS.cell_key,
-                 title: str | None = None) -> go.Figure:
+def gene_scatter(
+    predicted,
+    measured,
+    *,
+    drug,
+    drug_key: str = OBS_KEYS.drug_key,
+    cell_key: str = OBS_KEYS.cell_key,
+    title: str | None = None,
+) -> go.Figure:
     """Predicted against measured value of every gene for one drug, with y = x and the PCC in the title.
 
     Parameters
@@ -298,15 +381,30 @@ def gene_scatter(predicted, measured, *, drug, drug_key: str = OBS_KEYS.drug_key
     A plotly figure.
     """
     pred, genes, info = _predicted_profile(predicted, drug, drug_key, cell_key)
-    meas, _, m_info = profile_of(measured, drug, what="measured", genes=genes, position=info.get("position"),
-                                 drug_key=drug_key, cell_key=cell_key)
+    meas, _, m_info = profile_of(
+        measured,
+        drug,
+        what="measured",
+        genes=genes,
+        position=info.get("position"),
+        drug_key=drug_key,
+        cell_key=cell_key,
+    )
     pcc = float(pearson_rows(pred, meas)[0])
     low, high = float(min(pred.min(), meas.min())), float(max(pred.max(), meas.max()))
     fig = go.Figure()
     identity_line(fig, low, high)
-    fig.add_trace(go.Scatter(x=meas, y=pred, mode="markers", name="genes", text=list(genes),
-                             marker=dict(color=palette(1)[0], size=6, opacity=0.75),
-                             hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=meas,
+            y=pred,
+            mode="markers",
+            name="genes",
+            text=list(genes),
+            marker=dict(color=palette(1)[0], size=6, opacity=0.75),
+            hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra></extra>",
+        )
+    )
     cell = m_info.get("cell_line") or info.get("target")
     where = f" in {cell}" if cell else ""
     source = f" from {info['sources']}" if info.get("sources") else ""
@@ -316,11 +414,19 @@ def gene_scatter(predicted, measured, *, drug, drug_key: str = OBS_KEYS.drug_key
     return fig
 
 
-def evaluation_curve(df: pd.DataFrame, *, x: str, y: str = "pcc", baseline: str | None = "baseline_pcc",
-                     repeat: Literal["auto"] | str | None = "auto", log_x: bool | None = None,
-                     title: str | None = None) -> go.Figure:
-    """Mean ± sd of the PCC against a numeric setting: the training-size curve (``x="fraction"``) or the
-    latent-size sweep (``x="latent_dim"``).
+def evaluation_curve(
+    df: pd.DataFrame,
+    *,
+    x: str,
+    y: str = "pcc",
+    baseline: str | None = "baseline_pcc",
+    repeat: Literal["auto"] | str | None = "auto",
+    log_x: bool | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Mean ± sd of the PCC against a numeric setting.
+
+    The training-size curve (``x="fraction"``) or the latent-size sweep (``x="latent_dim"``).
 
     Parameters
     ----------
@@ -354,13 +460,19 @@ def evaluation_curve(df: pd.DataFrame, *, x: str, y: str = "pcc", baseline: str 
     fig = go.Figure()
     styles = {y: dict(color=palette(1)[0], width=2), baseline: dict(color=GREY, dash="dash", width=1.5)}
     for v in values:
-        fig.add_trace(go.Scatter(
-            x=xs, y=stats[("mean", v)].to_numpy(), mode="lines+markers", name=label(v), line=styles[v],
-            error_y=dict(type="data", array=stats[("sd", v)].to_numpy(), visible=True),
-            customdata=stats[("n", v)].to_numpy(),
-            hovertemplate=f"{label(x)} %{{x}}<br>{label(v)} %{{y:.3f}} ± %{{error_y.array:.3f}}"
-                          f"<br>n = %{{customdata}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=stats[("mean", v)].to_numpy(),
+                mode="lines+markers",
+                name=label(v),
+                line=styles[v],
+                error_y=dict(type="data", array=stats[("sd", v)].to_numpy(), visible=True),
+                customdata=stats[("n", v)].to_numpy(),
+                hovertemplate=f"{label(x)} %{{x}}<br>{label(v)} %{{y:.3f}} ± %{{error_y.array:.3f}}"
+                f"<br>n = %{{customdata}}<extra></extra>",
+            )
+        )
     n_rep = df[rep].nunique() if rep else 0
     spread = f"mean ± sd over {n_rep} repeats" if n_rep > 1 else "one run" if rep else "mean ± sd over rows"
     finish(fig, title=title or f"{label(y)} by {label(x)} ({spread})", xlabel=label(x), ylabel="PCC")
@@ -369,8 +481,16 @@ def evaluation_curve(df: pd.DataFrame, *, x: str, y: str = "pcc", baseline: str 
     return fig
 
 
-def ablation(df: pd.DataFrame, *, x: str = "variant", y: str = "pcc", baseline: str | None = "baseline_pcc",
-             repeat: Literal["auto"] | str | None = "auto", order=None, title: str | None = None) -> go.Figure:
+def ablation(
+    df: pd.DataFrame,
+    *,
+    x: str = "variant",
+    y: str = "pcc",
+    baseline: str | None = "baseline_pcc",
+    repeat: Literal["auto"] | str | None = "auto",
+    order=None,
+    title: str | None = None,
+) -> go.Figure:
     """Bars of the mean PCC (± sd) per variant, beside the baseline's.
 
     Used for the ablation (``x="variant"``: full model, no dropout / L1 / skip, ...) and for the "70% fewer
@@ -410,17 +530,29 @@ def ablation(df: pd.DataFrame, *, x: str = "variant", y: str = "pcc", baseline: 
     colors = {y: palette(1)[0], baseline: "rgba(150, 150, 150, 0.8)"}
     for v in values:
         means = stats[("mean", v)].to_numpy()
-        fig.add_trace(go.Bar(
-            x=names, y=means, name=label(v), marker_color=colors[v], text=[f"{m:.3f}" for m in means],
-            textposition="outside", error_y=dict(type="data", array=stats[("sd", v)].to_numpy(), visible=True),
-            customdata=stats[("n", v)].to_numpy(),
-            hovertemplate=f"%{{x}}<br>{label(v)} %{{y:.3f}} ± %{{error_y.array:.3f}}<br>n = %{{customdata}}"
-                          f"<extra></extra>",
-        ))
-    summary = ", ".join(f"{n} {m:.3f}" for n, m in zip(names[:8], stats[("mean", y)]))
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=means,
+                name=label(v),
+                marker_color=colors[v],
+                text=[f"{m:.3f}" for m in means],
+                textposition="outside",
+                error_y=dict(type="data", array=stats[("sd", v)].to_numpy(), visible=True),
+                customdata=stats[("n", v)].to_numpy(),
+                hovertemplate=f"%{{x}}<br>{label(v)} %{{y:.3f}} ± %{{error_y.array:.3f}}<br>n = %{{customdata}}"
+                f"<extra></extra>",
+            )
+        )
+    summary = ", ".join(f"{n} {m:.3f}" for n, m in zip(names[:8], stats[("mean", y)], strict=False))
     more = ", …" if len(names) > 8 else ""
-    finish(fig, title=title or f"Mean {label(y)} by {label(x)}<br><sup>{summary}{more}</sup>", xlabel=label(x),
-           ylabel="mean PCC (± sd)", barmode="group")
+    finish(
+        fig,
+        title=title or f"Mean {label(y)} by {label(x)}<br><sup>{summary}{more}</sup>",
+        xlabel=label(x),
+        ylabel="mean PCC (± sd)",
+        barmode="group",
+    )
     return fig
 
 
@@ -428,10 +560,18 @@ def ablation(df: pd.DataFrame, *, x: str = "variant", y: str = "pcc", baseline: 
 _BASIS_NAMES = {"X_umap": "UMAP", "X_tsne": "t-SNE", "X_pca": "PC", "X_draw_graph_fa": "FA"}
 
 
-def embedding(emb, *, basis: Literal["X_umap", "X_tsne", "X_pca", "X_input", "X"] | str = "X_umap",
-              color: str | None = "cell_line", symbol: str | None = None, connect_pairs: bool = False,
-              components=(0, 1), drug_key: str | None = None, marker_size: float = 7,
-              title: str | None = None) -> go.Figure:
+def embedding(
+    emb,
+    *,
+    basis: Literal["X_umap", "X_tsne", "X_pca", "X_input", "X"] | str = "X_umap",
+    color: str | None = "cell_line",
+    symbol: str | None = None,
+    connect_pairs: bool = False,
+    components=(0, 1),
+    drug_key: str | None = None,
+    marker_size: float = 7,
+    title: str | None = None,
+) -> go.Figure:
     """2-D scatter of an embedding of profiles, e.g. from :func:`perturbkit.tl.latent_embeddings`.
 
     Parameters
@@ -467,8 +607,9 @@ def embedding(emb, *, basis: Literal["X_umap", "X_tsne", "X_pca", "X_input", "X"
     coords, basis_key = _basis(emb, basis)
     cx, cy = components
     if coords.shape[1] <= max(cx, cy):
-        raise PerturbkitInputError(f"{basis_key} has {coords.shape[1]} columns; components={components} is out of "
-                                   f"range.")
+        raise PerturbkitInputError(
+            f"{basis_key} has {coords.shape[1]} columns; components={components} is out of range."
+        )
     xy = coords[:, [cx, cy]].astype(float)
     stored = emb.uns.get("latent_embeddings", {}) if hasattr(emb, "uns") else {}
     drug_key = drug_key or stored.get("drug_key", "drug")
@@ -483,14 +624,22 @@ def embedding(emb, *, basis: Literal["X_umap", "X_tsne", "X_pca", "X_input", "X"
         if drug_key not in obs:
             raise PerturbkitInputError(f"connect_pairs needs the drug column {drug_key!r} in emb.obs; pass drug_key=.")
         lx, ly = _pair_segments(obs[drug_key].astype(str).to_numpy(), xy)
-        fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", name="same drug", hoverinfo="skip",
-                                 line=dict(color="rgba(120, 120, 120, 0.3)", width=1)))
+        fig.add_trace(
+            go.Scatter(
+                x=lx,
+                y=ly,
+                mode="lines",
+                name="same drug",
+                hoverinfo="skip",
+                line=dict(color="rgba(120, 120, 120, 0.3)", width=1),
+            )
+        )
     custom, lines = hover_data(obs, [drug_key, cell_key, moa_key, color, symbol])
     template = f"{lines[4:]}<extra></extra>" if lines else "%{x:.2f}, %{y:.2f}<extra></extra>"
     numeric_color = color is not None and not is_categorical(obs[color])
     color_groups = [None] if color is None or numeric_color else categories(obs[color])
     symbol_groups = [None] if symbol is None else categories(obs[symbol])
-    colors = dict(zip(color_groups, palette(len(color_groups))))
+    colors = dict(zip(color_groups, palette(len(color_groups)), strict=True))
     symbols = {s: SYMBOLS[i % len(SYMBOLS)] for i, s in enumerate(symbol_groups)}
     color_labels = None if color is None or numeric_color else obs[color].astype(str).to_numpy()
     color_values = obs[color].to_numpy(dtype=float) if numeric_color else None
@@ -503,20 +652,35 @@ def embedding(emb, *, basis: Literal["X_umap", "X_tsne", "X_pca", "X_input", "X"
                 continue
             marker = dict(size=marker_size, opacity=0.85, symbol=symbols[s], line=dict(width=0))
             if numeric_color:
-                marker.update(color=color_values[mask], colorscale="Viridis", showscale=True,
-                              colorbar=dict(title=label(color)))
+                marker.update(
+                    color=color_values[mask], colorscale="Viridis", showscale=True, colorbar=dict(title=label(color))
+                )
             elif c is not None:
                 marker["color"] = colors[c]
             name = ", ".join(str(v) for v in (c, s) if v is not None) or "profiles"
-            fig.add_trace(go.Scatter(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name, marker=marker,
-                                     customdata=None if custom is None else custom[mask], hovertemplate=template))
+            fig.add_trace(
+                go.Scatter(
+                    x=xy[mask, 0],
+                    y=xy[mask, 1],
+                    mode="markers",
+                    name=name,
+                    marker=marker,
+                    customdata=None if custom is None else custom[mask],
+                    hovertemplate=template,
+                )
+            )
     axis = _BASIS_NAMES.get(basis_key, basis_key)
     n_drugs = obs[drug_key].nunique() if drug_key in obs else None
     default = f"{axis} of {len(obs)} profiles" + (f" ({n_drugs} drugs)" if n_drugs else "")
     if color is not None:
         default += f", coloured by {label(color)}"
-    finish(fig, title=title or default, xlabel=f"{axis} {cx + 1}", ylabel=f"{axis} {cy + 1}",
-           legend_title_text=label(color) if color and not numeric_color else None)
+    finish(
+        fig,
+        title=title or default,
+        xlabel=f"{axis} {cx + 1}",
+        ylabel=f"{axis} {cy + 1}",
+        legend_title_text=label(color) if color and not numeric_color else None,
+    )
     return fig
 
 
@@ -575,13 +739,23 @@ def latent_correlation(corr: pd.DataFrame, *, title: str | None = None) -> go.Fi
     else:
         diag = float(np.nanmean(np.diag(values)))
         off = float(np.nanmean(values[~np.eye(len(values), dtype=bool)])) if len(values) > 1 else float("nan")
-    fig = go.Figure(go.Heatmap(
-        z=values, x=[str(c) for c in corr.columns], y=[str(i) for i in corr.index], colorscale="RdBu_r", zmid=0,
-        zmin=-1, zmax=1, colorbar=dict(title="r"),
-        hovertemplate=f"{a}: %{{y}}<br>{b}: %{{x}}<br>r = %{{z:.3f}}<extra></extra>",
-    ))
-    default = (f"Latent correlation, {a} × {b}<br><sup>{len(values)} drugs; mean diagonal {diag:.3f}, "
-               f"off-diagonal {off:.3f}</sup>")
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=[str(c) for c in corr.columns],
+            y=[str(i) for i in corr.index],
+            colorscale="RdBu_r",
+            zmid=0,
+            zmin=-1,
+            zmax=1,
+            colorbar=dict(title="r"),
+            hovertemplate=f"{a}: %{{y}}<br>{b}: %{{x}}<br>r = %{{z:.3f}}<extra></extra>",
+        )
+    )
+    default = (
+        f"Latent correlation, {a} × {b}<br><sup>{len(values)} drugs; mean diagonal {diag:.3f}, "
+        f"off-diagonal {off:.3f}</sup>"
+    )
     finish(fig, title=title or default, xlabel=f"drug (latent code from {b})", ylabel=f"drug (latent code from {a})")
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(showticklabels=len(values) <= 60)
@@ -608,24 +782,39 @@ def gene_importance(df: pd.DataFrame, *, n: int = 30, value: str = "frequency", 
     Returns
     -------
     A plotly figure.
-"""
+    """
     df = require_frame_columns(df, ["gene", value], what="gene_importance")
     top = df.sort_values(value, ascending=False, kind="stable").head(int(n))
     counts = top["count"].to_numpy() if "count" in top else np.full(len(top), np.nan)
-    fig = go.Figure(go.Bar(
-        x=top[value].to_numpy(dtype=float), y=top["gene"].astype(str).tolist(), orientation="h",
-        marker_color=palette(1)[0], customdata=counts,
-        hovertemplate=f"%{{y}}<br>{label(value)} %{{x:.3f}}<br>count %{{customdata}}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=top[value].to_numpy(dtype=float),
+            y=top["gene"].astype(str).tolist(),
+            orientation="h",
+            marker_color=palette(1)[0],
+            customdata=counts,
+            hovertemplate=f"%{{y}}<br>{label(value)} %{{x:.3f}}<br>count %{{customdata}}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed", type="category")
     chance = df.attrs.get("expected_frequency")
     if chance is not None and value == "frequency":
-        fig.add_vline(x=float(chance), line=dict(color=GREY, dash="dot"), annotation_text="chance",
-                      annotation_position="bottom right")
+        fig.add_vline(
+            x=float(chance),
+            line=dict(color=GREY, dash="dot"),
+            annotation_text="chance",
+            annotation_position="bottom right",
+        )
     attrs = df.attrs
-    what = (f" for predicting {attrs['target']} from {attrs['source']}" if "target" in attrs and "source" in attrs
-            else "")
+    what = (
+        f" for predicting {attrs['target']} from {attrs['source']}" if "target" in attrs and "source" in attrs else ""
+    )
     extra = f" ({attrs['n_profiles']} profiles)" if "n_profiles" in attrs else ""
-    finish(fig, title=title or f"Top {len(top)} genes{what}{extra}", xlabel=label(value), ylabel="gene",
-           height=max(300, 18 * len(top) + 120))
+    finish(
+        fig,
+        title=title or f"Top {len(top)} genes{what}{extra}",
+        xlabel=label(value),
+        ylabel="gene",
+        height=max(300, 18 * len(top) + 120),
+    )
     return fig

@@ -30,8 +30,22 @@ LABELS = {
 
 SHORT = {"pcc": "model", "baseline_pcc": "baseline", "ridge_pcc": "ridge"}
 
-SYMBOLS = ["circle", "square", "diamond", "cross", "x", "triangle-up", "triangle-down", "star", "pentagon",
-           "hexagon", "triangle-left", "triangle-right", "hourglass", "bowtie"]
+SYMBOLS = [
+    "circle",
+    "square",
+    "diamond",
+    "cross",
+    "x",
+    "triangle-up",
+    "triangle-down",
+    "star",
+    "pentagon",
+    "hexagon",
+    "triangle-left",
+    "triangle-right",
+    "hourglass",
+    "bowtie",
+]
 
 
 def label(name) -> str:
@@ -74,8 +88,16 @@ def finish(fig: go.Figure, *, title: str, xlabel: str | None = None, ylabel: str
 
 def identity_line(fig: go.Figure, low: float, high: float) -> go.Figure:
     """Add the dashed grey reference line y = x from ``low`` to ``high`` (no hover) to ``fig``."""
-    return fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x", hoverinfo="skip",
-                                    line=dict(color=GREY, dash="dash", width=1)))
+    return fig.add_trace(
+        go.Scatter(
+            x=[low, high],
+            y=[low, high],
+            mode="lines",
+            name="y = x",
+            hoverinfo="skip",
+            line=dict(color=GREY, dash="dash", width=1),
+        )
+    )
 
 
 def is_categorical(values: pd.Series) -> bool:
@@ -109,9 +131,16 @@ def mean_sd(df: pd.DataFrame, by: str, values: list[str], repeat: str | None) ->
 
 
 # ------------------------------------------------------------------------------------------- profile look-up
-def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position: int | None = None,
-               drug_key: str = OBS_KEYS.drug_key,
-               cell_key: str = OBS_KEYS.cell_key) -> tuple[np.ndarray, pd.Index | None, dict]:
+def profile_of(
+    obj,
+    drug,
+    *,
+    what: str,
+    genes: pd.Index | None = None,
+    position: int | None = None,
+    drug_key: str = OBS_KEYS.drug_key,
+    cell_key: str = OBS_KEYS.cell_key,
+) -> tuple[np.ndarray, pd.Index | None, dict]:
     """One drug's profile from an AnnData / DataFrame / Series / array; returns (values, genes or None, info).
 
     AnnData rows are found by ``obs_names`` first, then by ``obs[drug_key]``; several rows of one drug (doses,
@@ -129,14 +158,16 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
             rows = np.flatnonzero(obj.obs[drug_key].astype(str).to_numpy() == str(drug))
         if len(rows) == 0:
             known = pd.unique(obj.obs[drug_key].astype(str)) if drug_key in obj.obs else obj.obs_names
-            raise UnknownCategoryError(f"drug {drug!r} is not in the {what} profiles; they have e.g. "
-                                       f"{list(known[:8])} ({len(known)} in all).")
+            raise UnknownCategoryError(
+                f"drug {drug!r} is not in the {what} profiles; they have e.g. {list(known[:8])} ({len(known)} in all)."
+            )
         if cell_key in obj.obs:
             cells = pd.unique(obj.obs[cell_key].iloc[rows].astype(str))
             if len(cells) > 1:
                 raise PerturbkitInputError(
                     f"the {what} profiles hold {drug!r} in several cell lines {list(cells)}; pass one cell line, "
-                    f"e.g. adata[adata.obs[{cell_key!r}] == {cells[0]!r}].")
+                    f"e.g. adata[adata.obs[{cell_key!r}] == {cells[0]!r}]."
+                )
             info["cell_line"] = str(cells[0])
         X = obj.X[rows]
         X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
@@ -148,8 +179,9 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
                 info[key] = str(obj.obs[key].iloc[rows[0]])
     elif isinstance(obj, pd.DataFrame):
         if str(drug) not in obj.index.astype(str):
-            raise UnknownCategoryError(f"drug {drug!r} is not in the index of the {what} profiles; it has e.g. "
-                                       f"{list(obj.index[:8])}.")
+            raise UnknownCategoryError(
+                f"drug {drug!r} is not in the index of the {what} profiles; it has e.g. {list(obj.index[:8])}."
+            )
         hit = obj.index.astype(str) == str(drug)
         info["position"] = int(np.flatnonzero(hit)[0])
         values = obj.loc[hit].to_numpy(dtype=np.float64).mean(axis=0)
@@ -162,8 +194,10 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
             values = arr
         elif arr.ndim == 2:
             if position is None:
-                raise PerturbkitInputError(f"the {what} profiles are a 2-D array without drug names; pass an AnnData "
-                                           f"or DataFrame indexed by drug, or the drug's 1-D profile.")
+                raise PerturbkitInputError(
+                    f"the {what} profiles are a 2-D array without drug names; pass an AnnData "
+                    f"or DataFrame indexed by drug, or the drug's 1-D profile."
+                )
             if position >= len(arr):
                 raise PerturbkitInputError(f"the {what} array has {len(arr)} rows, fewer than the predictions.")
             values = arr[position]
@@ -173,8 +207,9 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
         if names is not None:
             pos = names.get_indexer(genes)
             if (pos < 0).any():
-                raise PerturbkitInputError(f"the {what} profiles lack {int((pos < 0).sum())} of the genes, e.g. "
-                                           f"{list(genes[pos < 0][:5])}.")
+                raise PerturbkitInputError(
+                    f"the {what} profiles lack {int((pos < 0).sum())} of the genes, e.g. {list(genes[pos < 0][:5])}."
+                )
             values, names = values[pos], genes
         elif len(values) != len(genes):
             raise PerturbkitInputError(f"the {what} profile has {len(values)} values but there are {len(genes)} genes.")
@@ -184,7 +219,7 @@ def profile_of(obj, drug, *, what: str, genes: pd.Index | None = None, position:
 
 
 def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
-    """customdata and hovertemplate lines for the columns of ``df`` that exist."""
+    """Customdata and hovertemplate lines for the columns of ``df`` that exist."""
     present = [c for c in dict.fromkeys(columns) if c is not None and c in df.columns]
     if not present:
         return None, ""
@@ -193,15 +228,25 @@ def hover_data(df: pd.DataFrame, columns) -> tuple[np.ndarray | None, str]:
     return data, lines
 
 
-def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover_columns, source_colors=None,
-                   source_symbols=None, axis_name: str = "UMAP", max_traces: int = 60) -> tuple[go.Figure, str]:
+def source_scatter(
+    frame: pd.DataFrame,
+    *,
+    color: str,
+    marker_size: float,
+    hover_columns,
+    source_colors=None,
+    source_symbols=None,
+    axis_name: str = "UMAP",
+    max_traces: int = 60,
+) -> tuple[go.Figure, str]:
     """Scatter of ``frame.x`` / ``frame.y`` (point ``ids``: ``frame.index``) coloured by ``color``.
 
     Numeric ``color``: a colour scale; categorical: one trace per value, missing values as a grey "no …" trace.
     When ``color`` is not ``source``, a ``source`` column keeps its groups apart by marker symbol
     (``source_symbols``, or one shape per source in order). A categorical column with more than ``max_traces``
     values (e.g. hundreds of drugs) is drawn as one trace coloured by category code, without a legend (the value
-    shows on hover). Returns the figure and a "count source, …" summary for the title."""
+    shows on hover). Returns the figure and a "count source, …" summary for the title.
+    """
     custom, lines = hover_data(frame, hover_columns)
     template = f"{axis_name} %{{x:.2f}}, %{{y:.2f}}{lines}<extra></extra>"
     ids = frame.index.astype(str).to_numpy()
@@ -211,17 +256,30 @@ def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover
     n_values = frame[color].nunique() if categorical else 0
     many = categorical and n_values > max_traces
     if many or not categorical:
-        values = (pd.factorize(frame[color].astype(str))[0] if many else frame[color].to_numpy(dtype=float))
-        fig.add_trace(go.Scatter(
-            x=frame["x"], y=frame["y"], mode="markers", customdata=custom, hovertemplate=template,
-            name=f"{n_values} {label(color)} values" if many else "profiles",
-            ids=ids,
-            marker=dict(size=marker_size, color=values, colorscale="Turbo" if many else "Viridis", showscale=not many,
-                        colorbar=None if many else dict(title=label(color)), opacity=0.8, line=dict(width=0)),
-        ))
+        values = pd.factorize(frame[color].astype(str))[0] if many else frame[color].to_numpy(dtype=float)
+        fig.add_trace(
+            go.Scatter(
+                x=frame["x"],
+                y=frame["y"],
+                mode="markers",
+                customdata=custom,
+                hovertemplate=template,
+                name=f"{n_values} {label(color)} values" if many else "profiles",
+                ids=ids,
+                marker=dict(
+                    size=marker_size,
+                    color=values,
+                    colorscale="Turbo" if many else "Viridis",
+                    showscale=not many,
+                    colorbar=None if many else dict(title=label(color)),
+                    opacity=0.8,
+                    line=dict(width=0),
+                ),
+            )
+        )
     else:
         groups = categories(frame[color])
-        colors = dict(zip(groups, palette(len(groups))))
+        colors = dict(zip(groups, palette(len(groups)), strict=True))
         if color == "source" and source_colors:
             colors.update({g: source_colors[g] for g in groups if g in source_colors})
         missing = frame[color].isna().to_numpy()
@@ -230,8 +288,9 @@ def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover
             colors[None] = "rgba(170, 170, 170, 0.5)"
         symbol = None
         if color != "source" and source is not None:
-            shapes = source_symbols or dict(zip(categories(source),
-                                                ["circle", "diamond", "x", "square", "triangle-up"]))
+            shapes = source_symbols or dict(
+                zip(categories(source), ["circle", "diamond", "x", "square", "triangle-up"], strict=False)
+            )
             symbol = source.map(shapes).fillna("circle").to_numpy()
         labels = frame[color].astype(str).to_numpy()
         present = ~missing
@@ -240,16 +299,25 @@ def source_scatter(frame: pd.DataFrame, *, color: str, marker_size: float, hover
             mask = missing if g is None else (labels == str(g)) & present
             if not mask.any():
                 continue
-            fig.add_trace(go.Scatter(
-                x=x[mask], y=y[mask], mode="markers",
-                ids=ids[mask],
-                name=f"{g if g is not None else 'no ' + label(color)} ({int(mask.sum())})",
-                customdata=None if custom is None else custom[mask], hovertemplate=template,
-                marker=dict(size=marker_size, color=colors[g], opacity=0.75, line=dict(width=0),
-                            symbol=None if symbol is None else symbol[mask]),
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=x[mask],
+                    y=y[mask],
+                    mode="markers",
+                    ids=ids[mask],
+                    name=f"{g if g is not None else 'no ' + label(color)} ({int(mask.sum())})",
+                    customdata=None if custom is None else custom[mask],
+                    hovertemplate=template,
+                    marker=dict(
+                        size=marker_size,
+                        color=colors[g],
+                        opacity=0.75,
+                        line=dict(width=0),
+                        symbol=None if symbol is None else symbol[mask],
+                    ),
+                )
+            )
     counts = ""
     if source is not None:
         counts = ", ".join(f"{int((source == s).sum())} {s}" for s in categories(source))
     return fig, counts
-

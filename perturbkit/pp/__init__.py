@@ -1,9 +1,13 @@
-"""Preprocessing (``pk.pp``): check, annotate, aggregate, normalise, scale, select features, handle missing values
-and subtract controls.
+"""Preprocessing (``pk.pp``).
+
+Check, annotate, aggregate, normalise, scale, select features, handle missing values and subtract controls.
 
 All functions follow scanpy: ``adata`` first, options keyword-only, ``copy=False`` modifies ``adata`` in place and
 returns None, ``copy=True`` returns a new AnnData and leaves ``adata`` untouched, and the parameters are recorded
 in ``adata.uns``. :func:`aggregate` changes the number of rows, so it always returns a new AnnData.
+
+``PBMC_MARKERS`` is the default ``{cell type: [marker genes]}`` table of :func:`annotate_cell_types`: canonical
+markers of the main human PBMC populations.
 """
 
 from .._schema import validate
@@ -17,6 +21,17 @@ from ._normalize import normalize
 from ._scale import Scaler, scale, unscale
 
 __all__ = [
-    "validate", "annotate", "aggregate", "normalize", "scale", "unscale", "Scaler", "feature_select", "drop_missing",
-    "impute", "control_diff", "annotate_cell_types", "PBMC_MARKERS",
+    "validate",
+    "annotate",
+    "aggregate",
+    "normalize",
+    "scale",
+    "unscale",
+    "Scaler",
+    "feature_select",
+    "drop_missing",
+    "impute",
+    "control_diff",
+    "annotate_cell_types",
+    "PBMC_MARKERS",
 ]

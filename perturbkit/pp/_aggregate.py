@@ -102,9 +102,7 @@ def _constant_columns(obs: pd.DataFrame, columns: list[str], codes: np.ndarray) 
     """Columns whose value (missing counts as a value) is the same for all rows of every group."""
     if not columns:
         return []
-    factorised = pd.DataFrame(
-        {c: pd.factorize(obs[c].astype(object), use_na_sentinel=False)[0] for c in columns}
-    )
+    factorised = pd.DataFrame({c: pd.factorize(obs[c].astype(object), use_na_sentinel=False)[0] for c in columns})
     grouped = factorised.groupby(codes)
     constant = (grouped.min() == grouped.max()).all(axis=0)
     return [c for c in columns if constant[c]]
@@ -172,8 +170,9 @@ def aggregate(
         )
     if method not in METHODS:
         raise PerturbkitInputError(f"method={method!r} is not known; use one of {', '.join(map(repr, METHODS))}.")
-    if modz_weight_decimals is not None and (isinstance(modz_weight_decimals, bool)
-                                             or not isinstance(modz_weight_decimals, (int, np.integer))):
+    if modz_weight_decimals is not None and (
+        isinstance(modz_weight_decimals, bool) or not isinstance(modz_weight_decimals, (int, np.integer))
+    ):
         raise PerturbkitInputError(
             f"modz_weight_decimals={modz_weight_decimals!r} must be an integer number of decimals (LINCS: 4) or None."
         )

@@ -11,8 +11,8 @@ from .._schema import MissingColumnError, PerturbkitInputError, modifiable
 
 def _normalise(values) -> pd.Series:
     """Keys compared case- and surrounding-space-insensitively; missing stays missing."""
-    return pd.Series(values, copy=False).astype(object).map(
-        lambda v: np.nan if _missing(v) else str(v).strip().casefold()
+    return (
+        pd.Series(values, copy=False).astype(object).map(lambda v: np.nan if _missing(v) else str(v).strip().casefold())
     )
 
 
@@ -124,12 +124,13 @@ def annotate(
             current = obs[column]
             fill = current.isna().to_numpy() & matched
             if fill.any():
-                obs[column] = pd.Series(current.astype(object).where(~fill, incoming).to_list(),
-                                        index=obs.index).infer_objects()
+                obs[column] = pd.Series(
+                    current.astype(object).where(~fill, incoming).to_list(), index=obs.index
+                ).infer_objects()
 
     distinct = pd.unique(obs_keys.dropna())
     unmatched = [k for k in distinct if k not in lookup.index]
-    original = dict(zip(obs_keys, obs[on].astype(object)))
+    original = dict(zip(obs_keys, obs[on].astype(object), strict=True))
     adata.uns["annotate"] = {
         "on": on,
         "table_on": table_on,

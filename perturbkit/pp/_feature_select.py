@@ -36,14 +36,19 @@ _RENAMED = {
 CORR_METHODS = ("pearson", "spearman", "kendall")
 
 Operation = Literal[
-    "variance_threshold", "frequency_threshold", "correlation_threshold", "drop_na_columns", "blocklist",
-    "drop_outliers", "noise_removal",
+    "variance_threshold",
+    "frequency_threshold",
+    "correlation_threshold",
+    "drop_na_columns",
+    "blocklist",
+    "drop_outliers",
+    "noise_removal",
 ]
 
 
 @lru_cache(maxsize=1)
 def default_blocklist() -> tuple[str, ...]:
-    """pycytominer's default CellProfiler blocklist (55 feature names), shipped as ``perturbkit/pp/data``."""
+    """Pycytominer's default CellProfiler blocklist (55 feature names), shipped as ``perturbkit/pp/data``."""
     text = resources.files("perturbkit.pp").joinpath("data/cellprofiler_blocklist.txt").read_text()
     return _parse_names(text)
 
@@ -100,8 +105,11 @@ def _value_counts(F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _low_frequency(F: np.ndarray, freq_cut: float, unique_cut: float) -> np.ndarray:
-    """Fails EITHER test: (2nd most common value's count / most common's) < freq_cut (0 with < 2 distinct values),
-    or distinct values / rows < unique_cut."""
+    """Features that fail EITHER of two tests (a low-frequency, near-constant feature).
+
+    The tests: (2nd most common value's count / most common's) < freq_cut (0 with < 2 distinct values), or
+    distinct values / rows < unique_cut.
+    """
     n_unique, top1, top2 = _value_counts(F)
     with np.errstate(invalid="ignore", divide="ignore"):
         freq_ratio = np.where(n_unique >= 2, top2 / np.maximum(top1, 1), 0.0)
@@ -109,8 +117,11 @@ def _low_frequency(F: np.ndarray, freq_cut: float, unique_cut: float) -> np.ndar
 
 
 def _correlated(F: np.ndarray, threshold: float, method: str) -> np.ndarray:
-    """pycytominer's rule: for every pair correlated above ``threshold`` (signed), drop the member whose summed
-    absolute correlation with all features is larger."""
+    """Features to drop by pycytominer's correlation rule.
+
+    For every pair correlated above ``threshold`` (signed), drop the member whose summed absolute correlation with
+    all features is larger.
+    """
     if method == "pearson" and np.isfinite(F).all():
         with np.errstate(invalid="ignore", divide="ignore"):
             C = np.corrcoef(F, rowvar=False)
@@ -146,8 +157,7 @@ def _group_labels(adata, noise_groups, rows: np.ndarray) -> tuple[np.ndarray, st
     labels = np.asarray(noise_groups, dtype=object)
     if labels.shape != (adata.n_obs,):
         raise PerturbkitInputError(
-            f"noise_groups= must be an obs column name or one label per row ({adata.n_obs}); got shape "
-            f"{labels.shape}."
+            f"noise_groups= must be an obs column name or one label per row ({adata.n_obs}); got shape {labels.shape}."
         )
     return labels[rows], "array"
 
@@ -245,8 +255,12 @@ def feature_select(
     unknown = [op for op in operations if op not in OPERATIONS]
     if unknown:
         raise PerturbkitInputError(f"operations={unknown} not known; choose from {', '.join(map(repr, OPERATIONS))}.")
-    for name, value in (("freq_cut", freq_cut), ("unique_cut", unique_cut), ("na_cutoff", na_cutoff),
-                        ("corr_threshold", corr_threshold)):
+    for name, value in (
+        ("freq_cut", freq_cut),
+        ("unique_cut", unique_cut),
+        ("na_cutoff", na_cutoff),
+        ("corr_threshold", corr_threshold),
+    ):
         if not 0 <= value <= 1:
             raise PerturbkitInputError(f"{name}={value!r} must be between 0 and 1.")
     if min_variance < 0:
@@ -319,24 +333,26 @@ def feature_select(
             stacklevel=2,
         )
 
-    record = storable({
-        "operations": operations,
-        "samples": samples_description,
-        "n_samples": int(rows.sum()),
-        "min_variance": float(min_variance),
-        "freq_cut": float(freq_cut),
-        "unique_cut": float(unique_cut),
-        "corr_threshold": float(corr_threshold),
-        "corr_method": corr_method,
-        "na_cutoff": float(na_cutoff),
-        "outlier_cutoff": float(outlier_cutoff),
-        "blocklist": blocklist_source,
-        "noise_groups": noise_source,
-        "noise_stdev_cutoff": None if noise_stdev_cutoff is None else float(noise_stdev_cutoff),
-        "dropped": dropped,
-        "n_features_before": int(adata.n_vars),
-        "n_features_after": int(keep.sum()),
-    })
+    record = storable(
+        {
+            "operations": operations,
+            "samples": samples_description,
+            "n_samples": int(rows.sum()),
+            "min_variance": float(min_variance),
+            "freq_cut": float(freq_cut),
+            "unique_cut": float(unique_cut),
+            "corr_threshold": float(corr_threshold),
+            "corr_method": corr_method,
+            "na_cutoff": float(na_cutoff),
+            "outlier_cutoff": float(outlier_cutoff),
+            "blocklist": blocklist_source,
+            "noise_groups": noise_source,
+            "noise_stdev_cutoff": None if noise_stdev_cutoff is None else float(noise_stdev_cutoff),
+            "dropped": dropped,
+            "n_features_before": int(adata.n_vars),
+            "n_features_after": int(keep.sum()),
+        }
+    )
     adata._inplace_subset_var(keep)
     adata.uns["feature_select"] = record
     return adata if copy else None

@@ -67,8 +67,11 @@ def annotate_cell_types(
     """
     if not isinstance(markers, dict) or not markers:
         raise PerturbkitInputError("markers= must be a non-empty {cell type: [marker genes]} dict, e.g. PBMC_MARKERS.")
-    require_columns(adata, {"groupby": groupby} | ({} if batch_key is None else {"batch_key": batch_key}),
-                    purpose="annotating clusters with marker genes")
+    require_columns(
+        adata,
+        {"groupby": groupby} | ({} if batch_key is None else {"batch_key": batch_key}),
+        purpose="annotating clusters with marker genes",
+    )
     adata = modifiable(adata, copy=copy, caller="pk.pp.annotate_cell_types")
     var_index = pd.Index(adata.var_names.astype(str))
     used, missing = {}, {}
@@ -78,16 +81,19 @@ def annotate_cell_types(
         missing[cell_type] = [g for g in genes if g not in var_index]
     empty = [t for t, g in used.items() if not g]
     if empty:
-        raise PerturbkitInputError(f"none of the markers of {empty} is in adata.var_names (e.g. {markers[empty[0]]}); "
-                                   f"check the gene naming (symbols vs Ensembl ids) or drop those cell types.")
+        raise PerturbkitInputError(
+            f"none of the markers of {empty} is in adata.var_names (e.g. {markers[empty[0]]}); "
+            f"check the gene naming (symbols vs Ensembl ids) or drop those cell types."
+        )
     if layer is None and adata.X is None:  # checked here to keep the message about log-normalised expression
         raise PerturbkitInputError("adata.X is empty; load log-normalised expression into adata.X or pass layer=.")
     if pd.isna(adata.obs[groupby]).any():
         raise PerturbkitInputError(f"obs[{groupby!r}] has missing values; cluster every cell first.")
     genes = sorted({g for gs in used.values() for g in gs})
     X = dense_matrix(adata[:, var_index.get_indexer(genes)], layer, dtype=np.float64)
-    batches = np.zeros(adata.n_obs, dtype=int) if batch_key is None else \
-        pd.factorize(adata.obs[batch_key].astype(str))[0]
+    batches = (
+        np.zeros(adata.n_obs, dtype=int) if batch_key is None else pd.factorize(adata.obs[batch_key].astype(str))[0]
+    )
     Z = np.empty_like(X)
     for b in np.unique(batches):
         rows = batches == b
@@ -99,11 +105,15 @@ def annotate_cell_types(
     scores = pd.DataFrame({t: gene_means[g].mean(axis=1) for t, g in used.items()}, index=gene_means.index)
     scores.index.name = groupby
     assignment = scores.idxmax(axis=1)
-    adata.obs[key_added] = pd.Categorical(pd.Series(clusters).map(assignment).to_numpy(),
-                                          categories=[t for t in markers if t in set(assignment)])
+    adata.obs[key_added] = pd.Categorical(
+        pd.Series(clusters).map(assignment).to_numpy(), categories=[t for t in markers if t in set(assignment)]
+    )
     adata.uns[f"{key_added}_markers"] = {
-        "params": {"groupby": groupby, "layer": "None" if layer is None else layer,
-                   "batch_key": "None" if batch_key is None else batch_key},
+        "params": {
+            "groupby": groupby,
+            "layer": "None" if layer is None else layer,
+            "batch_key": "None" if batch_key is None else batch_key,
+        },
         "scores": {str(c): {t: float(v) for t, v in row.items()} for c, row in scores.iterrows()},
         "assignment": {str(c): str(t) for c, t in assignment.items()},
         "markers_used": used,

@@ -93,17 +93,19 @@ def drop_missing(
             f"or impute with pk.pp.impute(adata)."
         )
     kept_missing = int(counts[~drop].sum())
-    record = storable({
-        "axis": axis,
-        "max_fraction": float(max_fraction),
-        "layer": layer,
-        "n_missing_before": int(counts.sum()),
-        "n_missing_after": kept_missing,
-        f"n_{axis}_before": int(len(drop)),
-        f"n_{axis}_after": int((~drop).sum()),
-        "dropped": names[drop].tolist(),
-        "dropped_missing_counts": counts[drop].tolist(),
-    })
+    record = storable(
+        {
+            "axis": axis,
+            "max_fraction": float(max_fraction),
+            "layer": layer,
+            "n_missing_before": int(counts.sum()),
+            "n_missing_after": kept_missing,
+            f"n_{axis}_before": int(len(drop)),
+            f"n_{axis}_after": int((~drop).sum()),
+            "dropped": names[drop].tolist(),
+            "dropped_missing_counts": counts[drop].tolist(),
+        }
+    )
     if axis == "features":
         adata._inplace_subset_var(~drop)
     else:
@@ -205,15 +207,17 @@ def impute(
         adata.X = target
     else:
         adata.layers[layer] = target
-    adata.uns["impute"] = storable({
-        "method": method,
-        "samples": samples_description,
-        "fill_value": fill_value,
-        "layer": layer,
-        "n_imputed": int(counts.sum()),
-        "n_rows_imputed": int(np.asarray(missing.sum(axis=1)).ravel().astype(bool).sum()),
-        "features": names[cols].tolist(),
-        "counts": counts[cols].tolist(),
-        "values": [float(v) for v in values],
-    })
+    adata.uns["impute"] = storable(
+        {
+            "method": method,
+            "samples": samples_description,
+            "fill_value": fill_value,
+            "layer": layer,
+            "n_imputed": int(counts.sum()),
+            "n_rows_imputed": int(np.asarray(missing.sum(axis=1)).ravel().astype(bool).sum()),
+            "features": names[cols].tolist(),
+            "counts": counts[cols].tolist(),
+            "values": [float(v) for v in values],
+        }
+    )
     return adata if copy else None

@@ -30,8 +30,9 @@ SpherizeMethod = Literal["ZCA-cor", "ZCA", "PCA-cor", "PCA"]
 
 
 # ------------------------------------------------------------------------------------------------ shared helpers
-def sample_mask(adata, samples, *, control_key: str = OBS_KEYS.control_key,
-                argument: str = "samples") -> tuple[np.ndarray, str]:
+def sample_mask(
+    adata, samples, *, control_key: str = OBS_KEYS.control_key, argument: str = "samples"
+) -> tuple[np.ndarray, str]:
     """Boolean mask of the rows ``samples`` selects, and a short description of it for ``uns``.
 
     ``samples`` is ``"all"``, ``"control"`` (the True rows of ``obs[control_key]``), a boolean array with one entry
@@ -341,8 +342,11 @@ def normalize(
     elif method == "robust_zscore":
         record["min_mad"] = float(min_mad)
     elif method == "spherize":
-        record.update(spherize_method=spherize_method, spherize_center=bool(spherize_center),
-                      spherize_epsilon=float(spherize_epsilon))
+        record.update(
+            spherize_method=spherize_method,
+            spherize_center=bool(spherize_center),
+            spherize_epsilon=float(spherize_epsilon),
+        )
         record["params"]["rank"] = int(params["rank"][0])
 
     out = out.astype(out_dtype, copy=False)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from collections.abc import Mapping
+from typing import Literal
 
 import anndata as ad
 import numpy as np
@@ -25,8 +24,10 @@ def _is_torch(X) -> bool:
 
 
 def _row_blocks(X, *, float64: bool = True):
-    """``(start, stop, block)`` over dense row blocks of ``X`` (dense, sparse or h5py); with ``float64`` each block
-    is a float64 copy, so no float64 copy of the whole matrix is ever made."""
+    """``(start, stop, block)`` over dense row blocks of ``X`` (dense, sparse or h5py).
+
+    With ``float64`` each block is a float64 copy, so no float64 copy of the whole matrix is ever made.
+    """
     for start in range(0, X.shape[0], CHUNK_ROWS):
         block = X[start : start + CHUNK_ROWS]
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
@@ -122,8 +123,7 @@ class Scaler:
     True
     """
 
-    def __init__(self, method: Literal["maxabs", "minmax", "zscore"] = "maxabs", *,
-                 per_feature: bool = True) -> None:
+    def __init__(self, method: Literal["maxabs", "minmax", "zscore"] = "maxabs", *, per_feature: bool = True) -> None:
         self.method = _check_method(method)
         self.per_feature = bool(per_feature)
         self.offset_: np.ndarray | None = None
@@ -202,6 +202,7 @@ class Scaler:
     # ------------------------------------------------------------------ storage
     def to_dict(self) -> dict:
         """Plain dict of str/bool/int/float/list (JSON- and ``torch.save(weights_only=True)``-safe)."""
+
         def plain(a):
             if a is None:
                 return None
@@ -217,8 +218,11 @@ class Scaler:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Scaler:
-        """Rebuild a Scaler from :meth:`to_dict` output (also accepts the ``adata.uns`` entry written by :func:`scale`,
-        and the NumPy arrays a dict comes back with after an ``.h5ad`` round trip)."""
+        """Rebuild a Scaler from :meth:`to_dict` output.
+
+        Also accepts the ``adata.uns`` entry written by :func:`scale`, and the NumPy arrays a dict comes back with
+        after an ``.h5ad`` round trip.
+        """
         if isinstance(d, Mapping) and "params" in d and isinstance(d["params"], Mapping):
             d = d["params"]
         needed = ("method", "per_feature", "n_features", "offset", "scale")

@@ -147,23 +147,28 @@ def latent_arithmetic(
     X, fitted, name = lsa_inputs(adata, model, kept, layer=layer, seed=seed)
     Z = transform_rows(fitted, X)
     pairs = groups.pairs[groups.pairs["eligible"]]
-    table = arithmetic_table(Z, X, groups.row_group[kept], pairs, fitted, control=control,
-                             n_shuffles=n_shuffles, seed=seed)
+    table = arithmetic_table(
+        Z, X, groups.row_group[kept], pairs, fitted, control=control, n_shuffles=n_shuffles, seed=seed
+    )
     table.attrs["message"] = groups.message
-    settings.update({
-        "model": name,
-        "latent_dim": int(Z.shape[1]),
-        "mean_l2": float(table["l2"].mean()),
-        "mean_l2_shuffled": float(table["l2_shuffled_mean"].mean()),
-        "frac_z_negative": float((table["z"] < 0).mean()),
-    })
+    settings.update(
+        {
+            "model": name,
+            "latent_dim": int(Z.shape[1]),
+            "mean_l2": float(table["l2"].mean()),
+            "mean_l2_shuffled": float(table["l2_shuffled_mean"].mean()),
+            "frac_z_negative": float((table["z"] < 0).mean()),
+        }
+    )
     adata.uns[key_added] = settings
     return table
 
 
 def lsa_inputs(adata, model, kept, *, layer=None, seed: int = 0):
-    """``(X, fitted, name)``: the kept rows in the model's feature order (aligned by name for a fitted model with
-    feature names) and the resolved model; ``model="pca"`` is fitted on all rows here."""
+    """``(X, fitted, name)``: the kept rows in the model's feature order and the resolved model.
+
+    The rows are aligned by name for a fitted model with feature names; ``model="pca"`` is fitted on all rows here.
+    """
     check_trained(model)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if model is None or isinstance(model, str):

@@ -1,25 +1,14 @@
-"""pk.tl faces of cycleCDR (methods.md §3): training and the no-change / mean-response baselines."""
+"""pk.tl faces of cycleCDR (see the cycleCDR methods page): training and the no-change / mean-response baselines."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import anndata as ad
-import numpy as np
-import pandas as pd
-
 from .._schema import (
     OBS_KEYS,
-    GeneMismatchError,
-    PerturbkitInputError,
-    control_mask,
-    dense_matrix,
-    require_columns,
-    storable,
 )
 from ..models.cyclecdr import CycleCDR
 from ..models.cyclecdr._model import DEFAULTS
-
 
 
 def train_cyclecdr(
@@ -109,20 +98,53 @@ def train_cyclecdr(
     >>> model = pk.tl.train_cyclecdr(adata, drug_encoder="fingerprint")
     >>> pred = model.predict(pk.tl.control_means(adata), drugs={"aspirin": "CC(=O)Oc1ccccc1C(=O)O"})
     """
-    architecture = dict(paired=paired, drug_encoder=drug_encoder, latent_dim=latent_dim, hidden=tuple(hidden),
-                        single_autoencoder=single_autoencoder, use_reconstruction=use_reconstruction,
-                        use_cycle=use_cycle, cycle_weight=cycle_weight, identity_weight=identity_weight,
-                        adversarial_weight=adversarial_weight, gene_weights=gene_weights)
-    training = dict(lr=lr, weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
-                    patience=patience, validation_fraction=validation_fraction)
-    model = CycleCDR.from_adata(adata, drug_key=drug_key, control_key=control_key, smiles_key=smiles_key,
-                                dose_key=dose_key, cell_key=cell_key, plate_key=plate_key, control_obs=control_obs,
-                                layer=layer, device=device, seed=seed, **architecture)
-    model.train(adata, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-                **training)
+    architecture = dict(
+        paired=paired,
+        drug_encoder=drug_encoder,
+        latent_dim=latent_dim,
+        hidden=tuple(hidden),
+        single_autoencoder=single_autoencoder,
+        use_reconstruction=use_reconstruction,
+        use_cycle=use_cycle,
+        cycle_weight=cycle_weight,
+        identity_weight=identity_weight,
+        adversarial_weight=adversarial_weight,
+        gene_weights=gene_weights,
+    )
+    training = dict(
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        validation_fraction=validation_fraction,
+    )
+    model = CycleCDR.from_adata(
+        adata,
+        drug_key=drug_key,
+        control_key=control_key,
+        smiles_key=smiles_key,
+        dose_key=dose_key,
+        cell_key=cell_key,
+        plate_key=plate_key,
+        control_obs=control_obs,
+        layer=layer,
+        device=device,
+        seed=seed,
+        **architecture,
+    )
+    model.train(
+        adata, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, **training
+    )
     adata.uns[key_added] = model.training_record(
-        {**model.data_keys, "layer": layer, "seed": seed, **architecture,
-         "use_cycle": bool(model.hparams["use_cycle"]), **training},
+        {
+            **model.data_keys,
+            "layer": layer,
+            "seed": seed,
+            **architecture,
+            "use_cycle": bool(model.hparams["use_cycle"]),
+            **training,
+        },
         n_drugs=len(model.drug_names),
     )
     return model

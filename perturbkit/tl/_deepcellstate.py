@@ -12,15 +12,23 @@ from .._schema import OBS_KEYS
 from ..models._inputs import check_model_and_data, check_trained
 from ..models._profiles import CellDrugProfiles
 from ..models.deepcellstate import DeepCellState
-from ..models.deepcellstate._model import DEFAULTS
 from ..models.deepcellstate import _evaluation as evaluation
 from ..models.deepcellstate import _interpretation as interpretation
+from ..models.deepcellstate._model import DEFAULTS
 from ._options import trainer_options
 
 
 def _profiles(adata, *, cell_key, drug_key, control_key, moa_key, average, layer, cell_lines=None):
-    return CellDrugProfiles.from_adata(adata, cell_key=cell_key, drug_key=drug_key, control_key=control_key,
-                                       moa_key=moa_key, average=average, layer=layer, cell_lines=cell_lines)
+    return CellDrugProfiles.from_adata(
+        adata,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+        cell_lines=cell_lines,
+    )
 
 
 def train_deepcellstate(
@@ -105,28 +113,60 @@ def train_deepcellstate(
     >>> model = pk.tl.train_deepcellstate(adata)
     >>> pred = model.predict(adata, target="MCF7", sources=["PC3"])
     """
-    architecture = dict(latent_dim=latent_dim, hidden=tuple(hidden), input_dropout=input_dropout, l1=l1, skip=skip,
-                        decoder_dropout=decoder_dropout)
-    training = dict(validation_fraction=validation_fraction, lr=lr, decoder_lr=decoder_lr, batch_size=batch_size,
-                    max_epochs=max_epochs, patience=patience, epochs_per_round=epochs_per_round,
-                    max_rounds=max_rounds, decoder_epochs=decoder_epochs, pretrain=pretrain)
-    model = DeepCellState.from_adata(adata, cell_key=cell_key, drug_key=drug_key, control_key=control_key,
-                                     moa_key=moa_key, average=average, cell_lines=cell_lines, layer=layer,
-                                     device=device, seed=seed, **architecture)
-    model.train(adata, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-                **training)
+    architecture = dict(
+        latent_dim=latent_dim,
+        hidden=tuple(hidden),
+        input_dropout=input_dropout,
+        l1=l1,
+        skip=skip,
+        decoder_dropout=decoder_dropout,
+    )
+    training = dict(
+        validation_fraction=validation_fraction,
+        lr=lr,
+        decoder_lr=decoder_lr,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        epochs_per_round=epochs_per_round,
+        max_rounds=max_rounds,
+        decoder_epochs=decoder_epochs,
+        pretrain=pretrain,
+    )
+    model = DeepCellState.from_adata(
+        adata,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        cell_lines=cell_lines,
+        layer=layer,
+        device=device,
+        seed=seed,
+        **architecture,
+    )
+    model.train(
+        adata, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, **training
+    )
     profiles = model.profiles_from(adata, cell_lines=model.cell_lines)
     adata.uns[key_added] = model.training_record(
-        {**model.data_keys, "cell_lines": model.cell_lines, "layer": layer, "seed": seed, **architecture,
-         **training},
-        n_drugs={c: int(n) for c, n in zip(profiles.cell_lines, profiles.present.sum(axis=0))},
+        {**model.data_keys, "cell_lines": model.cell_lines, "layer": layer, "seed": seed, **architecture, **training},
+        n_drugs={c: int(n) for c, n in zip(profiles.cell_lines, profiles.present.sum(axis=0), strict=True)},
     )
     return model
 
 
 def _evaluation_call(function, adata, *, cell_key, drug_key, control_key, moa_key, average, layer, **kwargs):
-    profiles = _profiles(adata, cell_key=cell_key, drug_key=drug_key, control_key=control_key, moa_key=moa_key,
-                         average=average, layer=layer)
+    profiles = _profiles(
+        adata,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+    )
     return function(profiles, **kwargs)
 
 
@@ -197,16 +237,36 @@ def cross_validate_deepcellstate(
     >>> cv = pk.tl.cross_validate_deepcellstate(adata, source="PC3", target="MCF7", folds=[0, 1])
     >>> pk.tl.deepcellstate_compare_to_baseline(cv)
     """
-    options = trainer_options(train_options, function="pk.tl.cross_validate_deepcellstate",
-                              trainer="pk.tl.train_deepcellstate", reserved=("seed",), device=device)
-    return _evaluation_call(evaluation.cross_validate, adata, source=source, target=target, n_folds=n_folds,
-                            split=split, seed=seed, folds=folds, test_drugs=test_drugs, cell_key=cell_key,
-                            drug_key=drug_key, control_key=control_key, moa_key=moa_key, average=average,
-                            layer=layer, **options)
+    options = trainer_options(
+        train_options,
+        function="pk.tl.cross_validate_deepcellstate",
+        trainer="pk.tl.train_deepcellstate",
+        reserved=("seed",),
+        device=device,
+    )
+    return _evaluation_call(
+        evaluation.cross_validate,
+        adata,
+        source=source,
+        target=target,
+        n_folds=n_folds,
+        split=split,
+        seed=seed,
+        folds=folds,
+        test_drugs=test_drugs,
+        cell_key=cell_key,
+        drug_key=drug_key,
+        control_key=control_key,
+        moa_key=moa_key,
+        average=average,
+        layer=layer,
+        **options,
+    )
 
 
-def deepcellstate_compare_to_baseline(cv: pd.DataFrame, *, model: str = "pcc",
-                                      baseline: str = "baseline_pcc") -> pd.Series:
+def deepcellstate_compare_to_baseline(
+    cv: pd.DataFrame, *, model: str = "pcc", baseline: str = "baseline_pcc"
+) -> pd.Series:
     """Paired comparison of per-drug PCCs: the model's against a baseline's.
 
     Parameters
@@ -231,13 +291,20 @@ def deepcellstate_compare_to_baseline(cv: pd.DataFrame, *, model: str = "pcc",
 
 
 def _checked(adata, model, name: str) -> None:
-    check_model_and_data(adata, model, function=f"pk.tl.{name}", call=f"pk.tl.{name}(adata, model=model)",
-                         model_class=DeepCellState)
+    check_model_and_data(
+        adata, model, function=f"pk.tl.{name}", call=f"pk.tl.{name}(adata, model=model)", model_class=DeepCellState
+    )
     check_trained(model)
 
 
-def latent_embeddings(adata: ad.AnnData, *, model: DeepCellState, cell_lines: Sequence[str] | None = None,
-                      drugs: Sequence[str] | None = None, layer: str | None = None) -> ad.AnnData:
+def latent_embeddings(
+    adata: ad.AnnData,
+    *,
+    model: DeepCellState,
+    cell_lines: Sequence[str] | None = None,
+    drugs: Sequence[str] | None = None,
+    layer: str | None = None,
+) -> ad.AnnData:
     """Latent codes of every (drug, cell line) profile, with the input profiles beside them.
 
     Profiles are built as in training (averaged over doses, times and replicates; controls left out).
@@ -255,10 +322,11 @@ def latent_embeddings(adata: ad.AnnData, *, model: DeepCellState, cell_lines: Se
 
     Returns
     -------
-    One row per (drug, cell line) profile present. X: latent codes (vars ``latent_0`` …); ``obsm['X_input']``:
-    the input profiles (the data's units, model gene order); obs: the drug, cell line and (when known) MOA columns
-    under the model's obs keys; ``uns['latent_embeddings']``: those keys. Plot with
-    :func:`perturbkit.pl.embedding` after ``pk.tl.embed(emb, use_rep="X")``.
+    anndata.AnnData
+        One row per (drug, cell line) profile present. X holds the latent codes (vars ``latent_0`` …),
+        ``obsm['X_input']`` the input profiles (the data's units, model gene order), obs the drug, cell line and
+        (when known) MOA columns under the model's obs keys, and ``uns['latent_embeddings']`` those keys. Plot
+        with :func:`perturbkit.pl.embedding` after ``pk.tl.embed(emb, use_rep="X")``.
 
     Examples
     --------
@@ -269,8 +337,14 @@ def latent_embeddings(adata: ad.AnnData, *, model: DeepCellState, cell_lines: Se
     return interpretation.latent_embeddings(model, adata, cell_lines=cell_lines, drugs=drugs, layer=layer)
 
 
-def latent_correlation(adata: ad.AnnData, *, model: DeepCellState, cell_lines: Sequence[str],
-                       drugs: Sequence[str] | None = None, layer: str | None = None) -> pd.DataFrame:
+def latent_correlation(
+    adata: ad.AnnData,
+    *,
+    model: DeepCellState,
+    cell_lines: Sequence[str],
+    drugs: Sequence[str] | None = None,
+    layer: str | None = None,
+) -> pd.DataFrame:
     """Drug × drug Pearson correlation of latent codes between two cell lines.
 
     Parameters
@@ -302,10 +376,21 @@ def latent_correlation(adata: ad.AnnData, *, model: DeepCellState, cell_lines: S
     return interpretation.latent_correlation(model, adata, cell_lines=cell_lines, drugs=drugs, layer=layer)
 
 
-def gene_importance(adata: ad.AnnData, *, model: DeepCellState, target: str, source: str, n_subsets: int = 100,
-                    subset_size: int = 100, top: int = 10, drugs: Sequence[str] | None = None,
-                    compare_with: Literal["auto", "measured", "prediction"] = "auto", seed: int = 0,
-                    layer: str | None = None, batch_rows: int = 8192) -> pd.DataFrame:
+def gene_importance(
+    adata: ad.AnnData,
+    *,
+    model: DeepCellState,
+    target: str,
+    source: str,
+    n_subsets: int = 100,
+    subset_size: int = 100,
+    top: int = 10,
+    drugs: Sequence[str] | None = None,
+    compare_with: Literal["auto", "measured", "prediction"] = "auto",
+    seed: int = 0,
+    layer: str | None = None,
+    batch_rows: int = 8192,
+) -> pd.DataFrame:
     """Input genes that a decoder relies on, by random gene subsets (the paper's method).
 
     For each drug's profile in ``source``: draw ``n_subsets`` random subsets of ``subset_size`` genes, keep only
@@ -351,13 +436,31 @@ def gene_importance(adata: ad.AnnData, *, model: DeepCellState, target: str, sou
     >>> pk.pl.gene_importance(gi, n=30)
     """
     _checked(adata, model, "gene_importance")
-    return interpretation.gene_importance(model, adata, target=target, source=source, n_subsets=n_subsets,
-                                          subset_size=subset_size, top=top, drugs=drugs, compare_with=compare_with,
-                                          seed=seed, layer=layer, batch_rows=batch_rows)
+    return interpretation.gene_importance(
+        model,
+        adata,
+        target=target,
+        source=source,
+        n_subsets=n_subsets,
+        subset_size=subset_size,
+        top=top,
+        drugs=drugs,
+        compare_with=compare_with,
+        seed=seed,
+        layer=layer,
+        batch_rows=batch_rows,
+    )
 
 
-def pair_distance_ratio(emb: ad.AnnData, *, space: Literal["X", "X_input"] | str = "X", n_random: int = 10000,
-                        seed: int = 0, drug_key: str | None = None, cell_key: str | None = None) -> float:
+def pair_distance_ratio(
+    emb: ad.AnnData,
+    *,
+    space: Literal["X", "X_input"] | str = "X",
+    n_random: int = 10000,
+    seed: int = 0,
+    drug_key: str | None = None,
+    cell_key: str | None = None,
+) -> float:
     """How close the same drug's profiles from different cell lines are, relative to different drugs.
 
     The mean Euclidean distance between points of the same drug in different cell lines, divided by the mean
@@ -387,8 +490,9 @@ def pair_distance_ratio(emb: ad.AnnData, *, space: Literal["X", "X_input"] | str
     >>> emb = pk.tl.latent_embeddings(adata, model=model)
     >>> pk.tl.pair_distance_ratio(emb, space="X_input")
     """
-    return interpretation.pair_distance_ratio(emb, space, n_random=n_random, seed=seed, drug_key=drug_key,
-                                              cell_key=cell_key)
+    return interpretation.pair_distance_ratio(
+        emb, space, n_random=n_random, seed=seed, drug_key=drug_key, cell_key=cell_key
+    )
 
 
 def diagonal_summary(corr: pd.DataFrame) -> dict[str, float]:

@@ -1,5 +1,7 @@
-"""2-D embeddings of profiles: scanpy-style :func:`embed`, and the VAE paper's UMAP projection of reconstructed and
-simulated profiles into a UMAP fitted on the original data (methods.md §2).
+"""2-D embeddings of profiles.
+
+Scanpy-style :func:`embed`, and the VAE paper's UMAP projection of reconstructed and simulated profiles into a UMAP
+fitted on the original data (see the VAE methods page).
 
 Both only read the model; neither trains anything.
 """
@@ -22,9 +24,11 @@ __all__ = ["embed", "project_reconstructions"]
 
 @contextmanager
 def torch_threads_kept():
-    """Restore torch's thread count after UMAP / t-SNE: numba (UMAP, pynndescent) sets the OpenMP thread count it
-    shares with torch back to its own default (all cores) when it finishes, which would silently change the number
-    of threads every later training uses."""
+    """Restore torch's thread count after UMAP / t-SNE.
+
+    Numba (UMAP, pynndescent) sets the OpenMP thread count it shares with torch back to its own default (all cores)
+    when it finishes, which would silently change the number of threads every later training uses.
+    """
     import torch
 
     n_threads = torch.get_num_threads()
@@ -62,19 +66,29 @@ def in_gene_order(adata, X: np.ndarray, genes: pd.Index, *, what: str, hint: str
         return X
     pos = have.get_indexer(genes)
     if (pos < 0).any():
-        raise GeneMismatchError(f"{what} lack {int((pos < 0).sum())} of the {len(genes)} features needed, e.g. "
-                                f"{list(genes[pos < 0][:5])}{hint}.")
+        raise GeneMismatchError(
+            f"{what} lack {int((pos < 0).sum())} of the {len(genes)} features needed, e.g. "
+            f"{list(genes[pos < 0][:5])}{hint}."
+        )
     return X[:, pos]
 
 
-def project_reconstructions(adata: ad.AnnData, *, model, n_simulated: int | None = None, seed: int = 0,
-                            layer: str | None = None, n_neighbors: int = 15, min_dist: float = 0.1,
-                            obs_keys: Sequence[str] | None = None) -> ad.AnnData:
+def project_reconstructions(
+    adata: ad.AnnData,
+    *,
+    model,
+    n_simulated: int | None = None,
+    seed: int = 0,
+    layer: str | None = None,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    obs_keys: Sequence[str] | None = None,
+) -> ad.AnnData:
     """Fit a UMAP on the original profiles and project the model's reconstructions and simulations into it.
 
-    This is the paper's UMAP figure (methods.md §2): the map is learned from the original (test) data only, then
-    ``model.inverse_transform(model.transform(X))`` (reconstructions) and ``model.sample(n_simulated)`` (profiles
-    decoded from prior samples) are placed in it with ``UMAP.transform``. Good models give reconstructions and
+    This is the paper's UMAP figure (see the VAE methods page): the map is learned from the original (test) data
+    only, then ``model.inverse_transform(model.transform(X))`` (reconstructions) and ``model.sample(n_simulated)``
+    (profiles decoded from prior samples) are placed in it with ``UMAP.transform``. Good models give reconstructions and
     simulations that overlay the original points.
 
     Parameters
@@ -109,8 +123,10 @@ def project_reconstructions(adata: ad.AnnData, *, model, n_simulated: int | None
 
     check_model_and_data(adata, model, function="pk.tl.project_reconstructions")
     if not (hasattr(model, "transform") and hasattr(model, "inverse_transform")):
-        raise PerturbkitInputError("model needs transform and inverse_transform (a VAE from pk.tl.train_vae or a "
-                                   f"fitted PCA); got {type(model).__name__}.")
+        raise PerturbkitInputError(
+            "model needs transform and inverse_transform (a VAE from pk.tl.train_vae or a "
+            f"fitted PCA); got {type(model).__name__}."
+        )
     check_trained(model)
     X = model_matrix(model, adata, layer=layer).astype(np.float64)
     n = X.shape[0]
@@ -120,25 +136,30 @@ def project_reconstructions(adata: ad.AnnData, *, model, n_simulated: int | None
     if n_sim < 0:
         raise PerturbkitInputError(f"n_simulated must be ≥ 0, got {n_simulated}.")
     if n_sim > 0 and not hasattr(model, "sample"):
-        raise PerturbkitInputError(f"{type(model).__name__} has no sample(n, seed=) to simulate profiles from the "
-                                   f"prior; pass n_simulated=0 to project reconstructions only.")
+        raise PerturbkitInputError(
+            f"{type(model).__name__} has no sample(n, seed=) to simulate profiles from the "
+            f"prior; pass n_simulated=0 to project reconstructions only."
+        )
 
-    recon = _as_array(model.inverse_transform(transform_rows(model, X)),
-                      what="model.inverse_transform(model.transform(X))")
+    recon = _as_array(
+        model.inverse_transform(transform_rows(model, X)), what="model.inverse_transform(model.transform(X))"
+    )
     if recon.shape != X.shape:
         raise PerturbkitInputError(f"the reconstructions have shape {recon.shape}, not the data's {X.shape}.")
     parts = [X, recon]
     if n_sim > 0:
         sim = _as_array(model.sample(n_sim, seed=seed), what="model.sample(n)")
         if sim.shape != (n_sim, X.shape[1]):
-            raise PerturbkitInputError(f"model.sample({n_sim}) returned shape {sim.shape}, expected "
-                                       f"{(n_sim, X.shape[1])}.")
+            raise PerturbkitInputError(
+                f"model.sample({n_sim}) returned shape {sim.shape}, expected {(n_sim, X.shape[1])}."
+            )
         parts.append(sim)
     stacked = np.vstack(parts)
     check_finite(stacked[n:], where="the reconstructed / simulated profiles")
 
-    reducer = umap.UMAP(n_neighbors=max(2, min(int(n_neighbors), n - 1)), min_dist=min_dist, random_state=seed,
-                        n_jobs=1)
+    reducer = umap.UMAP(
+        n_neighbors=max(2, min(int(n_neighbors), n - 1)), min_dist=min_dist, random_state=seed, n_jobs=1
+    )
     # float32, like scanpy: numba compiles one specialisation for both (the first compile takes tens of seconds)
     with torch_threads_kept():
         fitted = reducer.fit_transform(X.astype(np.float32))
@@ -151,10 +172,12 @@ def project_reconstructions(adata: ad.AnnData, *, model, n_simulated: int | None
     if missing:
         raise PerturbkitInputError(f"obs_keys {missing} are not columns of adata.obs ({list(adata.obs.columns)}).")
     source = np.repeat(np.array(SOURCES[: len(parts)]), [n, n, n_sim][: len(parts)])
-    obs = pd.DataFrame({
-        "source": pd.Categorical(source, categories=list(SOURCES)),
-        "index": list(names) * 2 + [""] * n_sim,
-    })
+    obs = pd.DataFrame(
+        {
+            "source": pd.Categorical(source, categories=list(SOURCES)),
+            "index": list(names) * 2 + [""] * n_sim,
+        }
+    )
     for key in keys:
         if key in ("source", "index"):
             continue
@@ -163,22 +186,43 @@ def project_reconstructions(adata: ad.AnnData, *, model, n_simulated: int | None
         if isinstance(col.dtype, pd.CategoricalDtype):
             values = pd.Categorical(values, categories=col.cat.categories)
         obs[key] = values
-    obs.index = ([f"original:{x}" for x in names] + [f"reconstructed:{x}" for x in names]
-                 + [f"simulated:{i}" for i in range(n_sim)])
+    obs.index = (
+        [f"original:{x}" for x in names]
+        + [f"reconstructed:{x}" for x in names]
+        + [f"simulated:{i}" for i in range(n_sim)]
+    )
     out = ad.AnnData(X=stacked.astype(np.float32), obs=obs, var=pd.DataFrame(index=model_feature_names(model, adata)))
     out.obsm["X_umap"] = coords
-    out.uns["project_reconstructions"] = storable({
-        "n_original": int(n), "n_reconstructed": int(n), "n_simulated": int(n_sim), "seed": int(seed),
-        "n_neighbors": int(reducer.n_neighbors), "min_dist": float(min_dist), "layer": layer,
-        "model": type(model).__name__, "kind": str(getattr(model, "hparams", {}).get("kind", "")),
-        "reconstruction_mse": float(np.mean((recon - X) ** 2)),
-    })
+    out.uns["project_reconstructions"] = storable(
+        {
+            "n_original": int(n),
+            "n_reconstructed": int(n),
+            "n_simulated": int(n_sim),
+            "seed": int(seed),
+            "n_neighbors": int(reducer.n_neighbors),
+            "min_dist": float(min_dist),
+            "layer": layer,
+            "model": type(model).__name__,
+            "kind": str(getattr(model, "hparams", {}).get("kind", "")),
+            "reconstruction_mse": float(np.mean((recon - X) ** 2)),
+        }
+    )
     return out
 
 
-def embed(adata: ad.AnnData, *, basis: Literal["umap", "tsne", "pca"] = "umap", use_rep: str | None = None,
-          key_added: str | None = None, seed: int = 0, n_neighbors: int = 15, n_comps: int = 50,
-          n_jobs: int | None = None, recompute: bool = False, copy: bool = False) -> ad.AnnData | None:
+def embed(
+    adata: ad.AnnData,
+    *,
+    basis: Literal["umap", "tsne", "pca"] = "umap",
+    use_rep: str | None = None,
+    key_added: str | None = None,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    n_comps: int = 50,
+    n_jobs: int | None = None,
+    recompute: bool = False,
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Compute a 2-D (or PCA) embedding with scanpy and cache it in ``adata.obsm['X_<basis>']``.
 
     ``basis="pca"`` runs ``sc.pp.pca``; ``"umap"`` runs ``sc.pp.neighbors`` then ``sc.tl.umap``; ``"tsne"`` runs
@@ -228,8 +272,10 @@ def embed(adata: ad.AnnData, *, basis: Literal["umap", "tsne", "pca"] = "umap", 
     if basis not in BASES:
         raise PerturbkitInputError(f"basis must be one of {', '.join(map(repr, BASES))}, got {basis!r}.")
     if use_rep is not None and use_rep != "X" and use_rep not in adata.obsm:
-        raise PerturbkitInputError(f"use_rep={use_rep!r} is not in adata.obsm ({list(adata.obsm.keys())}); pass "
-                                   f"'X' or an obsm key, e.g. 'X_vae' after pk.tl.train_vae.")
+        raise PerturbkitInputError(
+            f"use_rep={use_rep!r} is not in adata.obsm ({list(adata.obsm.keys())}); pass "
+            f"'X' or an obsm key, e.g. 'X_vae' after pk.tl.train_vae."
+        )
     if adata.n_obs < 3:
         raise PerturbkitInputError(f"an embedding needs at least 3 rows, got {adata.n_obs}.")
     data = adata.copy() if copy else adata
@@ -256,15 +302,25 @@ def embed(adata: ad.AnnData, *, basis: Literal["umap", "tsne", "pca"] = "umap", 
     elif basis == "umap":
         neighbors_key = "neighbors" if key == "X_umap" else f"{key}_neighbors"
         with torch_threads_kept():
-            sc.pp.neighbors(data, n_neighbors=max(2, min(int(n_neighbors), data.n_obs - 1)), use_rep=use_rep,
-                            random_state=seed, key_added=None if neighbors_key == "neighbors" else neighbors_key)
-            sc.tl.umap(data, random_state=seed, neighbors_key=neighbors_key,
-                       key_added=None if key == "X_umap" else key)
+            sc.pp.neighbors(
+                data,
+                n_neighbors=max(2, min(int(n_neighbors), data.n_obs - 1)),
+                use_rep=use_rep,
+                random_state=seed,
+                key_added=None if neighbors_key == "neighbors" else neighbors_key,
+            )
+            sc.tl.umap(data, random_state=seed, neighbors_key=neighbors_key, key_added=None if key == "X_umap" else key)
     else:
         perplexity = float(min(30.0, max(2.0, (data.n_obs - 1) / 3.0)))
         with torch_threads_kept():
-            sc.tl.tsne(data, use_rep=use_rep, random_state=seed, perplexity=perplexity, n_jobs=n_jobs,
-                       key_added=None if key == "X_tsne" else key)
+            sc.tl.tsne(
+                data,
+                use_rep=use_rep,
+                random_state=seed,
+                perplexity=perplexity,
+                n_jobs=n_jobs,
+                key_added=None if key == "X_tsne" else key,
+            )
     record = dict(data.uns.get("embed", {}))
     record[key] = settings
     data.uns["embed"] = record

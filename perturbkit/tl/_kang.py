@@ -1,6 +1,7 @@
 """Kang et al. 2018 PBMCs (ctrl vs IFN-β): the standard scanpy preprocessing with marker-based cell types.
 
-The held-out-cell-type benchmark on these data is :func:`perturbkit.experiments.kang_holdout`."""
+The held-out-cell-type benchmark on these data is :func:`perturbkit.experiments.kang_holdout`.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +21,21 @@ CONTROL = "control"
 
 def _looks_like_counts(X) -> bool:
     values = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    values = values[: 200_000]
+    values = values[:200_000]
     return bool(len(values)) and float(values.max()) > 30 and bool(np.all(np.mod(values, 1) == 0))
 
 
-def preprocess_pbmc(adata: ad.AnnData, *, n_hvg: int = 2000, n_pcs: int = 20, n_clusters: int = 10,
-                    markers: Mapping[str, Sequence[str]] | None = None, condition_key: str = "condition",
-                    control_value: str = "ctrl", seed: int = 0) -> ad.AnnData:
+def preprocess_pbmc(
+    adata: ad.AnnData,
+    *,
+    n_hvg: int = 2000,
+    n_pcs: int = 20,
+    n_clusters: int = 10,
+    markers: Mapping[str, Sequence[str]] | None = None,
+    condition_key: str = "condition",
+    control_value: str = "ctrl",
+    seed: int = 0,
+) -> ad.AnnData:
     """The standard scanpy flow on raw PBMC counts, returning a new AnnData in perturbkit's schema.
 
     ``normalize_total`` (10,000 per cell) → ``log1p`` → ``highly_variable_genes`` (top ``n_hvg``, Seurat flavour)
@@ -73,8 +82,10 @@ def preprocess_pbmc(adata: ad.AnnData, *, n_hvg: int = 2000, n_pcs: int = 20, n_
         sc.pp.log1p(data)
     condition = data.obs[condition_key].astype(str)
     if not (condition == control_value).any():
-        raise PerturbkitInputError(f"no cell has obs[{condition_key!r}] == {control_value!r}; the values are "
-                                   f"{sorted(condition.unique())[:10]}. Pass control_value=.")
+        raise PerturbkitInputError(
+            f"no cell has obs[{condition_key!r}] == {control_value!r}; the values are "
+            f"{sorted(condition.unique())[:10]}. Pass control_value=."
+        )
     data.obs["control"] = (condition == control_value).to_numpy()
     data.obs["drug"] = np.where(data.obs["control"], CONTROL, STIM)
     sc.pp.highly_variable_genes(data, n_top_genes=min(int(n_hvg), data.n_vars), flavor="seurat")
@@ -90,8 +101,10 @@ def preprocess_pbmc(adata: ad.AnnData, *, n_hvg: int = 2000, n_pcs: int = 20, n_
     except ImportError:
         from sklearn.cluster import KMeans
 
-        method = (f"kmeans (k={n_clusters}) within each condition on {data.obsm['X_pca'].shape[1]} PCs; leidenalg "
-                  f"is not installed")
+        method = (
+            f"kmeans (k={n_clusters}) within each condition on {data.obsm['X_pca'].shape[1]} PCs; leidenalg "
+            f"is not installed"
+        )
     for value in pd.unique(condition):
         rows = (condition == value).to_numpy()
         if method.startswith("leiden"):
@@ -104,10 +117,15 @@ def preprocess_pbmc(adata: ad.AnnData, *, n_hvg: int = 2000, n_pcs: int = 20, n_
             labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(data.obsm["X_pca"][rows])
         clusters[rows] = [f"{value}-{c}" for c in labels]
     data.obs["cluster"] = pd.Categorical(clusters.astype(str))
-    annotate_cell_types(data, markers=PBMC_MARKERS if markers is None else markers, groupby="cluster",
-                        batch_key=condition_key)
+    annotate_cell_types(
+        data, markers=PBMC_MARKERS if markers is None else markers, groupby="cluster", batch_key=condition_key
+    )
     data.obs["cell_line"] = data.obs["cell_type"].astype(str)
     data = data[:, hvg].copy()
-    data.uns["pbmc_preprocessing"] = {"n_hvg": int(hvg.sum()), "n_pcs": int(data.obsm["X_pca"].shape[1]),
-                                      "clustering": method, "seed": seed}
+    data.uns["pbmc_preprocessing"] = {
+        "n_hvg": int(hvg.sum()),
+        "n_pcs": int(data.obsm["X_pca"].shape[1]),
+        "clustering": method,
+        "seed": seed,
+    }
     return data

@@ -9,8 +9,9 @@ from typing import Any
 from .._schema import PerturbkitInputError
 
 
-def trainer_options(train_options: Mapping[str, Any] | None, *, function: str, trainer: str, reserved=(),
-                    **explicit) -> dict[str, Any]:
+def trainer_options(
+    train_options: Mapping[str, Any] | None, *, function: str, trainer: str, reserved=(), **explicit
+) -> dict[str, Any]:
     """``train_options`` as a dict, with the explicit arguments (e.g. ``device``) added.
 
     A function that trains models for you writes out its own arguments (``seed``, ``device``, its data keys and the
@@ -20,12 +21,16 @@ def trainer_options(train_options: Mapping[str, Any] | None, *, function: str, t
     if train_options is None:
         train_options = {}
     if not isinstance(train_options, Mapping):
-        raise PerturbkitInputError(f"{function}: train_options must be a dict of {trainer} keyword arguments (e.g. "
-                                   f"{{'max_epochs': 50}}), got {type(train_options).__name__}.")
+        raise PerturbkitInputError(
+            f"{function}: train_options must be a dict of {trainer} keyword arguments (e.g. "
+            f"{{'max_epochs': 50}}), got {type(train_options).__name__}."
+        )
     clash = sorted(set(train_options) & (set(explicit) | set(reserved)))
     if clash:
-        raise PerturbkitInputError(f"{function}: {clash} cannot go in train_options: {function} sets them itself; "
-                                   f"pass them as {function}'s own arguments where it has them.")
+        raise PerturbkitInputError(
+            f"{function}: {clash} cannot go in train_options: {function} sets them itself; "
+            f"pass them as {function}'s own arguments where it has them."
+        )
     return {**train_options, **explicit}
 
 

@@ -1,6 +1,7 @@
-"""A joint 2-D embedding of predicted and measured response profiles (cycleCDR's UMAP figure, methods.md §3).
+"""A joint 2-D embedding of predicted and measured response profiles (cycleCDR's UMAP figure).
 
-Only reads the profiles; it trains nothing. :func:`perturbkit.pl.prediction_umap` draws the result.
+See the cycleCDR methods page. Only reads the profiles; it trains nothing. :func:`perturbkit.pl.prediction_umap`
+draws the result.
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ __all__ = ["embed_predictions"]
 RESPONSE_SOURCES = ("predicted", "measured")
 
 
-def embed_predictions(pred: ad.AnnData, truth: ad.AnnData, *, seed: int = 0, n_neighbors: int = 15,
-                      n_pcs: int = 50, min_dist: float = 0.1, drug_key: str = OBS_KEYS.drug_key,
-                      cell_key: str = OBS_KEYS.cell_key, control_key: str | None = OBS_KEYS.control_key,
-                      layer: str | None = None) -> ad.AnnData:
+def embed_predictions(
+    pred: ad.AnnData,
+    truth: ad.AnnData,
+    *,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    n_pcs: int = 50,
+    min_dist: float = 0.1,
+    drug_key: str = OBS_KEYS.drug_key,
+    cell_key: str = OBS_KEYS.cell_key,
+    control_key: str | None = OBS_KEYS.control_key,
+    layer: str | None = None,
+) -> ad.AnnData:
     """Stack predicted and measured profiles, run PCA then UMAP on them together.
 
     Parameters
@@ -69,8 +79,10 @@ def embed_predictions(pred: ad.AnnData, truth: ad.AnnData, *, seed: int = 0, n_n
     check_finite(T, where="the measured profiles")
     n_pred, n_truth = P.shape[0], T.shape[0]
     if n_pred == 0 or n_truth == 0:
-        raise PerturbkitInputError(f"embed_predictions needs predicted and measured (treated) rows; got {n_pred} "
-                                   f"predicted and {n_truth} measured.")
+        raise PerturbkitInputError(
+            f"embed_predictions needs predicted and measured (treated) rows; got {n_pred} "
+            f"predicted and {n_truth} measured."
+        )
     X = np.vstack([P, T])
     n = X.shape[0]
     if n < 4:
@@ -80,24 +92,35 @@ def embed_predictions(pred: ad.AnnData, truth: ad.AnnData, *, seed: int = 0, n_n
     pcs = PCA(n_components=comps, random_state=seed).fit_transform(X).astype(np.float32)
     import umap  # imported here: the first import compiles numba code (~20 s)
 
-    reducer = umap.UMAP(n_neighbors=max(2, min(int(n_neighbors), n - 1)), min_dist=min_dist, random_state=seed,
-                        n_jobs=1)
+    reducer = umap.UMAP(
+        n_neighbors=max(2, min(int(n_neighbors), n - 1)), min_dist=min_dist, random_state=seed, n_jobs=1
+    )
     with torch_threads_kept():
         coords = reducer.fit_transform(pcs).astype(np.float32)
 
-    obs = pd.DataFrame({"source": pd.Categorical(np.repeat(RESPONSE_SOURCES, [n_pred, n_truth]),
-                                                 categories=list(RESPONSE_SOURCES))})
+    obs = pd.DataFrame(
+        {"source": pd.Categorical(np.repeat(RESPONSE_SOURCES, [n_pred, n_truth]), categories=list(RESPONSE_SOURCES))}
+    )
     for key in dict.fromkeys([drug_key, cell_key]):
         if key in pred.obs or key in truth.obs:
-            parts = [frame[key].astype(str).to_numpy() if key in frame else np.full(len(frame), None, dtype=object)
-                     for frame in (pred.obs, truth.obs)]
+            parts = [
+                frame[key].astype(str).to_numpy() if key in frame else np.full(len(frame), None, dtype=object)
+                for frame in (pred.obs, truth.obs)
+            ]
             obs[key] = np.concatenate(parts)
-    obs.index = ([f"predicted:{x}" for x in pred.obs_names.astype(str)]
-                 + [f"measured:{x}" for x in truth.obs_names.astype(str)])
+    obs.index = [f"predicted:{x}" for x in pred.obs_names.astype(str)] + [
+        f"measured:{x}" for x in truth.obs_names.astype(str)
+    ]
     out = ad.AnnData(X=X.astype(np.float32), obs=obs, var=pd.DataFrame(index=genes))
     out.obsm["X_pca"] = pcs
     out.obsm["X_umap"] = coords
-    out.uns["embed_predictions"] = {"n_predicted": int(n_pred), "n_measured": int(n_truth), "seed": int(seed),
-                                    "n_neighbors": int(reducer.n_neighbors), "n_pcs": int(comps),
-                                    "min_dist": float(min_dist), "layer": layer}
+    out.uns["embed_predictions"] = {
+        "n_predicted": int(n_pred),
+        "n_measured": int(n_truth),
+        "seed": int(seed),
+        "n_neighbors": int(reducer.n_neighbors),
+        "n_pcs": int(comps),
+        "min_dist": float(min_dist),
+        "layer": layer,
+    }
     return out

@@ -1,4 +1,7 @@
-"""pk.tl faces of the VAE family (methods.md §2): training, traversal, simulation, β selection, tuning, metrics."""
+"""pk.tl faces of the VAE family: training, traversal, simulation, β selection, tuning, metrics.
+
+See the VAE methods page.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ from typing import Any, Literal
 import anndata as ad
 import pandas as pd
 
-from .._schema import PerturbkitInputError, storable
+from .._schema import PerturbkitInputError
 from ..models._inputs import check_model_and_data, check_trained
 from ..models.vae import VAE
-from ..models.vae._model import DEFAULTS
 from ..models.vae import _analysis as analysis
+from ..models.vae._model import DEFAULTS
 from ._options import doc_params, trainer_options
 
 
@@ -88,24 +91,57 @@ def train_vae(
     >>> model = pk.tl.train_vae(adata, kind="beta", beta=0.3)      # latent means in adata.obsm["X_vae"]
     >>> contributions = pk.tl.traversal_contributions(model, groupby="group")
     """
-    model = VAE.from_adata(adata, kind=kind, latent_dim=latent_dim, beta=beta, lam=lam, hidden=hidden,
-                           batch_norm=batch_norm, output=output, layer=layer, device=device, seed=seed)
-    model.train(adata, validation_fraction=validation_fraction, stratify=stratify, lr=lr, batch_size=batch_size,
-                max_epochs=max_epochs, patience=patience, seed=seed, checkpoint_dir=checkpoint_dir,
-                checkpoint_every=checkpoint_every, resume=resume)
+    model = VAE.from_adata(
+        adata,
+        kind=kind,
+        latent_dim=latent_dim,
+        beta=beta,
+        lam=lam,
+        hidden=hidden,
+        batch_norm=batch_norm,
+        output=output,
+        layer=layer,
+        device=device,
+        seed=seed,
+    )
+    model.train(
+        adata,
+        validation_fraction=validation_fraction,
+        stratify=stratify,
+        lr=lr,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
     adata.obsm[f"X_{key_added}"] = model.encode(adata)
-    adata.uns[key_added] = model.training_record({
-        "kind": kind, "latent_dim": int(latent_dim), "beta": float(beta), "lam": float(lam), "hidden": list(hidden),
-        "batch_norm": bool(batch_norm), "output": model.hparams["output"], "seed": seed, "lr": float(lr),
-        "batch_size": int(batch_size), "max_epochs": int(max_epochs), "patience": patience,
-        "validation_fraction": float(validation_fraction), "stratify": stratify, "layer": layer,
-        "key_added": key_added,
-    })
+    adata.uns[key_added] = model.training_record(
+        {
+            "kind": kind,
+            "latent_dim": int(latent_dim),
+            "beta": float(beta),
+            "lam": float(lam),
+            "hidden": list(hidden),
+            "batch_norm": bool(batch_norm),
+            "output": model.hparams["output"],
+            "seed": seed,
+            "lr": float(lr),
+            "batch_size": int(batch_size),
+            "max_epochs": int(max_epochs),
+            "patience": patience,
+            "validation_fraction": float(validation_fraction),
+            "stratify": stratify,
+            "layer": layer,
+            "key_added": key_added,
+        }
+    )
     return model
 
 
-def latent_traversal(model: VAE, *, feature: int, values: Sequence[float] = (-3, 3),
-                     fixed: float = 0.0) -> ad.AnnData:
+def latent_traversal(model: VAE, *, feature: int, values: Sequence[float] = (-3, 3), fixed: float = 0.0) -> ad.AnnData:
     """Profiles decoded with latent ``feature`` set to each of ``values`` and every other feature to ``fixed``.
 
     Parameters
@@ -132,8 +168,9 @@ def latent_traversal(model: VAE, *, feature: int, values: Sequence[float] = (-3,
     return analysis.latent_traversal(model, feature=feature, values=values, fixed=fixed)
 
 
-def traversal_contributions(model: VAE, *, groupby: str | Sequence[str] | pd.Series,
-                            values: tuple[float, float] = (-3, 3), fixed: float = 0.0) -> pd.DataFrame:
+def traversal_contributions(
+    model: VAE, *, groupby: str | Sequence[str] | pd.Series, values: tuple[float, float] = (-3, 3), fixed: float = 0.0
+) -> pd.DataFrame:
     """How much each latent feature moves each feature group: ``|decode(+3·e_k) − decode(−3·e_k)|``, group means.
 
     Parameters
@@ -161,10 +198,17 @@ def traversal_contributions(model: VAE, *, groupby: str | Sequence[str] | pd.Ser
     return analysis.traversal_contributions(model, groupby=groupby, values=values, fixed=fixed)
 
 
-def pca_loadings_by_group(adata: ad.AnnData, *, groupby: str | Sequence[str] | pd.Series, n_components: int = 10,
-                          layer: str | None = None, seed: int = 0) -> pd.DataFrame:
-    """|PCA loadings| of the first ``n_components`` averaged by feature group, to compare with
-    :func:`traversal_contributions`.
+def pca_loadings_by_group(
+    adata: ad.AnnData,
+    *,
+    groupby: str | Sequence[str] | pd.Series,
+    n_components: int = 10,
+    layer: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """|PCA loadings| of the first ``n_components`` averaged by feature group.
+
+    To compare with :func:`traversal_contributions`.
 
     Parameters
     ----------
@@ -217,15 +261,18 @@ def simulate(model: VAE, *, n: int, seed: int = 0) -> ad.AnnData:
 def _check_vae(model, function: str) -> None:
     if not isinstance(model, VAE):
         hint = " (these functions take the model, not the data)" if hasattr(model, "var_names") else ""
-        raise PerturbkitInputError(f"pk.tl.{function} needs a trained VAE as its first argument, got "
-                                   f"a {type(model).__name__}{hint}; train one with pk.tl.train_vae(adata).")
+        raise PerturbkitInputError(
+            f"pk.tl.{function} needs a trained VAE as its first argument, got "
+            f"a {type(model).__name__}{hint}; train one with pk.tl.train_vae(adata)."
+        )
     check_trained(model)
 
 
 def _check_model_and_data(adata, model, function: str) -> None:
     """Refuse swapped, missing or untrained arguments (the data comes first, the model is ``model=``)."""
-    check_model_and_data(adata, model, function=f"pk.tl.{function}", call=f"pk.tl.{function}(adata, model=vae)",
-                         model_class=VAE)
+    check_model_and_data(
+        adata, model, function=f"pk.tl.{function}", call=f"pk.tl.{function}(adata, model=vae)", model_class=VAE
+    )
     check_trained(model)
 
 
@@ -238,9 +285,16 @@ _SEARCH_DOC = """
 
 
 @doc_params(shared=_SEARCH_DOC)
-def select_beta(adata: ad.AnnData, *, betas: Sequence[float] = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0),
-                kind: Literal["beta", "vanilla", "mmd"] = "beta", seed: int = 0, device: str | None = None,
-                train_options: Mapping[str, Any] | None = None, layer: str | None = None) -> pd.DataFrame:
+def select_beta(
+    adata: ad.AnnData,
+    *,
+    betas: Sequence[float] = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0),
+    kind: Literal["beta", "vanilla", "mmd"] = "beta",
+    seed: int = 0,
+    device: str | None = None,
+    train_options: Mapping[str, Any] | None = None,
+    layer: str | None = None,
+) -> pd.DataFrame:
     """Train one VAE per β and score simulated profiles against the data by Hausdorff distance.
 
     For each β a VAE is trained on ``adata``, as many profiles as ``adata`` has rows are decoded from the prior, and
@@ -272,18 +326,33 @@ def select_beta(adata: ad.AnnData, *, betas: Sequence[float] = (0.01, 0.1, 0.3, 
     >>> curve = pk.tl.select_beta(adata, betas=[0.1, 0.3, 1, 3])
     >>> curve.attrs["best_beta"]
     """
-    options = trainer_options(train_options, function="pk.tl.select_beta", trainer="pk.tl.train_vae",
-                              reserved=("beta", "kind", "seed", "layer"), device=device)
+    options = trainer_options(
+        train_options,
+        function="pk.tl.select_beta",
+        trainer="pk.tl.train_vae",
+        reserved=("beta", "kind", "seed", "layer"),
+        device=device,
+    )
     return analysis.select_beta(adata, betas=betas, kind=kind, seed=seed, layer=layer, **options)
 
 
 @doc_params(shared=_SEARCH_DOC)
-def tune_vae(adata: ad.AnnData, *, n_trials: int = 20, kind: Literal["vanilla", "beta", "mmd"] = "vanilla",
-             timeout: float | None = None, lr: tuple[float, float] = (1e-4, 1e-2),
-             batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), latent_dims: tuple[int, int] = (5, 150),
-             batch_norm: Sequence[bool] = (True, False), validation_fraction: float = 0.1, seed: int = 0,
-             device: str | None = None, train_options: Mapping[str, Any] | None = None,
-             layer: str | None = None) -> pd.DataFrame:
+def tune_vae(
+    adata: ad.AnnData,
+    *,
+    n_trials: int = 20,
+    kind: Literal["vanilla", "beta", "mmd"] = "vanilla",
+    timeout: float | None = None,
+    lr: tuple[float, float] = (1e-4, 1e-2),
+    batch_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    latent_dims: tuple[int, int] = (5, 150),
+    batch_norm: Sequence[bool] = (True, False),
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    device: str | None = None,
+    train_options: Mapping[str, Any] | None = None,
+    layer: str | None = None,
+) -> pd.DataFrame:
     """Bayesian hyperparameter search (Optuna TPE, seeded) over learning rate, batch size, latent size, batch norm.
 
     Each trial trains a VAE on the same train/validation split and is scored by its best validation loss (lower is
@@ -326,11 +395,27 @@ def tune_vae(adata: ad.AnnData, *, n_trials: int = 20, kind: Literal["vanilla", 
     >>> trials = pk.tl.tune_vae(adata, n_trials=30, kind="beta", train_options={"beta": 0.3})
     >>> trials.attrs["best_params"]
     """
-    options = trainer_options(train_options, function="pk.tl.tune_vae", trainer="pk.tl.train_vae",
-                              reserved=("kind", "seed", "layer", "validation_fraction", "lr"), device=device)
-    return analysis.tune_vae(adata, n_trials=n_trials, kind=kind, seed=seed, timeout=timeout, lr=lr,
-                             batch_sizes=batch_sizes, latent_dims=latent_dims, batch_norm=batch_norm,
-                             validation_fraction=validation_fraction, layer=layer, **options)
+    options = trainer_options(
+        train_options,
+        function="pk.tl.tune_vae",
+        trainer="pk.tl.train_vae",
+        reserved=("kind", "seed", "layer", "validation_fraction", "lr"),
+        device=device,
+    )
+    return analysis.tune_vae(
+        adata,
+        n_trials=n_trials,
+        kind=kind,
+        seed=seed,
+        timeout=timeout,
+        lr=lr,
+        batch_sizes=batch_sizes,
+        latent_dims=latent_dims,
+        batch_norm=batch_norm,
+        validation_fraction=validation_fraction,
+        layer=layer,
+        **options,
+    )
 
 
 def vae_reconstruction_metrics(adata: ad.AnnData, *, model: VAE, layer: str | None = None) -> pd.DataFrame:
@@ -347,8 +432,9 @@ def vae_reconstruction_metrics(adata: ad.AnnData, *, model: VAE, layer: str | No
 
     Returns
     -------
-    Indexed by obs name, columns ``mse`` and ``emd``; ``attrs['summary']`` is ``{metric: {"mean", "median", "q05",
-    "q95"}}`` (the 5–95% range).
+    pandas.DataFrame
+        Indexed by obs name, columns ``mse`` and ``emd``; ``attrs['summary']`` is ``{metric: {"mean", "median",
+        "q05", "q95"}}`` (the 5–95% range).
 
     Examples
     --------
@@ -384,8 +470,9 @@ def vae_latent_correlation(adata: ad.AnnData, *, model: VAE, layer: str | None =
     return analysis.latent_correlation(model, adata, layer=layer)
 
 
-def vae_feature_reconstruction(adata: ad.AnnData, *, model: VAE, groupby: str | Sequence[str] | None = None,
-                               layer: str | None = None) -> pd.DataFrame:
+def vae_feature_reconstruction(
+    adata: ad.AnnData, *, model: VAE, groupby: str | Sequence[str] | None = None, layer: str | None = None
+) -> pd.DataFrame:
     """Per-feature reconstruction MSE next to the feature's variance (and its group).
 
     Parameters

@@ -59,8 +59,17 @@ class BaseModel:
         super().__init_subclass__(**kwargs)
         BaseModel._registry[cls.__name__] = cls
 
-    def __init__(self, var_names, *, data_keys: dict | None = None, layer: str | None = None, scaler=None,
-                 device=None, seed: int | None = 0, **hparams):
+    def __init__(
+        self,
+        var_names,
+        *,
+        data_keys: dict | None = None,
+        layer: str | None = None,
+        scaler=None,
+        device=None,
+        seed: int | None = 0,
+        **hparams,
+    ):
         self.var_names = pd.Index([str(v) for v in var_names])
         if self.var_names.has_duplicates:
             dup = self.var_names[self.var_names.duplicated()].unique()[:5].tolist()
@@ -135,32 +144,42 @@ class BaseModel:
 
     @torch.no_grad()
     def run_in_chunks(self, function, X: np.ndarray, *extra, chunk_rows: int = 8192) -> np.ndarray:
-        """``function`` (tensors in, a tensor out) over row chunks of ``X`` (and aligned ``extra`` arrays) in eval
-        mode on the model's device; returns the concatenated output as a NumPy array."""
+        """``function`` (tensors in, a tensor out) over row chunks of ``X`` (and aligned ``extra`` arrays).
+
+        It runs in eval mode on the model's device and returns the concatenated output as a NumPy array.
+        """
         self.module.eval()
         outputs = []
         for start in range(0, len(X), chunk_rows):
-            batch = [torch.from_numpy(np.ascontiguousarray(a[start : start + chunk_rows])).to(self.device)
-                     for a in (X, *extra)]
+            batch = [
+                torch.from_numpy(np.ascontiguousarray(a[start : start + chunk_rows])).to(self.device)
+                for a in (X, *extra)
+            ]
             outputs.append(function(*batch).cpu().numpy())
         return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
     def training_record(self, params: dict, **extra) -> dict:
-        """The ``adata.uns`` record a ``pk.tl`` trainer writes after training: the settings, the device, the
-        number of epochs, whether Ctrl-C ended it, the final training loss and the best validation loss."""
+        """The ``adata.uns`` record a ``pk.tl`` trainer writes after training.
+
+        The settings, the device, the number of epochs, whether Ctrl-C ended it, the final training loss and the best
+        validation loss.
+        """
         history = self.history_frame
         train_column = next((c for c in ("train_loss", "train_generator_loss") if c in history), None)
         has_validation = "validation_loss" in history and history["validation_loss"].notna().any()
-        return storable({
-            "params": params,
-            "device": str(self.device),
-            "n_epochs": len(history),
-            "interrupted": bool(self.interrupted),
-            "final_train_loss": float(history[train_column].dropna().iloc[-1])
-            if train_column is not None and history[train_column].notna().any() else None,
-            "best_validation_loss": float(history["validation_loss"].min()) if has_validation else None,
-            **extra,
-        })
+        return storable(
+            {
+                "params": params,
+                "device": str(self.device),
+                "n_epochs": len(history),
+                "interrupted": bool(self.interrupted),
+                "final_train_loss": float(history[train_column].dropna().iloc[-1])
+                if train_column is not None and history[train_column].notna().any()
+                else None,
+                "best_validation_loss": float(history["validation_loss"].min()) if has_validation else None,
+                **extra,
+            }
+        )
 
     def scale_rows(self, X) -> np.ndarray:
         """Rows ``X`` (the data's units, model feature order) on the model's scale, as float32."""
@@ -205,7 +224,8 @@ class BaseModel:
                 f"{type(self).__name__} was trained on {self.n_vars} features, but {len(missing)} of them are missing "
                 f"from this data (e.g. {missing[:5].tolist()}); it has {adata.n_vars} features, "
                 f"{len(names.intersection(self.var_names))} shared. Use data with the model's features "
-                f"(adata[:, model.var_names]), map gene identifiers to the same naming first, or retrain on these genes."
+                f"(adata[:, model.var_names]), map gene identifiers to the same naming first, "
+                f"or retrain on these genes."
             )
 
     # --- training runs -----------------------------------------------------------------------------------
@@ -347,8 +367,10 @@ class BaseModel:
         payload = cls._read_payload(path)
         saved_class = cls._saved_class(payload, path)
         if cls is not BaseModel and not issubclass(saved_class, cls):
-            raise ModelFileError(f"{path} holds a {payload['class']} model, not a {cls.__name__}; load it with "
-                                 f"{payload['class']}.load or BaseModel.load.")
+            raise ModelFileError(
+                f"{path} holds a {payload['class']} model, not a {cls.__name__}; load it with "
+                f"{payload['class']}.load or BaseModel.load."
+            )
         model = saved_class(payload["var_names"], device=device, **dict(payload["hparams"]))
         model._restore_payload(payload)
         model.saved_with_version = payload["perturbkit_version"]

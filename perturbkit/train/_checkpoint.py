@@ -124,9 +124,11 @@ def warn_interrupted(model, error: KeyboardInterrupt) -> None:
     """Tell the user that training stopped early, and what the model now holds."""
     if isinstance(error, TrainingInterrupted):
         where = f"during stage {error.stage!r} at epoch {error.epoch}"
-        kept = ("the best weights of that stage so far (epoch " f"{error.restored_epoch}) were restored"
-                if error.restored_epoch is not None and error.restored_epoch >= 0
-                else "no epoch of that stage had finished, so its weights are part-trained")
+        kept = (
+            f"the best weights of that stage so far (epoch {error.restored_epoch}) were restored"
+            if error.restored_epoch is not None and error.restored_epoch >= 0
+            else "no epoch of that stage had finished, so its weights are part-trained"
+        )
     else:
         where, kept = "between training steps", "the weights are those of the last completed step"
     warnings.warn(

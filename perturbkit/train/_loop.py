@@ -81,8 +81,12 @@ class EarlyStopping:
 
     def state_dict(self) -> dict:
         """Everything needed to continue tracking after a resume (the best weights included)."""
-        return {"best": self.best, "best_step": self.best_step,
-                "steps_without_improvement": self.steps_without_improvement, "best_state": self._best_state}
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "steps_without_improvement": self.steps_without_improvement,
+            "best_state": self._best_state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_step = float(state["best"]), int(state["best_step"])
@@ -97,8 +101,9 @@ class Batches:
     and each batch is copied over.
     """
 
-    def __init__(self, arrays: Sequence, *, device: torch.device, batch_size: int | None,
-                 avoid_single_row_batch: bool = False):
+    def __init__(
+        self, arrays: Sequence, *, device: torch.device, batch_size: int | None, avoid_single_row_batch: bool = False
+    ):
         tensors = tuple(_as_tensor(a) for a in arrays)
         n = {t.shape[0] for t in tensors}
         if len(n) != 1:
@@ -240,10 +245,24 @@ def fit(
     _check_positive_int(batch_size, "batch_size", allow_none=True)
     resuming = checkpoint is not None and checkpoint.resumes(stage)
     with seeded(None if resuming else seed):  # a resumed stage continues from the checkpoint's generator states
-        return _fit(module, objectives, train, validation=validation, validation_loss=validation_loss,
-                    max_epochs=max_epochs, batch_size=batch_size, patience=patience, min_delta=min_delta,
-                    device=device, seed=seed, stage=stage, history=history, progress=progress,
-                    avoid_single_row_batch=avoid_single_row_batch, checkpoint=checkpoint)
+        return _fit(
+            module,
+            objectives,
+            train,
+            validation=validation,
+            validation_loss=validation_loss,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            patience=patience,
+            min_delta=min_delta,
+            device=device,
+            seed=seed,
+            stage=stage,
+            history=history,
+            progress=progress,
+            avoid_single_row_batch=avoid_single_row_batch,
+            checkpoint=checkpoint,
+        )
 
 
 def _check_positive_int(value, name: str, *, allow_none: bool) -> None:
@@ -254,14 +273,35 @@ def _check_positive_int(value, name: str, *, allow_none: bool) -> None:
         raise PerturbkitInputError(f"{name} must be a positive integer{hint}, got {value!r}.")
 
 
-def _fit(module, objectives, train, *, validation, validation_loss, max_epochs, batch_size, patience, min_delta,
-         device, seed, stage, history, progress, avoid_single_row_batch, checkpoint) -> History:
+def _fit(
+    module,
+    objectives,
+    train,
+    *,
+    validation,
+    validation_loss,
+    max_epochs,
+    batch_size,
+    patience,
+    min_delta,
+    device,
+    seed,
+    stage,
+    history,
+    progress,
+    avoid_single_row_batch,
+    checkpoint,
+) -> History:
     objectives = [objectives] if isinstance(objectives, Objective) else list(objectives)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     history = History() if history is None else history
     module.to(device)
-    train_batches = Batches(train if isinstance(train, (tuple, list)) else (train,), device=device,
-                            batch_size=batch_size, avoid_single_row_batch=avoid_single_row_batch)
+    train_batches = Batches(
+        train if isinstance(train, (tuple, list)) else (train,),
+        device=device,
+        batch_size=batch_size,
+        avoid_single_row_batch=avoid_single_row_batch,
+    )
     val_batches = None
     if validation is not None:
         validation = validation if isinstance(validation, (tuple, list)) else (validation,)
@@ -276,7 +316,7 @@ def _fit(module, objectives, train, *, validation, validation_loss, max_epochs, 
     first_epoch, first_monitored = 0, None
     saved = checkpoint.resume_state(stage) if checkpoint is not None else None
     if saved is not None:
-        for optimizer, state in zip(optimizers, saved["optimizers"]):
+        for optimizer, state in zip(optimizers, saved["optimizers"], strict=False):
             optimizer.load_state_dict(state)
         stopper.load_state_dict(saved["stopper"])
         generator.set_state(saved["generator"])
@@ -289,15 +329,33 @@ def _fit(module, objectives, train, *, validation, validation_loss, max_epochs, 
     epoch, monitored = first_epoch, math.nan
     try:
         for epoch in bar:
-            monitored = _train_epoch(module, objectives, optimizers, train_batches, val_batches, monitor_loss,
-                                     generator, history, stage=stage, epoch=epoch)
+            monitored = _train_epoch(
+                module,
+                objectives,
+                optimizers,
+                train_batches,
+                val_batches,
+                monitor_loss,
+                generator,
+                history,
+                stage=stage,
+                epoch=epoch,
+            )
             first_monitored = monitored if first_monitored is None else first_monitored
             bar.set_postfix(loss=f"{monitored:.4g}")
             stop = stopper.step(monitored, epoch)
             if checkpoint is not None:
-                checkpoint.epoch_done(stage, epoch, lambda: {
-                    "epoch": epoch, "first_monitored": first_monitored, "stopper": stopper.state_dict(),
-                    "optimizers": [o.state_dict() for o in optimizers], "generator": generator.get_state()})
+                checkpoint.epoch_done(
+                    stage,
+                    epoch,
+                    lambda epoch=epoch, first_monitored=first_monitored: {
+                        "epoch": epoch,
+                        "first_monitored": first_monitored,
+                        "stopper": stopper.state_dict(),
+                        "optimizers": [o.state_dict() for o in optimizers],
+                        "generator": generator.get_state(),
+                    },
+                )
             if stop:
                 break
     except KeyboardInterrupt:
@@ -312,14 +370,25 @@ def _fit(module, objectives, train, *, validation, validation_loss, max_epochs, 
     return history
 
 
-def _train_epoch(module, objectives, optimizers, train_batches, val_batches, monitor_loss, generator, history, *,
-                 stage: str, epoch: int) -> float:
+def _train_epoch(
+    module,
+    objectives,
+    optimizers,
+    train_batches,
+    val_batches,
+    monitor_loss,
+    generator,
+    history,
+    *,
+    stage: str,
+    epoch: int,
+) -> float:
     """One pass over the training batches; appends the epoch's record and returns the monitored loss."""
     module.train()
     sums: dict[str, float] = {}
     for batch in train_batches.iterate(generator):
         n = batch[0].shape[0]
-        for objective, optimizer in zip(objectives, optimizers):
+        for objective, optimizer in zip(objectives, optimizers, strict=True):
             optimizer.zero_grad(set_to_none=True)
             losses = objective.loss(batch)
             losses["loss"].backward()
@@ -378,8 +447,9 @@ def evaluate(module: nn.Module, loss: LossFunction, batches: Batches) -> dict[st
     return {k: v / batches.n for k, v in sums.items()}
 
 
-def split_indices(n: int, *, validation_fraction: float, seed: int = 0, groups=None,
-                  strata=None) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, *, validation_fraction: float, seed: int = 0, groups=None, strata=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Random train/validation row indices: the one validation split every model uses.
 
     With ``groups`` (e.g. drugs), whole groups go to one side; with ``strata`` (e.g. plates), ``validation_fraction``

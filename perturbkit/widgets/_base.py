@@ -20,8 +20,11 @@ ORDERS = ("feature order", "sorted", "grouped")
 
 
 class Panel(widgets.VBox):
-    """An interactive panel: an ipywidgets ``VBox`` to display, with its plotly ``figure`` (a ``FigureWidget``),
-    its ``controls`` (name → widget) and ``last_update_s``, the Python time of the latest redraw."""
+    """An interactive panel: an ipywidgets ``VBox`` to display.
+
+    It has its plotly ``figure`` (a ``FigureWidget``), its ``controls`` (name → widget) and ``last_update_s``, the
+    Python time of the latest redraw.
+    """
 
     #: True while the panel sets several controls from code: their observers must not redraw (see :meth:`_muted`).
     _muting = False
@@ -62,8 +65,11 @@ def figure_widget(fig: go.Figure, *, height: int, width: int = FIGURE_WIDTH) -> 
 
 
 def set_profile_trace(trace, values: np.ndarray, names: np.ndarray, order: np.ndarray) -> None:
-    """Put a profile on a trace in the given feature order: x is the position (so every trace of the plot shares
-    one order, whatever order they had before), ``text`` the feature name shown on hover."""
+    """Put a profile on a trace in the given feature order.
+
+    x is the position (so every trace of the plot shares one order, whatever order they had before), ``text`` the
+    feature name shown on hover.
+    """
     trace.x, trace.y, trace.text = np.arange(len(order)), np.asarray(values)[order], np.asarray(names)[order]
 
 
@@ -82,9 +88,13 @@ def legend_right(fig) -> None:
 
 def dropdown(description: str, options, value=None, **kwargs) -> widgets.Dropdown:
     options = list(options)
-    return widgets.Dropdown(description=description, options=options,
-                            value=value if value is not None else (options[0] if options else None),
-                            style={"description_width": "initial"}, **kwargs)
+    return widgets.Dropdown(
+        description=description,
+        options=options,
+        value=value if value is not None else (options[0] if options else None),
+        style={"description_width": "initial"},
+        **kwargs,
+    )
 
 
 def message(html: str = "") -> widgets.HTML:
@@ -105,8 +115,9 @@ def feature_groups(var: pd.DataFrame | None, groupby) -> np.ndarray | None:
         if groupby is None:
             return None
     if groupby not in var.columns:
-        raise PerturbkitInputError(f"var_groupby={groupby!r} is not a var column; the features have "
-                                   f"{list(var.columns)}.")
+        raise PerturbkitInputError(
+            f"var_groupby={groupby!r} is not a var column; the features have {list(var.columns)}."
+        )
     return var[groupby].astype(str).to_numpy()
 
 
@@ -126,7 +137,7 @@ def group_colors(groups: np.ndarray | None, n: int, default: str = "#4C78A8"):
     if groups is None:
         return [default] * n
     names = list(pd.unique(groups))
-    lookup = dict(zip(names, palette(len(names))))
+    lookup = dict(zip(names, palette(len(names)), strict=True))
     return [lookup[g] for g in groups]
 
 

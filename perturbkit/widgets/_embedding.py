@@ -66,19 +66,36 @@ class EmbeddingExplorer(Panel):
         ``basis``, ``space``, ``color``, ``overlays`` (SelectMultiple of reconstructed / simulated).
     """
 
-    def __init__(self, adata: ad.AnnData, *, basis: Literal["umap", "tsne", "pca"] | str = "umap",
-                 color: str | None = None, model=None, latent_key: str | None = None,
-                 projection: ad.AnnData | None = None, hover_keys: Sequence[str] | None = None,
-                 layer: str | None = None, seed: int = 0, marker_size: float = 6, height: int = 520) -> None:
-        check_model_and_data(adata, model, function="pk.widgets.EmbeddingExplorer",
-                             call="pk.widgets.EmbeddingExplorer(adata, model=model)")
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        *,
+        basis: Literal["umap", "tsne", "pca"] | str = "umap",
+        color: str | None = None,
+        model=None,
+        latent_key: str | None = None,
+        projection: ad.AnnData | None = None,
+        hover_keys: Sequence[str] | None = None,
+        layer: str | None = None,
+        seed: int = 0,
+        marker_size: float = 6,
+        height: int = 520,
+    ) -> None:
+        check_model_and_data(
+            adata,
+            model,
+            function="pk.widgets.EmbeddingExplorer",
+            call="pk.widgets.EmbeddingExplorer(adata, model=model)",
+        )
         check_trained(model)
         if adata.n_obs < 3:
             raise PerturbkitInputError(f"an embedding needs at least 3 rows, got {adata.n_obs}.")
         custom = basis not in BASES
         if custom and (basis not in adata.obsm or np.asarray(adata.obsm[basis]).shape[1] < 2):
-            raise PerturbkitInputError(f"basis must be one of {BASES} or an obsm key with ≥ 2 columns; "
-                                       f"{basis!r} is neither (obsm has {list(adata.obsm.keys())}).")
+            raise PerturbkitInputError(
+                f"basis must be one of {BASES} or an obsm key with ≥ 2 columns; "
+                f"{basis!r} is neither (obsm has {list(adata.obsm.keys())})."
+            )
         if latent_key is not None and latent_key not in adata.obsm:
             raise PerturbkitInputError(f"latent_key={latent_key!r} is not in adata.obsm ({list(adata.obsm.keys())}).")
         self.adata, self.model, self.layer, self.seed, self.marker_size = adata, model, layer, seed, marker_size
@@ -89,27 +106,43 @@ class EmbeddingExplorer(Panel):
         default_color = (present_keys(adata.obs, ["moa", "drug"]) or list(adata.obs.columns) or [None])[0]
         color = color or default_color
         if color is not None and color not in adata.obs:
-            raise PerturbkitInputError(f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)}.")
+            raise PerturbkitInputError(
+                f"color={color!r} is not an obs column; choose one of {list(adata.obs.columns)}."
+            )
 
         controls = {
             "basis": dropdown("basis", [basis] if custom else BASES, basis),
-            "space": widgets.ToggleButtons(options=SPACES, value="input", description="space",
-                                           disabled=self.latent_key is None, style={"description_width": "initial"}),
+            "space": widgets.ToggleButtons(
+                options=SPACES,
+                value="input",
+                description="space",
+                disabled=self.latent_key is None,
+                style={"description_width": "initial"},
+            ),
             "color": dropdown("colour by", list(adata.obs.columns), color),
-            "overlays": widgets.SelectMultiple(options=OVERLAYS if can_overlay else (), value=(),
-                                               description="overlay", rows=2, disabled=not can_overlay,
-                                               style={"description_width": "initial"}),
+            "overlays": widgets.SelectMultiple(
+                options=OVERLAYS if can_overlay else (),
+                value=(),
+                description="overlay",
+                rows=2,
+                disabled=not can_overlay,
+                style={"description_width": "initial"},
+            ),
         }
         for control in controls.values():
             control.observe(lambda _: self.redraw(), names="value")
         self._figure = figure_widget(go.Figure(), height=height)
         self.profile_figure = figure_widget(go.Figure(go.Bar(marker_color="#4C78A8")), height=300)
-        self.profile_figure.update_layout(title_text="click a point to see its profile", xaxis_title="feature",
-                                          yaxis_title="value")
+        self.profile_figure.update_layout(
+            title_text="click a point to see its profile", xaxis_title="feature", yaxis_title="value"
+        )
         self._rows: dict[str, int] = {}
         self.selected: int | None = None
-        super().__init__([message(), widgets.HBox(list(controls.values())), self._figure, self.profile_figure],
-                         figure=self._figure, controls=controls)
+        super().__init__(
+            [message(), widgets.HBox(list(controls.values())), self._figure, self.profile_figure],
+            figure=self._figure,
+            controls=controls,
+        )
         self.redraw()
 
     # ---------------------------------------------------------------------------------------------- data
@@ -138,8 +171,14 @@ class EmbeddingExplorer(Panel):
         if self.projection is None:
             self._say("projecting reconstructions and simulations into a UMAP of the original profiles …")
             n_sim = self.adata.n_obs if hasattr(self.model, "sample") else 0
-            self.projection = project_reconstructions(self.adata, model=self.model, n_simulated=n_sim, seed=self.seed,
-                                                      layer=self.layer, obs_keys=list(self.adata.obs.columns))
+            self.projection = project_reconstructions(
+                self.adata,
+                model=self.model,
+                n_simulated=n_sim,
+                seed=self.seed,
+                layer=self.layer,
+                obs_keys=list(self.adata.obs.columns),
+            )
             self._say("")
         return self.projection
 
@@ -159,7 +198,8 @@ class EmbeddingExplorer(Panel):
         else:
             obs, xy, rows = self.adata.obs, self.coordinates(basis, space), np.arange(self.adata.n_obs)
             title = f"{_AXIS.get(basis, basis)} of the {space} space" + (
-                f" ({self.latent_key})" if space == "latent" else "")
+                f" ({self.latent_key})" if space == "latent" else ""
+            )
         frame = obs.iloc[rows].copy()
         frame.index = rows.astype(str)
         frame["x"], frame["y"] = xy[rows, 0], xy[rows, 1]
@@ -174,8 +214,13 @@ class EmbeddingExplorer(Panel):
             if color not in frame.columns:
                 color = "source"
             axis = _AXIS.get(self.controls["basis"].value, "") if not self.controls["overlays"].value else "UMAP"
-            fig, _ = source_scatter(frame, color=color, marker_size=self.marker_size, axis_name=axis,
-                                    hover_columns=[*self.hover_keys, color, "source"])
+            fig, _ = source_scatter(
+                frame,
+                color=color,
+                marker_size=self.marker_size,
+                axis_name=axis,
+                hover_columns=[*self.hover_keys, color, "source"],
+            )
             self._rows = {i: int(i) for i in frame.index}
             with self._figure.batch_update():
                 self._figure.data = []

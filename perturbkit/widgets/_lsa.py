@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .._schema import OBS_KEYS, MOA_SEPARATOR, EmptyGroupError, PerturbkitInputError, require_columns
+from .._schema import MOA_SEPARATOR, OBS_KEYS, EmptyGroupError, PerturbkitInputError, require_columns
 from ..models._inputs import check_model_and_data, check_trained, model_feature_names, transform_rows
 from ..models.vae._arithmetic import arithmetic_table, lsa_filter
 from ..tl._arithmetic import lsa_inputs
@@ -54,31 +54,56 @@ class LSAExplorer(Panel):
         The numbers shown now (dict: group, l2, pearson, l2_shuffled, z, has_real).
     """
 
-    def __init__(self, adata: ad.AnnData, *, model=None, moa_key: str = OBS_KEYS.moa_key, control: str = "DMSO",
-                 n_shuffles: int = 10, seed: int = 0, layer: str | None = None, height: int = 720) -> None:
-        check_model_and_data(adata, model, function="pk.widgets.LSAExplorer",
-                             call="pk.widgets.LSAExplorer(adata, model=model)")
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        *,
+        model=None,
+        moa_key: str = OBS_KEYS.moa_key,
+        control: str = "DMSO",
+        n_shuffles: int = 10,
+        seed: int = 0,
+        layer: str | None = None,
+        height: int = 720,
+    ) -> None:
+        check_model_and_data(
+            adata, model, function="pk.widgets.LSAExplorer", call="pk.widgets.LSAExplorer(adata, model=model)"
+        )
         check_trained(model)
         require_columns(adata, {"moa_key": moa_key}, purpose="latent space arithmetic")
         groups = lsa_filter(adata.obs[moa_key].to_numpy(dtype=object), control=control)
         kept = groups.kept
         row_group = np.asarray(groups.row_group[kept], dtype=str)
         if control not in set(row_group):
-            raise EmptyGroupError(f"no row has obs[{moa_key!r}] == {control!r}; pass control= naming the control's "
-                                  f"MOA value.")
+            raise EmptyGroupError(
+                f"no row has obs[{moa_key!r}] == {control!r}; pass control= naming the control's MOA value."
+            )
         X, self.model, self.model_name = lsa_inputs(adata, model, kept, layer=layer, seed=seed)
         self.X = np.asarray(X, dtype=np.float64)
         self.Z = np.asarray(transform_rows(self.model, X), dtype=np.float64)
         self.row_group, self.n_shuffles, self.seed = row_group, int(n_shuffles), int(seed)
         self.var_names = model_feature_names(self.model, adata)
-        self.table = arithmetic_table(self.Z, self.X, row_group, groups.pairs[groups.pairs["eligible"]], self.model,
-                                      control=control, n_shuffles=n_shuffles, seed=seed) if groups.eligible \
+        self.table = (
+            arithmetic_table(
+                self.Z,
+                self.X,
+                row_group,
+                groups.pairs[groups.pairs["eligible"]],
+                self.model,
+                control=control,
+                n_shuffles=n_shuffles,
+                seed=seed,
+            )
+            if groups.eligible
             else pd.DataFrame(columns=["group", "A", "B", "l2", "pearson", "z", "p"])
+        )
         labels = sorted(set(row_group))
         singles = [g for g in labels if MOA_SEPARATOR not in g and g != control]
         if len(singles) < 2:
-            raise EmptyGroupError(f"LSA needs at least two single-MOA groups besides the control; the kept rows have "
-                                  f"{singles}. {groups.message}")
+            raise EmptyGroupError(
+                f"LSA needs at least two single-MOA groups besides the control; the kept rows have "
+                f"{singles}. {groups.message}"
+            )
         self.pairs = set(g for g in labels if MOA_SEPARATOR in g)
         ranked = self.table.sort_values("z") if len(self.table) else self.table
         first = (ranked["A"].iloc[0], ranked["B"].iloc[0]) if len(ranked) else (singles[0], singles[1])
@@ -87,27 +112,57 @@ class LSAExplorer(Panel):
             "A": dropdown("A", singles, first[0]),
             "B": dropdown("B", singles, first[1]),
             "control": dropdown("control", [g for g in labels if MOA_SEPARATOR not in g], control),
-            "table": widgets.Select(options=[(self._row_text(r), g) for g, r in ranked.iterrows()],
-                                    value=ranked.index[0] if len(ranked) else None, rows=min(10, max(2, len(ranked))),
-                                    description="A|B results", style={"description_width": "initial"},
-                                    layout=widgets.Layout(width="100%")),
+            "table": widgets.Select(
+                options=[(self._row_text(r), g) for g, r in ranked.iterrows()],
+                value=ranked.index[0] if len(ranked) else None,
+                rows=min(10, max(2, len(ranked))),
+                description="A|B results",
+                style={"description_width": "initial"},
+                layout=widgets.Layout(width="100%"),
+            ),
         }
         for name in ("A", "B", "control"):
             controls[name].observe(lambda _: self.redraw(), names="value")
         controls["table"].observe(self._on_table, names="value")
 
-        fig = make_subplots(rows=2, cols=2, specs=[[{"colspan": 2}, None], [{}, {}]], row_heights=[0.5, 0.5],
-                            vertical_spacing=0.14, horizontal_spacing=0.1,
-                            subplot_titles=("profiles (features sorted by the real A|B)",
-                                            "shuffled-label control", "latent vectors"))
-        fig.add_trace(go.Bar(name="real A|B", marker_color="#9ECAE9", textposition="none", hovertemplate="%{text}: %{y:.3f}"), row=1, col=1)
-        fig.add_trace(go.Scatter(name="predicted A|B", mode="lines", line=dict(color="#E45756", width=1.5),
-                                 hovertemplate="%{text}: %{y:.3f}"), row=1, col=1)
-        fig.add_trace(go.Histogram(name="shuffled L2", marker_color="#BAB0AC", nbinsx=20, showlegend=False),
-                      row=2, col=1)
-        fig.add_trace(go.Scatter(name="this L2", mode="lines", line=dict(color="#E45756", width=3), showlegend=False),
-                      row=2, col=1)
-        for name, colour in (("A", "#4C78A8"), ("B", "#F58518"), ("control", "#54A24B"), ("A − control + B", "#E45756")):
+        fig = make_subplots(
+            rows=2,
+            cols=2,
+            specs=[[{"colspan": 2}, None], [{}, {}]],
+            row_heights=[0.5, 0.5],
+            vertical_spacing=0.14,
+            horizontal_spacing=0.1,
+            subplot_titles=("profiles (features sorted by the real A|B)", "shuffled-label control", "latent vectors"),
+        )
+        fig.add_trace(
+            go.Bar(name="real A|B", marker_color="#9ECAE9", textposition="none", hovertemplate="%{text}: %{y:.3f}"),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                name="predicted A|B",
+                mode="lines",
+                line=dict(color="#E45756", width=1.5),
+                hovertemplate="%{text}: %{y:.3f}",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Histogram(name="shuffled L2", marker_color="#BAB0AC", nbinsx=20, showlegend=False), row=2, col=1
+        )
+        fig.add_trace(
+            go.Scatter(name="this L2", mode="lines", line=dict(color="#E45756", width=3), showlegend=False),
+            row=2,
+            col=1,
+        )
+        for name, colour in (
+            ("A", "#4C78A8"),
+            ("B", "#F58518"),
+            ("control", "#54A24B"),
+            ("A − control + B", "#E45756"),
+        ):
             fig.add_trace(go.Bar(name=f"z: {name}", marker_color=colour), row=2, col=2)
         fig.update_layout(barmode="group")
         legend_right(fig)
@@ -118,10 +173,21 @@ class LSAExplorer(Panel):
         self._figure = figure_widget(fig, height=height)
         self.result: dict = {}
         controls["table"].add_class("pk-monospace")
-        header = message(f"<style>.pk-monospace select {{font-family: monospace; white-space: pre}}</style>"
-                         f"<b>Latent space arithmetic</b> in {self.model_name} space · {groups.message}")
-        super().__init__([message(), header, widgets.HBox([controls["A"], controls["B"], controls["control"]]),
-                          self._figure, controls["table"]], figure=self._figure, controls=controls)
+        header = message(
+            f"<style>.pk-monospace select {{font-family: monospace; white-space: pre}}</style>"
+            f"<b>Latent space arithmetic</b> in {self.model_name} space · {groups.message}"
+        )
+        super().__init__(
+            [
+                message(),
+                header,
+                widgets.HBox([controls["A"], controls["B"], controls["control"]]),
+                self._figure,
+                controls["table"],
+            ],
+            figure=self._figure,
+            controls=controls,
+        )
         self.redraw()
 
     @staticmethod
@@ -152,16 +218,39 @@ class LSAExplorer(Panel):
         means = {g: self.Z[self.row_group == g].mean(axis=0) for g in (a, b, control)}
         latent = means[a] - means[control] + means[b]
         predicted = np.asarray(self.model.inverse_transform(latent[None, :]), dtype=np.float64)[0]
-        out = {"group": group, "A": a, "B": b, "control": control,
-               "latent": {"A": means[a], "B": means[b], "control": means[control], "result": latent},
-               "predicted": predicted, "has_real": group in self.pairs and a != b,
-               "real": None, "l2": np.nan, "pearson": np.nan, "l2_shuffled": [], "z": np.nan}
+        out = {
+            "group": group,
+            "A": a,
+            "B": b,
+            "control": control,
+            "latent": {"A": means[a], "B": means[b], "control": means[control], "result": latent},
+            "predicted": predicted,
+            "has_real": group in self.pairs and a != b,
+            "real": None,
+            "l2": np.nan,
+            "pearson": np.nan,
+            "l2_shuffled": [],
+            "z": np.nan,
+        }
         if out["has_real"]:
             pair = pd.DataFrame({"group": [group], "A": [min(a, b)], "B": [max(a, b)]})
-            row = arithmetic_table(self.Z, self.X, self.row_group, pair, self.model, control=control,
-                                   n_shuffles=self.n_shuffles, seed=self.seed).iloc[0]
-            out.update(real=self.X[self.row_group == group].mean(axis=0), l2=float(row["l2"]),
-                       pearson=float(row["pearson"]), l2_shuffled=list(row["l2_shuffled"]), z=float(row["z"]))
+            row = arithmetic_table(
+                self.Z,
+                self.X,
+                self.row_group,
+                pair,
+                self.model,
+                control=control,
+                n_shuffles=self.n_shuffles,
+                seed=self.seed,
+            ).iloc[0]
+            out.update(
+                real=self.X[self.row_group == group].mean(axis=0),
+                l2=float(row["l2"]),
+                pearson=float(row["pearson"]),
+                l2_shuffled=list(row["l2_shuffled"]),
+                z=float(row["z"]),
+            )
         return out
 
     def redraw(self) -> None:
@@ -176,8 +265,12 @@ class LSAExplorer(Panel):
             latent_dims = self._latent_dims(r["latent"]["result"])
             with self._figure.batch_update():
                 real, pred, hist, line = self._figure.data[:4]
-                set_profile_trace(real, r["real"] if r["has_real"] else np.zeros(0), self.var_names,
-                             order if r["has_real"] else np.zeros(0, dtype=int))
+                set_profile_trace(
+                    real,
+                    r["real"] if r["has_real"] else np.zeros(0),
+                    self.var_names,
+                    order if r["has_real"] else np.zeros(0, dtype=int),
+                )
                 set_profile_trace(pred, r["predicted"], self.var_names, order)
                 label_features(self._figure.layout.xaxis, self.var_names[order])
                 hist.x = r["l2_shuffled"]
@@ -186,14 +279,18 @@ class LSAExplorer(Panel):
                 spread = [*r["l2_shuffled"], r["l2"]] if r["has_real"] else []
                 pad = 0.05 * (max(spread) - min(spread)) if spread else 0
                 self._figure.layout.xaxis2.range = [min(spread) - pad, max(spread) + pad] if spread else None
-                for trace, key in zip(self._figure.data[4:], ("A", "B", "control", "result")):
+                for trace, key in zip(self._figure.data[4:], ("A", "B", "control", "result"), strict=True):
                     trace.x, trace.y = [str(k) for k in latent_dims], r["latent"][key][latent_dims]
                 self._figure.layout.title.text = (
                     f"{r['A']} − {r['control']} + {r['B']}: L2 {r['l2']:.3f}, r {r['pearson']:.3f}, z {r['z']:.2f}"
-                    + self._shuffled_text(r["l2_shuffled"]) if r["has_real"] else
-                    f"{r['A']} − {r['control']} + {r['B']}: no measured {r['group']} to compare with (prediction only)")
-            self.status.value = "" if r["has_real"] else \
-                f"<i>{r['group']} was not measured: the panel shows the prediction only.</i>"
+                    + self._shuffled_text(r["l2_shuffled"])
+                    if r["has_real"]
+                    else f"{r['A']} − {r['control']} + {r['B']}: no measured {r['group']} "
+                    "to compare with (prediction only)"
+                )
+            self.status.value = (
+                "" if r["has_real"] else f"<i>{r['group']} was not measured: the panel shows the prediction only.</i>"
+            )
 
     @staticmethod
     def _shuffled_text(values) -> str:

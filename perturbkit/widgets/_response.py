@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import anndata as ad
+import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import ipywidgets as widgets
 from plotly.subplots import make_subplots
 
 from .._schema import PerturbkitInputError, numeric_column
@@ -69,10 +69,12 @@ class ResponseExplorer(Panel):
     >>> pk.widgets.ResponseExplorer(test, model=model)
     """
 
-    def __init__(self, adata: ad.AnnData, *, model, layer: str | None = None, n_genes: int = 40,
-                 height: int = 520) -> None:
-        check_model_and_data(adata, model, function="pk.widgets.ResponseExplorer",
-                             call="pk.widgets.ResponseExplorer(adata, model=model)")
+    def __init__(
+        self, adata: ad.AnnData, *, model, layer: str | None = None, n_genes: int = 40, height: int = 520
+    ) -> None:
+        check_model_and_data(
+            adata, model, function="pk.widgets.ResponseExplorer", call="pk.widgets.ResponseExplorer(adata, model=model)"
+        )
         self.kind = _kind(model)
         check_trained(model)
         self.model, self.n_genes = model, int(n_genes)
@@ -82,29 +84,53 @@ class ResponseExplorer(Panel):
         self.genes = pd.Index(model.var_names)
         if self.kind == "CycleCDR":
             means = control_means(adata, control_key=keys["control_key"], cell_key=keys["cell_key"], layer=layer)
-            self.controls_by_cell = dict(zip(means.obs_names, model.feature_matrix(means)))
+            self.controls_by_cell = dict(zip(means.obs_names, model.feature_matrix(means), strict=True))
             smiles_key = keys.get("smiles_key")
-            self.smiles = ({} if smiles_key not in adata.obs else
-                           dict(zip(adata.obs[keys["drug_key"]].astype(str), adata.obs[smiles_key].astype(str))))
+            self.smiles = (
+                {}
+                if smiles_key not in adata.obs
+                else dict(zip(adata.obs[keys["drug_key"]].astype(str), adata.obs[smiles_key].astype(str), strict=True))
+            )
             self.doses = self._median_doses(adata) if model.hparams.get("use_dose") else None
         drugs = list(self.profiles.drugs)
-        controls = {"drug": dropdown("drug", drugs), "source": dropdown("source", []),
-                    "target": dropdown("target", [])}
+        controls = {"drug": dropdown("drug", drugs), "source": dropdown("source", []), "target": dropdown("target", [])}
         controls["target"].disabled = self.kind == "CycleCDR"  # cycleCDR predicts within the source cell line
         controls["drug"].observe(lambda _: self._on_drug(), names="value")
         controls["source"].observe(lambda _: self._on_source(), names="value")
         controls["target"].observe(lambda _: self.redraw(), names="value")
 
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.08,
-                            subplot_titles=(f"top {self.n_genes} responding genes", "all genes"))
+        fig = make_subplots(
+            rows=1,
+            cols=2,
+            column_widths=[0.6, 0.4],
+            horizontal_spacing=0.08,
+            subplot_titles=(f"top {self.n_genes} responding genes", "all genes"),
+        )
         for name, colour in COLOURS.items():
             fig.add_trace(go.Bar(name=name, marker_color=colour, hovertemplate="%{x}: %{y:.3f}"), row=1, col=1)
-        fig.add_trace(go.Scattergl(name="genes", mode="markers", marker=dict(size=4, color="#4C78A8", opacity=0.6),
-                                   text=self.genes.to_numpy(), showlegend=False,
-                                   hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra></extra>"),
-                      row=1, col=2)
-        fig.add_trace(go.Scatter(name="y = x", mode="lines", line=dict(color="black", dash="dot", width=1),
-                                 showlegend=False, hoverinfo="skip"), row=1, col=2)
+        fig.add_trace(
+            go.Scattergl(
+                name="genes",
+                mode="markers",
+                marker=dict(size=4, color="#4C78A8", opacity=0.6),
+                text=self.genes.to_numpy(),
+                showlegend=False,
+                hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_trace(
+            go.Scatter(
+                name="y = x",
+                mode="lines",
+                line=dict(color="black", dash="dot", width=1),
+                showlegend=False,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=2,
+        )
         fig.update_layout(barmode="group")
         legend_right(fig)
         fig.update_xaxes(title_text="measured", row=1, col=2)
@@ -112,8 +138,9 @@ class ResponseExplorer(Panel):
         fig.update_yaxes(title_text="expression (data units)", row=1, col=1)
         self._figure = figure_widget(fig, height=height)
         self.result: dict = {}
-        super().__init__([message(), widgets.HBox(list(controls.values())), self._figure],
-                         figure=self._figure, controls=controls)
+        super().__init__(
+            [message(), widgets.HBox(list(controls.values())), self._figure], figure=self._figure, controls=controls
+        )
         self._on_drug()
 
     def _median_doses(self, adata) -> dict:
@@ -125,7 +152,7 @@ class ResponseExplorer(Panel):
     def source_options(self, drug) -> list[str]:
         d = self.profiles.drugs.get_loc(drug)
         if self.kind == "DeepCellState":
-            return [str(c) for c, p in zip(self.profiles.cell_lines, self.profiles.present[d]) if p]
+            return [str(c) for c, p in zip(self.profiles.cell_lines, self.profiles.present[d], strict=True) if p]
         return [c for c in self.controls_by_cell if c in self.profiles.cell_lines]
 
     def target_options(self, source) -> list[str]:
@@ -161,8 +188,9 @@ class ResponseExplorer(Panel):
         """Choose a drug (and source / target) from code; redraws once."""
         c = self.controls
         if drug not in c["drug"].options:
-            raise PerturbkitInputError(f"drug {drug!r} has no treated profile in the data; e.g. "
-                                       f"{list(c['drug'].options)[:8]}.")
+            raise PerturbkitInputError(
+                f"drug {drug!r} has no treated profile in the data; e.g. {list(c['drug'].options)[:8]}."
+            )
         with self._muted():
             c["drug"].value = drug
             self._offer("source", self.source_options(drug))
@@ -171,8 +199,9 @@ class ResponseExplorer(Panel):
                     self._offer("target", self.target_options(c["source"].value))
                 if value is not None:
                     if value not in c[name].options:
-                        raise PerturbkitInputError(f"{name}={value!r} is not available for {drug!r}; choose one "
-                                                   f"of {list(c[name].options)}.")
+                        raise PerturbkitInputError(
+                            f"{name}={value!r} is not available for {drug!r}; choose one of {list(c[name].options)}."
+                        )
                     c[name].value = value
         self.redraw()
 
@@ -191,8 +220,14 @@ class ResponseExplorer(Panel):
         measured = None
         if target in P.cell_lines and P.present[d, P.cell_index(target)]:
             measured = P.values[d, P.cell_index(target)]
-        out = {"drug": drug, "source": source, "target": target, "input": np.asarray(x, float),
-               "predicted": np.asarray(predicted, float), "measured": measured}
+        out = {
+            "drug": drug,
+            "source": source,
+            "target": target,
+            "input": np.asarray(x, float),
+            "predicted": np.asarray(predicted, float),
+            "measured": measured,
+        }
         if measured is not None:
             pair = np.stack([predicted, x]).astype(float)
             truth = np.stack([measured, measured]).astype(float)
@@ -215,21 +250,35 @@ class ResponseExplorer(Panel):
             top = np.argsort(-np.abs(moved), kind="stable")[: self.n_genes]
             names = self.genes.to_numpy()[top]
             with self._figure.batch_update():
-                for trace, key in zip(self._figure.data[:3], ("input", "predicted", "measured")):
+                for trace, key in zip(self._figure.data[:3], ("input", "predicted", "measured"), strict=True):
                     values = r[key]
                     trace.x, trace.y = (names, values[top]) if values is not None else ([], [])
                 scatter, line = self._figure.data[3:5]
                 if r["measured"] is not None:
                     scatter.x, scatter.y = r["measured"], r["predicted"]
-                    lo, hi = float(min(r["measured"].min(), r["predicted"].min())), \
-                        float(max(r["measured"].max(), r["predicted"].max()))
+                    lo, hi = (
+                        float(min(r["measured"].min(), r["predicted"].min())),
+                        float(max(r["measured"].max(), r["predicted"].max())),
+                    )
                     line.x, line.y = [lo, hi], [lo, hi]
                 else:
                     scatter.x = scatter.y = line.x = line.y = []
-                where = (f"{r['source']} → {r['target']}" if self.kind == "DeepCellState"
-                         else f"{r['source']} control + drug")
-                scores = (f" · prediction PCC {r['pcc']:.3f}, r² {r['r2']:.3f} · input PCC {r['pcc_input']:.3f}, "
-                          f"r² {r['r2_input']:.3f}") if r["measured"] is not None else ""
+                where = (
+                    f"{r['source']} → {r['target']}"
+                    if self.kind == "DeepCellState"
+                    else f"{r['source']} control + drug"
+                )
+                scores = (
+                    (
+                        f" · prediction PCC {r['pcc']:.3f}, r² {r['r2']:.3f} · input PCC {r['pcc_input']:.3f}, "
+                        f"r² {r['r2_input']:.3f}"
+                    )
+                    if r["measured"] is not None
+                    else ""
+                )
                 self._figure.layout.title.text = f"{r['drug']}: {where}{scores}"
-            self.status.value = "" if r["measured"] is not None else \
-                f"<i>{r['drug']} was not measured in {r['target']}: the panel shows the prediction only.</i>"
+            self.status.value = (
+                ""
+                if r["measured"] is not None
+                else f"<i>{r['drug']} was not measured in {r['target']}: the panel shows the prediction only.</i>"
+            )

@@ -14,8 +14,20 @@ from plotly.subplots import make_subplots
 
 from .._schema import DEFAULT_KEYS, EmptyGroupError, PerturbkitInputError, UnknownCategoryError
 from ..models._inputs import check_model_and_data, check_trained, model_matrix
-from ._base import ORDERS, Panel, dropdown, feature_groups, feature_order, figure_widget, group_colors, \
-    label_features, message, present_keys, row_means, set_profile_trace
+from ._base import (
+    ORDERS,
+    Panel,
+    dropdown,
+    feature_groups,
+    feature_order,
+    figure_widget,
+    group_colors,
+    label_features,
+    message,
+    present_keys,
+    row_means,
+    set_profile_trace,
+)
 
 ZERO = "zero vector"
 SAMPLE = "sample"  # start-point choice: one row, by obs name
@@ -27,7 +39,8 @@ def _latent_dim(model) -> int:
     if not dim or not getattr(model, "decoder_names", ()):
         raise PerturbkitInputError(
             f"{type(model).__name__} has no latent interface (encode_array / decode_array / decoder_names); pass a "
-            f"trained VAE, DeepCellState or CycleCDR model.")
+            f"trained VAE, DeepCellState or CycleCDR model."
+        )
     return int(dim)
 
 
@@ -90,18 +103,34 @@ class LatentTraversal(Panel):
         ``encode``, ``zero`` and ``reset`` (buttons: start from the group's encoding, from zero, back to the start).
     """
 
-    def __init__(self, adata: ad.AnnData | None = None, *, model, features: Sequence[int] | None = None,
-                 n_sliders: int = 16, value_range: tuple[float, float] | None = None,
-                 groupby: str | Sequence[str] | None = None, var_groupby: Literal["auto"] | str | None = "auto",
-                 layer: str | None = None, height: int = 560) -> None:
-        check_model_and_data(adata, model, function="pk.widgets.LatentTraversal",
-                             call="pk.widgets.LatentTraversal(adata, model=model)", data_required=False)
+    def __init__(
+        self,
+        adata: ad.AnnData | None = None,
+        *,
+        model,
+        features: Sequence[int] | None = None,
+        n_sliders: int = 16,
+        value_range: tuple[float, float] | None = None,
+        groupby: str | Sequence[str] | None = None,
+        var_groupby: Literal["auto"] | str | None = "auto",
+        layer: str | None = None,
+        height: int = 560,
+    ) -> None:
+        check_model_and_data(
+            adata,
+            model,
+            function="pk.widgets.LatentTraversal",
+            call="pk.widgets.LatentTraversal(adata, model=model)",
+            data_required=False,
+        )
         check_trained(model)
         dim = _latent_dim(model)
         if adata is not None and adata.n_obs == 0:
-            raise EmptyGroupError("adata has no rows, so there is nothing to encode for the slider ranges and start "
-                                  "points. Pass profiles with the model's features (check the selection that made "
-                                  "adata), or leave adata out to traverse from the zero vector with ±3 sliders.")
+            raise EmptyGroupError(
+                "adata has no rows, so there is nothing to encode for the slider ranges and start "
+                "points. Pass profiles with the model's features (check the selection that made "
+                "adata), or leave adata out to traverse from the zero vector with ±3 sliders."
+            )
         self.model = model
         self.var_names = pd.Index(model.var_names)
         var = getattr(model, "var_table", None)
@@ -125,24 +154,43 @@ class LatentTraversal(Panel):
         sliders = {}
         for k in self.features:
             lo, hi, step = _slider_grid(*low_high[k])
-            sliders[k] = widgets.FloatSlider(value=0.0, min=lo, max=hi, step=step, description=f"latent {k}",
-                                             continuous_update=True, readout_format=".2f",
-                                             style={"description_width": "initial"},
-                                             layout=widgets.Layout(width="320px"))
+            sliders[k] = widgets.FloatSlider(
+                value=0.0,
+                min=lo,
+                max=hi,
+                step=step,
+                description=f"latent {k}",
+                continuous_update=True,
+                readout_format=".2f",
+                style={"description_width": "initial"},
+                layout=widgets.Layout(width="320px"),
+            )
             sliders[k].observe(self._on_slider, names="value")
         decoder = dropdown("decoder", model.decoder_names, disabled=len(model.decoder_names) < 2)
-        order = widgets.ToggleButtons(options=[o for o in ORDERS if o != "grouped" or self.groups is not None],
-                                      value="feature order", description="order",
-                                      style={"button_width": "110px", "description_width": "initial"})
-        start_keys = present_keys(self._obs, groupby or [DEFAULT_KEYS[k] for k in ("drug_key", "moa_key", "cell_key")]) \
-            + ([SAMPLE] if len(self._obs) <= _MAX_SAMPLE_OPTIONS else []) if self._obs is not None else []
+        order = widgets.ToggleButtons(
+            options=[o for o in ORDERS if o != "grouped" or self.groups is not None],
+            value="feature order",
+            description="order",
+            style={"button_width": "110px", "description_width": "initial"},
+        )
+        start_keys = (
+            present_keys(self._obs, groupby or [DEFAULT_KEYS[k] for k in ("drug_key", "moa_key", "cell_key")])
+            + ([SAMPLE] if len(self._obs) <= _MAX_SAMPLE_OPTIONS else [])
+            if self._obs is not None
+            else []
+        )
         group_by = dropdown("start from", start_keys, disabled=not start_keys)
         group = dropdown("", self._group_values(group_by.value), disabled=not start_keys)
-        encode = widgets.Button(description="encode group", icon="crosshairs", disabled=not start_keys,
-                                tooltip="set the latent vector to the mean encoding of the chosen rows")
+        encode = widgets.Button(
+            description="encode group",
+            icon="crosshairs",
+            disabled=not start_keys,
+            tooltip="set the latent vector to the mean encoding of the chosen rows",
+        )
         zero = widgets.Button(description="zero", icon="undo", tooltip="set the latent vector to zero")
-        reset = widgets.Button(description="back to start", icon="step-backward",
-                               tooltip="move the sliders back to the start point")
+        reset = widgets.Button(
+            description="back to start", icon="step-backward", tooltip="move the sliders back to the start point"
+        )
         for control in (decoder, order):
             control.observe(lambda _: self.redraw(), names="value")
         group_by.observe(lambda change: setattr(group, "options", self._group_values(change["new"])), names="value")
@@ -150,16 +198,46 @@ class LatentTraversal(Panel):
         zero.on_click(lambda _: self.start_from_zero())
         reset.on_click(lambda _: self.set_latent(self.start))
 
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4], vertical_spacing=0.08,
-                            subplot_titles=("decoded profile", "difference from the start point"))
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            row_heights=[0.6, 0.4],
+            vertical_spacing=0.08,
+            subplot_titles=("decoded profile", "difference from the start point"),
+        )
         colors = group_colors(self.groups, len(self.var_names))
         self._colors = np.asarray(colors)
-        fig.add_trace(go.Bar(name="decoded", marker_color=colors, textposition="none", hovertemplate="%{text}: %{y:.3f}<extra>decoded</extra>"),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(name="start point", mode="lines", line=dict(color="black", width=1),
-                                 hovertemplate="%{text}: %{y:.3f}<extra>start</extra>"), row=1, col=1)
-        fig.add_trace(go.Bar(name="decoded − start", marker_color=colors, textposition="none",
-                             hovertemplate="%{text}: %{y:+.3f}<extra>difference</extra>"), row=2, col=1)
+        fig.add_trace(
+            go.Bar(
+                name="decoded",
+                marker_color=colors,
+                textposition="none",
+                hovertemplate="%{text}: %{y:.3f}<extra>decoded</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                name="start point",
+                mode="lines",
+                line=dict(color="black", width=1),
+                hovertemplate="%{text}: %{y:.3f}<extra>start</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Bar(
+                name="decoded − start",
+                marker_color=colors,
+                textposition="none",
+                hovertemplate="%{text}: %{y:+.3f}<extra>difference</extra>",
+            ),
+            row=2,
+            col=1,
+        )
         fig.update_layout(showlegend=False, bargap=0)
         fig.update_xaxes(showticklabels=False, row=1, col=1)
         fig.update_xaxes(title_text="feature", row=2, col=1)
@@ -167,13 +245,25 @@ class LatentTraversal(Panel):
         fig.update_yaxes(title_text="Δ", row=2, col=1)
         self._figure = figure_widget(fig, height=height)
 
-        slider_box = widgets.GridBox(list(sliders.values()),
-                                     layout=widgets.Layout(grid_template_columns="repeat(3, 330px)"))
+        slider_box = widgets.GridBox(
+            list(sliders.values()), layout=widgets.Layout(grid_template_columns="repeat(3, 330px)")
+        )
         start_row = widgets.HBox([group_by, group, encode, zero, reset])
-        controls = {"sliders": sliders, "decoder": decoder, "order": order, "groupby": group_by, "group": group,
-                    "encode": encode, "zero": zero, "reset": reset}
-        super().__init__([message(), widgets.HBox([decoder, order]), start_row, slider_box, self._figure],
-                         figure=self._figure, controls=controls)
+        controls = {
+            "sliders": sliders,
+            "decoder": decoder,
+            "order": order,
+            "groupby": group_by,
+            "group": group,
+            "encode": encode,
+            "zero": zero,
+            "reset": reset,
+        }
+        super().__init__(
+            [message(), widgets.HBox([decoder, order]), start_row, slider_box, self._figure],
+            figure=self._figure,
+            controls=controls,
+        )
         self.redraw()
 
     # ---------------------------------------------------------------------------------------------- set-up
@@ -206,7 +296,7 @@ class LatentTraversal(Panel):
         if hasattr(self.model, "sample_latent"):  # a N(0, I) prior: ±3 is its bulk
             lo, hi = np.minimum(lo, -3.0), np.maximum(hi, 3.0)
         hi = np.where(hi - lo > 0, hi, lo + 1.0)
-        return [(float(a), float(b)) for a, b in zip(lo.round(3), hi.round(3))]
+        return [(float(a), float(b)) for a, b in zip(lo.round(3), hi.round(3), strict=True)]
 
     def _labels(self, key) -> np.ndarray:
         return self._obs.index.astype(str).to_numpy() if key == SAMPLE else self._obs[key].astype(str).to_numpy()
@@ -229,8 +319,10 @@ class LatentTraversal(Panel):
         self.redraw()
 
     def set_latent(self, values) -> None:
-        """Set the whole latent vector (array of length latent_dim) or some features (``{feature: value}``); the
-        sliders follow and the figure is redrawn once."""
+        """Set the whole latent vector (array of length latent_dim) or some features (``{feature: value}``).
+
+        The sliders follow and the figure is redrawn once.
+        """
         if isinstance(values, dict):
             z = self.z.copy()
             for k, v in values.items():
@@ -251,18 +343,22 @@ class LatentTraversal(Panel):
         self._set_start(np.zeros_like(self.z), None, ZERO)
 
     def start_from_group(self, key: str, value) -> None:
-        """Make the mean encoding of the rows with ``obs[key] == value`` the start point and move there
-        (``key="sample"``: the row named ``value``)."""
+        """Make the mean encoding of the rows with ``obs[key] == value`` the start point and move there.
+
+        With ``key="sample"``: the row named ``value``.
+        """
         if self._obs is None:
             raise PerturbkitInputError("the panel has no data; pass adata= to start from a group's encoding.")
         if key != SAMPLE and key not in self._obs:
-            raise PerturbkitInputError(f"{key!r} is not an obs column; choose one of {list(self._obs.columns)} or "
-                                       f"{SAMPLE!r}.")
+            raise PerturbkitInputError(
+                f"{key!r} is not an obs column; choose one of {list(self._obs.columns)} or {SAMPLE!r}."
+            )
         labels = self._labels(key)
         if str(value) not in set(labels):
             raise UnknownCategoryError(f"no row has {'the name' if key == SAMPLE else f'obs[{key!r}] =='} {value!r}.")
-        self._set_start(row_means(self._codes, labels, str(value)), row_means(self._data, labels, str(value)),
-                        f"{key} = {value}")
+        self._set_start(
+            row_means(self._codes, labels, str(value)), row_means(self._data, labels, str(value)), f"{key} = {value}"
+        )
 
     def _set_start(self, z, inputs, label: str) -> None:
         self.start, self.start_inputs, self.start_label = np.asarray(z, np.float32), inputs, label
@@ -272,8 +368,9 @@ class LatentTraversal(Panel):
     # ---------------------------------------------------------------------------------------------- drawing
     def decode(self, z) -> np.ndarray:
         """The profile the chosen decoder gives for latent vector ``z`` (data units, model feature order)."""
-        return self.model.decode_array(np.asarray(z, np.float32)[None, :], decoder=self.controls["decoder"].value,
-                                       inputs=self.start_inputs)[0]
+        return self.model.decode_array(
+            np.asarray(z, np.float32)[None, :], decoder=self.controls["decoder"].value, inputs=self.start_inputs
+        )[0]
 
     @property
     def profile(self) -> pd.Series:
@@ -297,6 +394,8 @@ class LatentTraversal(Panel):
                     if i != 1 and self.groups is not None:
                         trace.marker.color = self._colors[order]
                 label_features(self._figure.layout.xaxis2, self.var_names[order])
-                self._figure.layout.title.text = (f"{decoder} · start: {self.start_label}"
-                                                  f" · moved: {', '.join(moved[:6]) or 'nothing'}"
-                                                  f"{' …' if len(moved) > 6 else ''}")
+                self._figure.layout.title.text = (
+                    f"{decoder} · start: {self.start_label}"
+                    f" · moved: {', '.join(moved[:6]) or 'nothing'}"
+                    f"{' …' if len(moved) > 6 else ''}"
+                )

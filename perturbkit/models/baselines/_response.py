@@ -57,8 +57,11 @@ def control_means(
     cells = pd.Index(pd.unique(labels[is_control]))
     codes = np.where(is_control, cells.get_indexer(labels), -1)
     means = group_means(dense_matrix(adata, layer), codes, len(cells))[0].astype(np.float32)
-    result = ad.AnnData(means, obs=pd.DataFrame({cell_key: list(cells)}, index=list(cells)),
-                        var=pd.DataFrame(index=adata.var_names.astype(str)))
+    result = ad.AnnData(
+        means,
+        obs=pd.DataFrame({cell_key: list(cells)}, index=list(cells)),
+        var=pd.DataFrame(index=adata.var_names.astype(str)),
+    )
     if layer is not None:  # also under the layer's name, where a model that reads that layer looks
         result.layers[layer] = means.copy()
     return result
@@ -116,8 +119,9 @@ def mean_treated_response(
     The mean effect per gene, float32.
     """
     X = dense_matrix(adata, layer)
-    treated, controls = control_profiles(adata, X, control_key=control_key, cell_key=cell_key,
-                                         plate_key=plate_key, control_obs=control_obs)
+    treated, controls = control_profiles(
+        adata, X, control_key=control_key, cell_key=cell_key, plate_key=plate_key, control_obs=control_obs
+    )
     return (X[treated] - controls).mean(axis=0).astype(np.float32)
 
 
@@ -155,11 +159,14 @@ def predict_mean_response(
     position = pd.Index(training_data.var_names.astype(str)).get_indexer(genes)
     if (position < 0).any():
         missing = genes[position < 0]
-        raise GeneMismatchError(f"training_data lacks {len(missing)} of adata_controls' genes (e.g. "
-                                f"{missing[:5].tolist()}); give both the same genes, e.g. "
-                                f"adata_controls[:, adata_controls.var_names.isin(training_data.var_names)].")
-    effect = mean_treated_response(training_data, control_key=control_key, cell_key=cell_key, plate_key=plate_key,
-                                   layer=layer)[position]
+        raise GeneMismatchError(
+            f"training_data lacks {len(missing)} of adata_controls' genes (e.g. "
+            f"{missing[:5].tolist()}); give both the same genes, e.g. "
+            f"adata_controls[:, adata_controls.var_names.isin(training_data.var_names)]."
+        )
+    effect = mean_treated_response(
+        training_data, control_key=control_key, cell_key=cell_key, plate_key=plate_key, layer=layer
+    )[position]
     result = predict_no_change(adata_controls, drugs=drugs, drug_key=drug_key, cell_key=cell_key, layer=layer)
     result.X = result.X + effect[None, :]
     return result
@@ -188,9 +195,15 @@ def response_baselines(
     ``{"no change": AnnData, "mean treated response": AnnData}``, rows laid out like ``model.predict``.
     """
     return {
-        "no change": predict_no_change(adata_controls, drugs=drugs, drug_key=drug_key, cell_key=cell_key,
-                                       layer=layer),
-        "mean treated response": predict_mean_response(adata_controls, drugs=drugs, training_data=training_data,
-                                                       drug_key=drug_key, control_key=control_key,
-                                                       cell_key=cell_key, plate_key=plate_key, layer=layer),
+        "no change": predict_no_change(adata_controls, drugs=drugs, drug_key=drug_key, cell_key=cell_key, layer=layer),
+        "mean treated response": predict_mean_response(
+            adata_controls,
+            drugs=drugs,
+            training_data=training_data,
+            drug_key=drug_key,
+            control_key=control_key,
+            cell_key=cell_key,
+            plate_key=plate_key,
+            layer=layer,
+        ),
     }

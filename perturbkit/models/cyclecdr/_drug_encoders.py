@@ -37,12 +37,17 @@ MAX_HS = 4  # one-hot 0..4
 _HYBRIDISATIONS = ("SP", "SP2", "SP3", "SP3D", "SP3D2")
 
 N_ATOM_FEATURES = (
-    len(ELEMENTS) + 1  # element + other
-    + MAX_DEGREE + 1  # degree
-    + len(FORMAL_CHARGES) + 1  # formal charge + other
+    len(ELEMENTS)
+    + 1  # element + other
+    + MAX_DEGREE
+    + 1  # degree
+    + len(FORMAL_CHARGES)
+    + 1  # formal charge + other
     + 1  # aromatic
-    + len(_HYBRIDISATIONS) + 1  # hybridisation + other
-    + MAX_HS + 1  # total Hs
+    + len(_HYBRIDISATIONS)
+    + 1  # hybridisation + other
+    + MAX_HS
+    + 1  # total Hs
     + 1  # in ring
 )
 
@@ -189,8 +194,16 @@ class GraphAttentionLayer(nn.Module):
     graphs here are small (tens of atoms), so a few lines of ``scatter_reduce``/``index_add_`` are as fast.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, heads: int = 1, concat: bool = True,
-                 negative_slope: float = 0.2, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        heads: int = 1,
+        concat: bool = True,
+        negative_slope: float = 0.2,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.heads, self.out_features, self.concat = heads, out_features, concat
         self.lin = nn.Linear(in_features, heads * out_features, bias=False)
@@ -233,7 +246,7 @@ def _resolve_smiles(names: Sequence[str], smiles, known: Mapping[str, str | None
         seq = list(smiles)
         if len(seq) != len(names):
             raise PerturbkitInputError(f"got {len(seq)} SMILES for {len(names)} drugs; pass one per drug or a mapping.")
-        lookup = dict(zip(names, seq))
+        lookup = dict(zip(names, seq, strict=True))
     out = []
     unknown = []
     for name in names:
@@ -343,7 +356,7 @@ class _CachedFeaturesEncoder(DrugEncoder):
 
     def _features_for(self, names, smiles) -> list:
         resolved = _resolve_smiles(names, smiles, self.drugs)
-        return [self._features(n, s) for n, s in zip(names, resolved)]
+        return [self._features(n, s) for n, s in zip(names, resolved, strict=True)]
 
 
 class GATEncoder(_CachedFeaturesEncoder):
@@ -385,8 +398,9 @@ class FingerprintEncoder(_CachedFeaturesEncoder):
 
     kind = "fingerprint"
 
-    def __init__(self, drugs, dim: int, *, hidden: int = 256, radius: int = 2, n_bits: int = 2048,
-                 dropout: float = 0.0):
+    def __init__(
+        self, drugs, dim: int, *, hidden: int = 256, radius: int = 2, n_bits: int = 2048, dropout: float = 0.0
+    ):
         super().__init__(drugs, dim, hidden=int(hidden), radius=int(radius), n_bits=int(n_bits), dropout=float(dropout))
         self.net = mlp([n_bits, hidden, dim], activation_name="relu", dropout=dropout)
 
@@ -395,7 +409,8 @@ class FingerprintEncoder(_CachedFeaturesEncoder):
 
         if getattr(self, "_generator", None) is None:
             self._generator = rdFingerprintGenerator.GetMorganGenerator(
-                radius=self.options["radius"], fpSize=self.options["n_bits"])
+                radius=self.options["radius"], fpSize=self.options["n_bits"]
+            )
         mol = _mol_from_smiles(name, smiles)
         return self._generator.GetFingerprintAsNumPy(mol).astype(np.float32)
 
@@ -454,8 +469,10 @@ _ENCODERS = {"gat": GATEncoder, "fingerprint": FingerprintEncoder, "onehot": One
 
 
 def make_drug_encoder(kind: str, *, dim: int, drugs: Mapping[str, str | None], **options) -> DrugEncoder:
-    """Build a drug encoder: ``kind`` is ``"gat"``, ``"fingerprint"`` or ``"onehot"``; ``drugs`` the training
-    drugs ``{name: SMILES}``; ``options`` go to the encoder class (e.g. ``hidden=``, ``heads=``).
+    """Build a drug encoder.
+
+    ``kind`` is ``"gat"``, ``"fingerprint"`` or ``"onehot"``; ``drugs`` the training drugs ``{name: SMILES}``;
+    ``options`` go to the encoder class (e.g. ``hidden=``, ``heads=``).
 
     ``make_drug_encoder(**encoder.config())`` rebuilds an encoder (then load its state dict).
     """

@@ -1,4 +1,7 @@
-"""cycleCDR: predict drug-treated profiles from control profiles, for known and unseen drugs (methods.md §3)."""
+"""cycleCDR: predict drug-treated profiles from control profiles, for known and unseen drugs.
+
+See the cycleCDR methods page.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +23,11 @@ from ..._schema import (
     numeric_column,
     require_columns,
 )
-from .._inputs import is_anndata, is_model
 from ...train import BaseModel, Objective, fit, split_indices
-from ._module import CycleCDRNetwork, discriminator_loss, generator_loss, paired_validation_loss
-from ._drug_encoders import make_drug_encoder
+from .._inputs import is_anndata, is_model
 from .._pairing import control_profiles, prediction_obs, random_controls
+from ._drug_encoders import make_drug_encoder
+from ._module import CycleCDRNetwork, discriminator_loss, generator_loss, paired_validation_loss
 
 _CHUNK = 8192  # rows per forward pass at inference
 ENCODERS = ("gat", "fingerprint", "onehot")
@@ -85,29 +88,59 @@ class CycleCDR(BaseModel):
         as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    data_defaults = {"drug_key": OBS_KEYS.drug_key, "control_key": OBS_KEYS.control_key,
-                     "smiles_key": OBS_KEYS.smiles_key, "dose_key": None, "cell_key": OBS_KEYS.cell_key,
-                     "plate_key": None, "control_obs": None}
+    data_defaults = {
+        "drug_key": OBS_KEYS.drug_key,
+        "control_key": OBS_KEYS.control_key,
+        "smiles_key": OBS_KEYS.smiles_key,
+        "dose_key": None,
+        "cell_key": OBS_KEYS.cell_key,
+        "plate_key": None,
+        "control_obs": None,
+    }
 
-    def __init__(self, var_names, *, drugs: Mapping[str, str], drug_encoder: DrugEncoder = DEFAULTS.drug_encoder,
-                 latent_dim: int = DEFAULTS.latent_dim, hidden=DEFAULTS.hidden, single_autoencoder: bool = False,
-                 paired: bool = True, use_reconstruction: bool = True, use_cycle: bool | None = None,
-                 cycle_weight: float = DEFAULTS.cycle_weight, identity_weight: float | None = None,
-                 adversarial_weight: float = DEFAULTS.adversarial_weight, gene_weights: bool = False,
-                 gene_weight_scale: float = DEFAULTS.gene_weight_scale, use_dose: bool = False, **kwargs):
+    def __init__(
+        self,
+        var_names,
+        *,
+        drugs: Mapping[str, str],
+        drug_encoder: DrugEncoder = DEFAULTS.drug_encoder,
+        latent_dim: int = DEFAULTS.latent_dim,
+        hidden=DEFAULTS.hidden,
+        single_autoencoder: bool = False,
+        paired: bool = True,
+        use_reconstruction: bool = True,
+        use_cycle: bool | None = None,
+        cycle_weight: float = DEFAULTS.cycle_weight,
+        identity_weight: float | None = None,
+        adversarial_weight: float = DEFAULTS.adversarial_weight,
+        gene_weights: bool = False,
+        gene_weight_scale: float = DEFAULTS.gene_weight_scale,
+        use_dose: bool = False,
+        **kwargs,
+    ):
         drugs = {str(k): str(v) for k, v in dict(drugs).items()}
         if not drugs:
             raise PerturbkitInputError("CycleCDR needs at least one training drug.")
         paired = bool(paired)
         identity_weight = (0.0 if paired else 1.0) if identity_weight is None else identity_weight
-        super().__init__(var_names, drugs=drugs, drug_encoder=str(drug_encoder), latent_dim=int(latent_dim),
-                         hidden=tuple(int(h) for h in hidden), single_autoencoder=bool(single_autoencoder),
-                         paired=paired, use_reconstruction=bool(use_reconstruction),
-                         use_cycle=(not paired) if use_cycle is None else bool(use_cycle),
-                         cycle_weight=float(cycle_weight),
-                         identity_weight=float(identity_weight),
-                         adversarial_weight=float(adversarial_weight), gene_weights=bool(gene_weights),
-                         gene_weight_scale=float(gene_weight_scale), use_dose=bool(use_dose), **kwargs)
+        super().__init__(
+            var_names,
+            drugs=drugs,
+            drug_encoder=str(drug_encoder),
+            latent_dim=int(latent_dim),
+            hidden=tuple(int(h) for h in hidden),
+            single_autoencoder=bool(single_autoencoder),
+            paired=paired,
+            use_reconstruction=bool(use_reconstruction),
+            use_cycle=(not paired) if use_cycle is None else bool(use_cycle),
+            cycle_weight=float(cycle_weight),
+            identity_weight=float(identity_weight),
+            adversarial_weight=float(adversarial_weight),
+            gene_weights=bool(gene_weights),
+            gene_weight_scale=float(gene_weight_scale),
+            use_dose=bool(use_dose),
+            **kwargs,
+        )
 
     @classmethod
     def from_adata(
@@ -156,23 +189,53 @@ class CycleCDR(BaseModel):
             table = obs[[drug_key, smiles_key]].astype(str).drop_duplicates()
             clash = table[table[drug_key].duplicated(keep=False)]
             if len(clash):
-                raise PerturbkitInputError(f"some drugs have several SMILES, e.g. {clash.head(4).values.tolist()}; "
-                                           f"each drug name needs one SMILES (obs[{smiles_key!r}]).")
-            drugs = dict(zip(table[drug_key], table[smiles_key]))
-        data_keys = {"drug_key": drug_key, "control_key": control_key, "smiles_key": smiles_key,
-                     "dose_key": dose_key, "cell_key": cell_key, "plate_key": plate_key, "control_obs": control_obs}
-        return cls(adata.var_names, drugs=drugs, drug_encoder=drug_encoder, latent_dim=latent_dim, hidden=hidden,
-                   single_autoencoder=single_autoencoder, paired=paired, use_reconstruction=use_reconstruction,
-                   use_cycle=use_cycle, cycle_weight=cycle_weight, identity_weight=identity_weight,
-                   adversarial_weight=adversarial_weight, gene_weights=gene_weights, use_dose=dose_key is not None,
-                   data_keys=data_keys, layer=layer, device=device, seed=seed)
+                raise PerturbkitInputError(
+                    f"some drugs have several SMILES, e.g. {clash.head(4).values.tolist()}; "
+                    f"each drug name needs one SMILES (obs[{smiles_key!r}])."
+                )
+            drugs = dict(zip(table[drug_key], table[smiles_key], strict=True))
+        data_keys = {
+            "drug_key": drug_key,
+            "control_key": control_key,
+            "smiles_key": smiles_key,
+            "dose_key": dose_key,
+            "cell_key": cell_key,
+            "plate_key": plate_key,
+            "control_obs": control_obs,
+        }
+        return cls(
+            adata.var_names,
+            drugs=drugs,
+            drug_encoder=drug_encoder,
+            latent_dim=latent_dim,
+            hidden=hidden,
+            single_autoencoder=single_autoencoder,
+            paired=paired,
+            use_reconstruction=use_reconstruction,
+            use_cycle=use_cycle,
+            cycle_weight=cycle_weight,
+            identity_weight=identity_weight,
+            adversarial_weight=adversarial_weight,
+            gene_weights=gene_weights,
+            use_dose=dose_key is not None,
+            data_keys=data_keys,
+            layer=layer,
+            device=device,
+            seed=seed,
+        )
 
     def _build_module(self):
         h = self.hparams
         encoder = make_drug_encoder(h["drug_encoder"], dim=h["latent_dim"], drugs=h["drugs"])
-        return CycleCDRNetwork(self.n_vars, encoder, hidden=h["hidden"], latent_dim=h["latent_dim"],
-                               single_autoencoder=h["single_autoencoder"], use_dose=h["use_dose"],
-                               discriminators=not h["paired"])
+        return CycleCDRNetwork(
+            self.n_vars,
+            encoder,
+            hidden=h["hidden"],
+            latent_dim=h["latent_dim"],
+            single_autoencoder=h["single_autoencoder"],
+            use_dose=h["use_dose"],
+            discriminators=not h["paired"],
+        )
 
     @property
     def drug_names(self) -> list[str]:
@@ -180,24 +243,33 @@ class CycleCDR(BaseModel):
 
     # ------------------------------------------------------------------------------------------------ training data
     def training_arrays(self, adata, X: np.ndarray, *, seed: int | None = 0):
-        """(controls, treated, drug index, dose) of ``adata``'s treated rows, scaled; ``X`` is
-        ``self.feature_matrix(adata)`` (the profiles in the model's gene order)."""
+        """(controls, treated, drug index, dose) of ``adata``'s treated rows, scaled.
+
+        ``X`` is ``self.feature_matrix(adata)`` (the profiles in the model's gene order).
+        """
         keys = self.hparams["data_keys"]
         require_columns(adata, {"drug_key": keys["drug_key"]}, purpose="naming the drugs")
         if self.hparams["paired"]:
-            treated, controls = control_profiles(adata, X, control_key=keys["control_key"], cell_key=keys["cell_key"],
-                                                 plate_key=keys["plate_key"], control_obs=keys["control_obs"])
+            treated, controls = control_profiles(
+                adata,
+                X,
+                control_key=keys["control_key"],
+                cell_key=keys["cell_key"],
+                plate_key=keys["plate_key"],
+                control_obs=keys["control_obs"],
+            )
         else:
-            treated, control_rows = random_controls(adata, control_key=keys["control_key"], cell_key=keys["cell_key"],
-                                                    seed=seed)
+            treated, control_rows = random_controls(
+                adata, control_key=keys["control_key"], cell_key=keys["cell_key"], seed=seed
+            )
             controls = X[control_rows]
         names = adata.obs[keys["drug_key"]].astype(str).to_numpy()[treated]
         index = pd.Index(self.drug_names).get_indexer(names)
         if (index < 0).any():
-            raise UnknownCategoryError(f"drugs {list(pd.unique(names[index < 0]))[:5]} are not among the model's "
-                                       f"training drugs.")
-        dose = (numeric_column(adata, keys["dose_key"])[treated] if self.hparams["use_dose"]
-                else np.zeros(len(treated)))
+            raise UnknownCategoryError(
+                f"drugs {list(pd.unique(names[index < 0]))[:5]} are not among the model's training drugs."
+            )
+        dose = numeric_column(adata, keys["dose_key"])[treated] if self.hparams["use_dose"] else np.zeros(len(treated))
         return self.scale_rows(controls), self.scale_rows(X[treated]), index.astype(np.int64), dose.astype(np.float32)
 
     # ----------------------------------------------------------------------------------------------------- losses
@@ -206,8 +278,9 @@ class CycleCDR(BaseModel):
 
     def _generator_loss(self, adversarial: bool):
         names, smiles, h = self.drug_names, self._smiles(), self.hparams
-        return lambda batch: generator_loss(self.module, batch, names=names, smiles=smiles, hparams=h,
-                                            adversarial=adversarial)
+        return lambda batch: generator_loss(
+            self.module, batch, names=names, smiles=smiles, hparams=h, adversarial=adversarial
+        )
 
     def _discriminator_loss(self):
         names, smiles = self.drug_names, self._smiles()
@@ -220,11 +293,23 @@ class CycleCDR(BaseModel):
         names, smiles = self.drug_names, self._smiles()
         return lambda batch: paired_validation_loss(self.module, batch, names=names, smiles=smiles)
 
-    def train(self, adata, *, lr: float = DEFAULTS.lr, weight_decay: float = DEFAULTS.weight_decay,
-              discriminator_lr: float | None = None, batch_size: int = DEFAULTS.batch_size,
-              max_epochs: int = DEFAULTS.max_epochs, patience: int | None = DEFAULTS.patience,
-              validation_fraction: float = DEFAULTS.validation_fraction, seed: int | None = 0,
-              fit_scaler: bool = True, checkpoint_dir=None, checkpoint_every: int = 10, resume=None) -> CycleCDR:
+    def train(
+        self,
+        adata,
+        *,
+        lr: float = DEFAULTS.lr,
+        weight_decay: float = DEFAULTS.weight_decay,
+        discriminator_lr: float | None = None,
+        batch_size: int = DEFAULTS.batch_size,
+        max_epochs: int = DEFAULTS.max_epochs,
+        patience: int | None = DEFAULTS.patience,
+        validation_fraction: float = DEFAULTS.validation_fraction,
+        seed: int | None = 0,
+        fit_scaler: bool = True,
+        checkpoint_dir=None,
+        checkpoint_every: int = 10,
+        resume=None,
+    ) -> CycleCDR:
         """Train on ``adata``'s treated rows and their controls (Adam, weight decay 1e-6, batch 512 as the reference).
 
         ``validation_fraction`` of the drugs (whole drugs) is held out for early stopping on the paired MSE
@@ -241,24 +326,50 @@ class CycleCDR(BaseModel):
         arrays = self.training_arrays(adata, X, seed=seed)
         # unseen-drug validation for the structure encoders; the one-hot encoder can only validate on known drugs
         groups = arrays[2] if self.hparams["paired"] and self.hparams["drug_encoder"] != "onehot" else None
-        train_rows, val_rows = split_indices(len(arrays[0]), validation_fraction=validation_fraction,
-                                             seed=0 if seed is None else seed, groups=groups)
+        train_rows, val_rows = split_indices(
+            len(arrays[0]), validation_fraction=validation_fraction, seed=0 if seed is None else seed, groups=groups
+        )
         net = self.module
         # the generator comes first so that, without validation rows, early stopping watches its loss
-        objectives = [Objective(self._generator_loss(adversarial=not self.hparams["paired"]),
-                                net.generator_parameters(), lr=lr, weight_decay=weight_decay, name="generator")]
+        objectives = [
+            Objective(
+                self._generator_loss(adversarial=not self.hparams["paired"]),
+                net.generator_parameters(),
+                lr=lr,
+                weight_decay=weight_decay,
+                name="generator",
+            )
+        ]
         if not self.hparams["paired"]:
-            objectives.append(Objective(self._discriminator_loss(), net.discriminator_parameters(),
-                                        lr=lr if discriminator_lr is None else discriminator_lr,
-                                        weight_decay=weight_decay, name="discriminator"))
-        with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                                resume=resume) as run:
+            objectives.append(
+                Objective(
+                    self._discriminator_loss(),
+                    net.discriminator_parameters(),
+                    lr=lr if discriminator_lr is None else discriminator_lr,
+                    weight_decay=weight_decay,
+                    name="discriminator",
+                )
+            )
+        with self._training_run(
+            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
+        ) as run:
             if not run.passed("cyclecdr"):
-                fit(net, objectives, tuple(a[train_rows] for a in arrays),
+                fit(
+                    net,
+                    objectives,
+                    tuple(a[train_rows] for a in arrays),
                     validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
-                    validation_loss=self._validation_loss(), max_epochs=max_epochs, batch_size=batch_size,
-                    patience=patience, device=self.device, seed=seed, stage="cyclecdr", history=self.history,
-                    avoid_single_row_batch=True, checkpoint=run)
+                    validation_loss=self._validation_loss(),
+                    max_epochs=max_epochs,
+                    batch_size=batch_size,
+                    patience=patience,
+                    device=self.device,
+                    seed=seed,
+                    stage="cyclecdr",
+                    history=self.history,
+                    avoid_single_row_batch=True,
+                    checkpoint=run,
+                )
                 run.stage_done("cyclecdr")
         net.eval()
         return self
@@ -283,16 +394,20 @@ class CycleCDR(BaseModel):
         return names, lookup
 
     @torch.no_grad()
-    def predict_array(self, X: np.ndarray, drug_names: list[str], *, smiles: dict | None = None,
-                      doses=None) -> np.ndarray:
+    def predict_array(
+        self, X: np.ndarray, drug_names: list[str], *, smiles: dict | None = None, doses=None
+    ) -> np.ndarray:
         """Treated profiles (data units) for control rows ``X`` (data units) and one drug name per row."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_vars:
-            raise PerturbkitInputError(f"X must be a (rows × {self.n_vars}) matrix in the model's gene order, got "
-                                       f"shape {X.shape}; pass an AnnData to predict() to match genes by name.")
+            raise PerturbkitInputError(
+                f"X must be a (rows × {self.n_vars}) matrix in the model's gene order, got "
+                f"shape {X.shape}; pass an AnnData to predict() to match genes by name."
+            )
         if len(drug_names) != len(X):
-            raise PerturbkitInputError(f"drug_names has {len(drug_names)} entries for {len(X)} control rows; give "
-                                       f"one drug name per row.")
+            raise PerturbkitInputError(
+                f"drug_names has {len(drug_names)} entries for {len(X)} control rows; give one drug name per row."
+            )
         if len(X) == 0:
             return np.zeros((0, self.n_vars), dtype=np.float32)
         net = self.module
@@ -301,8 +416,13 @@ class CycleCDR(BaseModel):
         index = pd.Index(names).get_indexer(drug_names).astype(np.int64)
         dose = np.zeros(len(drug_names), np.float32) if doses is None else np.asarray(doses, np.float32)
         dose = np.array(np.broadcast_to(dose, (len(drug_names),)))  # a writable copy
-        out = self.run_in_chunks(lambda x, i, d: net.to_treated(x, net.drug_embedding(names, i, lookup, d)),
-                                 self.scale_rows(X), index, dose, chunk_rows=_CHUNK)
+        out = self.run_in_chunks(
+            lambda x, i, d: net.to_treated(x, net.drug_embedding(names, i, lookup, d)),
+            self.scale_rows(X),
+            index,
+            dose,
+            chunk_rows=_CHUNK,
+        )
         return self.unscale_rows(out)
 
     decoder_names = ("treated (G)", "control (G')")
@@ -347,9 +467,11 @@ class CycleCDR(BaseModel):
         """
         keys = self.hparams["data_keys"]
         if is_model(adata_controls) or not is_anndata(adata_controls):
-            raise PerturbkitInputError(f"adata_controls must be an AnnData of control profiles, got a "
-                                       f"{type(adata_controls).__name__}; call model.predict(adata_controls, "
-                                       f"drugs=[...]), e.g. with pk.tl.control_means(adata).")
+            raise PerturbkitInputError(
+                f"adata_controls must be an AnnData of control profiles, got a "
+                f"{type(adata_controls).__name__}; call model.predict(adata_controls, "
+                f"drugs=[...]), e.g. with pk.tl.control_means(adata)."
+            )
         if adata_controls.n_obs == 0:
             raise EmptyGroupError(
                 "adata_controls has no rows: predict turns each control profile into a treated one, so it needs at "
@@ -361,8 +483,9 @@ class CycleCDR(BaseModel):
         X = self.feature_matrix(adata_controls, layer=layer)
         if doses is None and self.hparams["use_dose"]:
             raise PerturbkitInputError("this model was trained with doses; pass doses= (one per drug, or one).")
-        obs, rows = prediction_obs(adata_controls, names, drug_key=keys["drug_key"], cell_key=keys["cell_key"],
-                                   doses=doses)
+        obs, rows = prediction_obs(
+            adata_controls, names, drug_key=keys["drug_key"], cell_key=keys["cell_key"], doses=doses
+        )
         out = self.predict_array(X[rows], obs[keys["drug_key"]].tolist(), smiles=lookup, doses=obs["dose"].to_numpy())
         result = ad.AnnData(out, obs=obs, var=pd.DataFrame(index=self.var_names))
         result.uns["cyclecdr_prediction"] = {"drugs": names, "n_controls": int(adata_controls.n_obs)}

@@ -1,4 +1,7 @@
-"""cycleCDR's network: two encoder-decoders linked by the drug embedding, and two discriminators (methods.md §3)."""
+"""cycleCDR's network: two encoder-decoders linked by the drug embedding, and two discriminators.
+
+See the cycleCDR methods page.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +21,28 @@ class CycleCDRNetwork(nn.Module):
     saved with the rest. The discriminators see a profile and the (detached) drug embedding.
     """
 
-    def __init__(self, n_features: int, drug_encoder: nn.Module, *, hidden=(512, 512), latent_dim: int = 128,
-                 single_autoencoder: bool = False, use_dose: bool = False, discriminators: bool = False,
-                 discriminator_hidden=(256,)):
+    def __init__(
+        self,
+        n_features: int,
+        drug_encoder: nn.Module,
+        *,
+        hidden=(512, 512),
+        latent_dim: int = 128,
+        single_autoencoder: bool = False,
+        use_dose: bool = False,
+        discriminators: bool = False,
+        discriminator_hidden=(256,),
+    ):
         super().__init__()
         enc = [n_features, *hidden, latent_dim]
         dec = [latent_dim, *reversed(hidden), n_features]
-        make_encoder = lambda: mlp(enc, activation_name="relu", batch_norm=True)
-        make_decoder = lambda: mlp(dec, activation_name="relu", batch_norm=True)
+
+        def make_encoder():
+            return mlp(enc, activation_name="relu", batch_norm=True)
+
+        def make_decoder():
+            return mlp(dec, activation_name="relu", batch_norm=True)
+
         self.encoder_control = make_encoder()  # F
         self.decoder_treated = make_decoder()  # G
         self.single_autoencoder = bool(single_autoencoder)
@@ -54,8 +71,12 @@ class CycleCDRNetwork(nn.Module):
         return self.decoder_treated if self.single_autoencoder else self.decoder_control
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        skip = {id(p) for d in (self.discriminator_treated, self.discriminator_control) if d is not None
-                for p in d.parameters()}
+        skip = {
+            id(p)
+            for d in (self.discriminator_treated, self.discriminator_control)
+            if d is not None
+            for p in d.parameters()
+        }
         return [p for p in self.parameters() if id(p) not in skip]
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
@@ -77,8 +98,11 @@ class CycleCDRNetwork(nn.Module):
         return self.g_prime(self.f_prime(y) - h)
 
     def reconstruct_control(self, x: torch.Tensor) -> torch.Tensor:
-        """G(F(x)): the control → treated pair without a drug. It should return a control unchanged
-        (reconstruction loss) and, applied to a treated profile, that profile (identity loss)."""
+        """G(F(x)): the control → treated pair without a drug.
+
+        It should return a control unchanged (reconstruction loss) and, applied to a treated profile, that profile
+        (identity loss).
+        """
         return self.decoder_treated(self.encoder_control(x))
 
     def reconstruct_treated(self, y: torch.Tensor) -> torch.Tensor:
@@ -89,11 +113,14 @@ class CycleCDRNetwork(nn.Module):
         return self.to_treated(x, h)
 
 
-def generator_loss(net: CycleCDRNetwork, batch, *, names: list[str], smiles: dict, hparams: dict,
-                   adversarial: bool) -> dict[str, torch.Tensor]:
-    """The generators' loss on a batch ``(controls, treated, drug index, dose)``: reconstruction, paired MSE (both
-    ways, optionally weighted by each gene's |fold change|), cycle, identity and (unpaired) adversarial terms, each
-    switched and weighted by ``hparams``."""
+def generator_loss(
+    net: CycleCDRNetwork, batch, *, names: list[str], smiles: dict, hparams: dict, adversarial: bool
+) -> dict[str, torch.Tensor]:
+    """The generators' loss on a batch ``(controls, treated, drug index, dose)``.
+
+    Reconstruction, paired MSE (both ways, optionally weighted by each gene's |fold change|), cycle, identity and
+    (unpaired) adversarial terms, each switched and weighted by ``hparams``.
+    """
     h = hparams
     x, y, index, dose = batch
     emb = net.drug_embedding(names, index, smiles, dose)
@@ -101,15 +128,18 @@ def generator_loss(net: CycleCDRNetwork, batch, *, names: list[str], smiles: dic
     x_hat = net.to_control(y, emb)
     zero = torch.zeros((), device=x.device)
     terms = {}
-    terms["reconstruction"] = (torch.mean((net.reconstruct_control(x) - x) ** 2)
-                               + torch.mean((net.reconstruct_treated(y) - y) ** 2)
-                               if h["use_reconstruction"] else zero)
+    terms["reconstruction"] = (
+        torch.mean((net.reconstruct_control(x) - x) ** 2) + torch.mean((net.reconstruct_treated(y) - y) ** 2)
+        if h["use_reconstruction"]
+        else zero
+    )
     if h["paired"]:
         weight = 1.0 + h["gene_weight_scale"] * (y - x).abs() if h["gene_weights"] else 1.0
         terms["mse"] = torch.mean(weight * (y_hat - y) ** 2) + torch.mean(weight * (x_hat - x) ** 2)
     if h["use_cycle"]:
-        terms["cycle"] = h["cycle_weight"] * (torch.mean((net.to_control(y_hat, emb) - x) ** 2)
-                                              + torch.mean((net.to_treated(x_hat, emb) - y) ** 2))
+        terms["cycle"] = h["cycle_weight"] * (
+            torch.mean((net.to_control(y_hat, emb) - x) ** 2) + torch.mean((net.to_treated(x_hat, emb) - y) ** 2)
+        )
     if h["identity_weight"]:
         terms["identity"] = h["identity_weight"] * torch.mean((net.reconstruct_control(y) - y) ** 2)
     if adversarial:
@@ -117,8 +147,9 @@ def generator_loss(net: CycleCDRNetwork, batch, *, names: list[str], smiles: dic
         fake_t = net.discriminator_treated(torch.cat([y_hat, cond], 1))
         fake_c = net.discriminator_control(torch.cat([x_hat, cond], 1))
         bce = torch.nn.functional.binary_cross_entropy_with_logits
-        terms["adversarial"] = h["adversarial_weight"] * (bce(fake_t, torch.ones_like(fake_t))
-                                                          + bce(fake_c, torch.ones_like(fake_c)))
+        terms["adversarial"] = h["adversarial_weight"] * (
+            bce(fake_t, torch.ones_like(fake_t)) + bce(fake_c, torch.ones_like(fake_c))
+        )
     return {"loss": sum(terms.values()), **terms}
 
 
@@ -131,8 +162,10 @@ def discriminator_loss(net: CycleCDRNetwork, batch, *, names: list[str], smiles:
         y_hat = net.to_treated(x, emb)
         x_hat = net.to_control(y, emb)
     terms = {}
-    for name, disc, real, fake in (("treated", net.discriminator_treated, y, y_hat),
-                                   ("control", net.discriminator_control, x, x_hat)):
+    for name, disc, real, fake in (
+        ("treated", net.discriminator_treated, y, y_hat),
+        ("control", net.discriminator_control, x, x_hat),
+    ):
         r = disc(torch.cat([real, emb], 1))
         f = disc(torch.cat([fake, emb], 1))
         terms[name] = bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))

@@ -14,30 +14,49 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError
-from .._inputs import UnknownOptionError
 from ..._settings import settings
 from ..._stats import pearson_rows
-from ..baselines import RidgeMap, naive_cross_cell
+from .._inputs import UnknownOptionError
 from .._profiles import CellDrugProfiles
+from ..baselines import RidgeMap, naive_cross_cell
 from ._model import DeepCellState
 
 MODEL_OPTIONS = ("latent_dim", "hidden", "input_dropout", "l1", "skip", "decoder_dropout", "device")
-TRAIN_OPTIONS = ("validation_fraction", "lr", "decoder_lr", "batch_size", "max_epochs", "patience", "epochs_per_round",
-                 "max_rounds", "decoder_epochs", "pretrain", "checkpoint_dir", "checkpoint_every", "resume")
+TRAIN_OPTIONS = (
+    "validation_fraction",
+    "lr",
+    "decoder_lr",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "epochs_per_round",
+    "max_rounds",
+    "decoder_epochs",
+    "pretrain",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "resume",
+)
 
 
 def split_options(options: dict) -> tuple[dict, dict]:
     """Split keyword options into model and training options; unknown names are an error."""
     unknown = set(options) - set(MODEL_OPTIONS) - set(TRAIN_OPTIONS)
     if unknown:
-        raise UnknownOptionError(f"unknown DeepCellState option(s) {sorted(unknown)}; model options: "
-                                 f"{list(MODEL_OPTIONS)}, training options: {list(TRAIN_OPTIONS)}. Check the spelling "
-                                 f"(e.g. lr=, not learning_rate=).")
-    return ({k: v for k, v in options.items() if k in MODEL_OPTIONS},
-            {k: v for k, v in options.items() if k in TRAIN_OPTIONS})
+        raise UnknownOptionError(
+            f"unknown DeepCellState option(s) {sorted(unknown)}; model options: "
+            f"{list(MODEL_OPTIONS)}, training options: {list(TRAIN_OPTIONS)}. Check the spelling "
+            f"(e.g. lr=, not learning_rate=)."
+        )
+    return (
+        {k: v for k, v in options.items() if k in MODEL_OPTIONS},
+        {k: v for k, v in options.items() if k in TRAIN_OPTIONS},
+    )
 
 
-def assign_folds(profiles: CellDrugProfiles, candidates: np.ndarray, *, n_folds: int, split: str, seed: int) -> np.ndarray:
+def assign_folds(
+    profiles: CellDrugProfiles, candidates: np.ndarray, *, n_folds: int, split: str, seed: int
+) -> np.ndarray:
     """Fold number (0..n_folds-1) for each candidate drug position; ``split="moa"`` keeps MOA families together."""
     rng = np.random.default_rng(seed)
     if split == "drug":
@@ -47,8 +66,9 @@ def assign_folds(profiles: CellDrugProfiles, candidates: np.ndarray, *, n_folds:
             raise PerturbkitInputError("split='moa' needs MOA annotations: pass moa_key= naming the obs column.")
         groups = pd.factorize(profiles.moa.iloc[candidates].fillna("unknown").to_numpy())[0]
     else:
-        raise PerturbkitInputError(f"split must be 'drug' (hold out single drugs) or 'moa' (hold out whole MOA "
-                                   f"families), got split={split!r}.")
+        raise PerturbkitInputError(
+            f"split must be 'drug' (hold out single drugs) or 'moa' (hold out whole MOA families), got split={split!r}."
+        )
     unique = rng.permutation(np.unique(groups))
     if len(unique) < n_folds:
         raise EmptyGroupError(f"only {len(unique)} {split} groups for {n_folds} folds; lower n_folds.")
@@ -67,10 +87,18 @@ def _as_list(cell_lines) -> list[str]:
     return [str(c) for c in np.atleast_1d(cell_lines)]
 
 
-def evaluate_holdout(profiles: CellDrugProfiles, test: np.ndarray, *, source, target: str, seed: int = 0,
-                     model_options: dict | None = None, train_options: dict | None = None,
-                     drop_training: Callable[[CellDrugProfiles, np.random.Generator], CellDrugProfiles] | None = None,
-                     ridge: bool = True) -> pd.DataFrame:
+def evaluate_holdout(
+    profiles: CellDrugProfiles,
+    test: np.ndarray,
+    *,
+    source,
+    target: str,
+    seed: int = 0,
+    model_options: dict | None = None,
+    train_options: dict | None = None,
+    drop_training: Callable[[CellDrugProfiles, np.random.Generator], CellDrugProfiles] | None = None,
+    ridge: bool = True,
+) -> pd.DataFrame:
     """Train on all drugs except ``test`` (positions) and score the test drugs' ``source → target`` predictions.
 
     ``source`` may list several cell lines: each is decoded and the outputs averaged (the baseline is then the
@@ -107,15 +135,28 @@ def _paired_candidates(profiles: CellDrugProfiles, source, target: str) -> np.nd
     cells = [*_as_list(source), str(target)]
     candidates = np.flatnonzero(profiles.drugs_in_all(cells))
     if len(candidates) < 2:
-        raise EmptyGroupError(f"only {len(candidates)} drugs are measured in all of {cells}; cross-cell evaluation "
-                              f"needs drugs measured in the source(s) and the target.")
+        raise EmptyGroupError(
+            f"only {len(candidates)} drugs are measured in all of {cells}; cross-cell evaluation "
+            f"needs drugs measured in the source(s) and the target."
+        )
     return candidates
 
 
-def cross_validate(profiles: CellDrugProfiles, *, source: str, target: str, n_folds: int = 10, split: str = "drug",
-                   folds=None, test_drugs=None, seed: int = 0, **options) -> pd.DataFrame:
-    """K-fold cross-validation over the drugs measured in the source(s) and the target (test drugs are unseen in
-    every cell line). ``source`` may list several cell lines (decoded outputs averaged).
+def cross_validate(
+    profiles: CellDrugProfiles,
+    *,
+    source: str,
+    target: str,
+    n_folds: int = 10,
+    split: str = "drug",
+    folds=None,
+    test_drugs=None,
+    seed: int = 0,
+    **options,
+) -> pd.DataFrame:
+    """K-fold cross-validation over the drugs measured in the source(s) and the target.
+
+    Test drugs are unseen in every cell line. ``source`` may list several cell lines (decoded outputs averaged).
 
     ``folds`` runs only some folds (e.g. ``[0, 1]``) of the same K-fold split. ``test_drugs`` restricts the
     perturbations that are held out and scored (the others always train), e.g. the loss-of-function ones. Returns
@@ -126,14 +167,23 @@ def cross_validate(profiles: CellDrugProfiles, *, source: str, target: str, n_fo
     if test_drugs is not None:
         candidates = candidates[profiles.drugs[candidates].isin([str(d) for d in test_drugs])]
         if len(candidates) < n_folds:
-            raise EmptyGroupError(f"only {len(candidates)} of test_drugs are measured in {source} and {target}; "
-                                  f"need at least n_folds={n_folds}.")
+            raise EmptyGroupError(
+                f"only {len(candidates)} of test_drugs are measured in {source} and {target}; "
+                f"need at least n_folds={n_folds}."
+            )
     fold_of = assign_folds(profiles, candidates, n_folds=n_folds, split=split, seed=seed)
     run = range(n_folds) if folds is None else [int(f) for f in folds]
     results = []
     for fold in tqdm(run, desc="folds", disable=not settings.progress_bar):
-        frame = evaluate_holdout(profiles, candidates[fold_of == fold], source=source, target=target, seed=seed + fold,
-                                 model_options=model_options, train_options=train_options)
+        frame = evaluate_holdout(
+            profiles,
+            candidates[fold_of == fold],
+            source=source,
+            target=target,
+            seed=seed + fold,
+            model_options=model_options,
+            train_options=train_options,
+        )
         results.append(frame.assign(fold=fold))
     out = pd.concat(results, ignore_index=True)
     return out[["fold", *[c for c in out.columns if c != "fold"]]]
@@ -148,16 +198,18 @@ def compare_to_baseline(cv: pd.DataFrame, *, model: str = "pcc", baseline: str =
         raise EmptyGroupError("need at least two drugs with both PCCs for a paired comparison.")
     test = stats.ttest_rel(paired[model], paired[baseline])
     positive = paired[baseline] > 0
-    return pd.Series({
-        "n_drugs": len(paired),
-        f"mean_{model}": paired[model].mean(),
-        f"mean_{baseline}": paired[baseline].mean(),
-        "fold_increase": paired[model].mean() / paired[baseline].mean(),
-        "median_per_drug_fold_increase": (paired[model][positive] / paired[baseline][positive]).median(),
-        "fraction_improved": (paired[model] > paired[baseline]).mean(),
-        "t_statistic": test.statistic,
-        "p_value": test.pvalue,
-    })
+    return pd.Series(
+        {
+            "n_drugs": len(paired),
+            f"mean_{model}": paired[model].mean(),
+            f"mean_{baseline}": paired[baseline].mean(),
+            "fold_increase": paired[model].mean() / paired[baseline].mean(),
+            "median_per_drug_fold_increase": (paired[model][positive] / paired[baseline][positive]).median(),
+            "fraction_improved": (paired[model] > paired[baseline]).mean(),
+            "t_statistic": test.statistic,
+            "p_value": test.pvalue,
+        }
+    )
 
 
 def _single_split(profiles, source, target, test_fraction, seed):
@@ -168,9 +220,13 @@ def _single_split(profiles, source, target, test_fraction, seed):
 
 
 def _summarise(frame: pd.DataFrame, **labels) -> dict:
-    return {**labels, "n_test_drugs": len(frame), "pcc": frame["pcc"].mean(),
-            "baseline_pcc": frame["baseline_pcc"].mean(), **({"ridge_pcc": frame["ridge_pcc"].mean()}
-                                                             if "ridge_pcc" in frame else {})}
+    return {
+        **labels,
+        "n_test_drugs": len(frame),
+        "pcc": frame["pcc"].mean(),
+        "baseline_pcc": frame["baseline_pcc"].mean(),
+        **({"ridge_pcc": frame["ridge_pcc"].mean()} if "ridge_pcc" in frame else {}),
+    }
 
 
 def _keep_training_fraction(fraction: float):
@@ -195,8 +251,18 @@ def _remove_profiles(cell_positions: list[int], fraction: float):
     return drop
 
 
-def _experiment(profiles, *, source, target, conditions: dict, n_repeats: int, test_fraction: float, seed: int,
-                options: dict, desc: str) -> pd.DataFrame:
+def _experiment(
+    profiles,
+    *,
+    source,
+    target,
+    conditions: dict,
+    n_repeats: int,
+    test_fraction: float,
+    seed: int,
+    options: dict,
+    desc: str,
+) -> pd.DataFrame:
     """Run each condition (name → (labels, model_options, drop_training)) on the same test split per repeat."""
     model_options, train_options = split_options(options)
     rows = []
@@ -204,27 +270,70 @@ def _experiment(profiles, *, source, target, conditions: dict, n_repeats: int, t
     for repeat, name in tqdm(jobs, desc=desc, disable=not settings.progress_bar):
         labels, extra_model, drop = conditions[name]
         test = _single_split(profiles, source, target, test_fraction, seed + repeat)
-        frame = evaluate_holdout(profiles, test, source=source, target=target, seed=seed + repeat,
-                                 model_options={**model_options, **extra_model}, train_options=train_options,
-                                 drop_training=drop)
+        frame = evaluate_holdout(
+            profiles,
+            test,
+            source=source,
+            target=target,
+            seed=seed + repeat,
+            model_options={**model_options, **extra_model},
+            train_options=train_options,
+            drop_training=drop,
+        )
         rows.append(_summarise(frame, **labels, repeat=repeat))
     return pd.DataFrame(rows)
 
 
-def training_size_curve(profiles, *, source, target, fractions=(0.1, 0.25, 0.5, 0.75, 1.0), n_repeats: int = 1,
-                        test_fraction: float = 0.1, seed: int = 0, **options) -> pd.DataFrame:
+def training_size_curve(
+    profiles,
+    *,
+    source,
+    target,
+    fractions=(0.1, 0.25, 0.5, 0.75, 1.0),
+    n_repeats: int = 1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    **options,
+) -> pd.DataFrame:
     """Accuracy as a function of the fraction of training drugs kept (same test drugs per repeat)."""
     conditions = {f: ({"fraction": float(f)}, {}, _keep_training_fraction(float(f))) for f in fractions}
-    return _experiment(profiles, source=source, target=target, conditions=conditions, n_repeats=n_repeats,
-                       test_fraction=test_fraction, seed=seed, options=options, desc="training sizes")
+    return _experiment(
+        profiles,
+        source=source,
+        target=target,
+        conditions=conditions,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        options=options,
+        desc="training sizes",
+    )
 
 
-def latent_size_sweep(profiles, *, source, target, latent_dims=(8, 16, 32, 64, 128), n_repeats: int = 1,
-                      test_fraction: float = 0.1, seed: int = 0, **options) -> pd.DataFrame:
+def latent_size_sweep(
+    profiles,
+    *,
+    source,
+    target,
+    latent_dims=(8, 16, 32, 64, 128),
+    n_repeats: int = 1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    **options,
+) -> pd.DataFrame:
     """Accuracy as a function of the latent size (paper: drops below 32)."""
     conditions = {d: ({"latent_dim": int(d)}, {"latent_dim": int(d)}, None) for d in latent_dims}
-    return _experiment(profiles, source=source, target=target, conditions=conditions, n_repeats=n_repeats,
-                       test_fraction=test_fraction, seed=seed, options=options, desc="latent sizes")
+    return _experiment(
+        profiles,
+        source=source,
+        target=target,
+        conditions=conditions,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        options=options,
+        desc="latent sizes",
+    )
 
 
 ABLATIONS = {
@@ -236,22 +345,52 @@ ABLATIONS = {
 }
 
 
-def ablation(profiles, *, source, target, variants=tuple(ABLATIONS), n_repeats: int = 1, test_fraction: float = 0.1,
-             seed: int = 0, **options) -> pd.DataFrame:
+def ablation(
+    profiles,
+    *,
+    source,
+    target,
+    variants=tuple(ABLATIONS),
+    n_repeats: int = 1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    **options,
+) -> pd.DataFrame:
     """The paper's ablation: the model without input dropout, the L1 penalty and the skip connection."""
     unknown = set(variants) - set(ABLATIONS)
     if unknown:
-        raise UnknownCategoryError(f"unknown ablation variant(s) {sorted(unknown)} in variants=; choose from "
-                                   f"{list(ABLATIONS)}.")
+        raise UnknownCategoryError(
+            f"unknown ablation variant(s) {sorted(unknown)} in variants=; choose from {list(ABLATIONS)}."
+        )
     conditions = {v: ({"variant": v}, ABLATIONS[v], None) for v in variants}
-    return _experiment(profiles, source=source, target=target, conditions=conditions, n_repeats=n_repeats,
-                       test_fraction=test_fraction, seed=seed, options=options, desc="ablation")
+    return _experiment(
+        profiles,
+        source=source,
+        target=target,
+        conditions=conditions,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        options=options,
+        desc="ablation",
+    )
 
 
-def fewer_profiles(profiles, *, source, target, fraction_removed: float = 0.7, n_repeats: int = 1,
-                   test_fraction: float = 0.1, seed: int = 0, **options) -> pd.DataFrame:
-    """The paper's "70% fewer profiles" experiment: remove a fraction of the training profiles in the source,
-    the target or both cell lines."""
+def fewer_profiles(
+    profiles,
+    *,
+    source,
+    target,
+    fraction_removed: float = 0.7,
+    n_repeats: int = 1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    **options,
+) -> pd.DataFrame:
+    """The paper's "70% fewer profiles" experiment.
+
+    Remove a fraction of the training profiles in the source, the target or both cell lines.
+    """
     s, t = profiles.cell_index(source), profiles.cell_index(target)
     conditions = {
         "none": ({"removed": "none"}, {}, None),
@@ -259,5 +398,14 @@ def fewer_profiles(profiles, *, source, target, fraction_removed: float = 0.7, n
         target: ({"removed": target}, {}, _remove_profiles([t], fraction_removed)),
         "both": ({"removed": "both"}, {}, _remove_profiles([s, t], fraction_removed)),
     }
-    return _experiment(profiles, source=source, target=target, conditions=conditions, n_repeats=n_repeats,
-                       test_fraction=test_fraction, seed=seed, options=options, desc="fewer profiles")
+    return _experiment(
+        profiles,
+        source=source,
+        target=target,
+        conditions=conditions,
+        n_repeats=n_repeats,
+        test_fraction=test_fraction,
+        seed=seed,
+        options=options,
+        desc="fewer profiles",
+    )

@@ -1,4 +1,4 @@
-"""Interpreting a trained DeepCellState (methods.md §1, "Interpretation").
+"""Interpreting a trained DeepCellState (see "Interpretation" on the DeepCellState methods page).
 
 Pure functions of a trained model and data; nothing here changes the model.
 
@@ -70,14 +70,16 @@ def _check_trained(model, adata=None, *, function: str = "this function", data: 
     from ._model import DeepCellState
 
     if not isinstance(model, DeepCellState) or (data and not is_anndata(adata)):
-        what = (f"a {type(model).__name__} and a {type(adata).__name__}" if data
-                else f"a {type(model).__name__}")
+        what = f"a {type(model).__name__} and a {type(adata).__name__}" if data else f"a {type(model).__name__}"
         call = f"{function}(model, adata, ...)" if data else f"{function}(model, ...)"
-        raise PerturbkitInputError(f"{function} takes a trained DeepCellState first"
-                                   f"{' and the data second' if data else ''}: {call}; got {what}.")
+        raise PerturbkitInputError(
+            f"{function} takes a trained DeepCellState first"
+            f"{' and the data second' if data else ''}: {call}; got {what}."
+        )
     if model.scaler is None:
-        raise PerturbkitInputError("this DeepCellState has no fitted scaler: train it first "
-                                   "(pk.tl.train_deepcellstate or model.train).")
+        raise PerturbkitInputError(
+            "this DeepCellState has no fitted scaler: train it first (pk.tl.train_deepcellstate or model.train)."
+        )
 
 
 # -------------------------------------------------------------------------------------------- latent embeddings
@@ -120,14 +122,17 @@ def latent_embeddings(model, adata, *, cell_lines=None, drugs=None, layer=None) 
     codes = model.encode_array(inputs)
     drug_names = profiles.drugs[rows_d].astype(str)
     cell_names = profiles.cell_lines[rows_c].astype(str)
-    obs = pd.DataFrame({keys["drug_key"]: drug_names, keys["cell_key"]: cell_names},
-                       index=[f"{d} | {c}" for d, c in zip(drug_names, cell_names)])
+    obs = pd.DataFrame(
+        {keys["drug_key"]: drug_names, keys["cell_key"]: cell_names},
+        index=[f"{d} | {c}" for d, c in zip(drug_names, cell_names, strict=True)],
+    )
     if profiles.moa is not None:
         obs[keys["moa_key"]] = profiles.moa.iloc[rows_d].to_numpy()
     for col in obs.columns:
         obs[col] = pd.Categorical(obs[col])
-    emb = ad.AnnData(codes.astype(np.float32), obs=obs,
-                     var=pd.DataFrame(index=[f"latent_{i}" for i in range(codes.shape[1])]))
+    emb = ad.AnnData(
+        codes.astype(np.float32), obs=obs, var=pd.DataFrame(index=[f"latent_{i}" for i in range(codes.shape[1])])
+    )
     emb.obsm["X_input"] = inputs.astype(np.float32)
     emb.uns[_UNS_KEY] = {
         "drug_key": keys["drug_key"],
@@ -153,13 +158,15 @@ def _space(emb, space: str) -> np.ndarray:
     elif space in emb.obsm:
         X = emb.obsm[space]
     else:
-        raise PerturbkitInputError(f"no space {space!r}: use 'X' (latent codes) or one of emb.obsm "
-                                   f"{list(emb.obsm.keys())}.")
+        raise PerturbkitInputError(
+            f"no space {space!r}: use 'X' (latent codes) or one of emb.obsm {list(emb.obsm.keys())}."
+        )
     return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
 
 
-def pair_distance_ratio(emb, space: str = "X", *, n_random: int = 10000, seed: int = 0, drug_key=None,
-                        cell_key=None) -> float:
+def pair_distance_ratio(
+    emb, space: str = "X", *, n_random: int = 10000, seed: int = 0, drug_key=None, cell_key=None
+) -> float:
     """How close the same drug's profiles from different cell lines are, relative to different drugs.
 
     Mean Euclidean distance between points of the same drug in different cell lines, divided by the mean distance
@@ -291,9 +298,21 @@ def diagonal_summary(corr: pd.DataFrame) -> dict:
 
 # ----------------------------------------------------------------------------------------------- gene importance
 @torch.no_grad()
-def gene_importance(model, adata, *, target, source, n_subsets: int = 100, subset_size: int = 100, top: int = 10,
-                    drugs=None, compare_with: str = "auto", seed: int = 0, layer=None,
-                    batch_rows: int = 8192) -> pd.DataFrame:
+def gene_importance(
+    model,
+    adata,
+    *,
+    target,
+    source,
+    n_subsets: int = 100,
+    subset_size: int = 100,
+    top: int = 10,
+    drugs=None,
+    compare_with: str = "auto",
+    seed: int = 0,
+    layer=None,
+    batch_rows: int = 8192,
+) -> pd.DataFrame:
     """Input genes that a decoder relies on, by random gene subsets (the paper's method).
 
     For each drug's profile in ``source``: draw ``n_subsets`` random subsets of ``subset_size`` genes, keep only
@@ -349,8 +368,10 @@ def gene_importance(model, adata, *, target, source, n_subsets: int = 100, subse
     measured = np.zeros(len(d_pos), dtype=bool) if t is None else profiles.present[d_pos, t]
     if compare_with == "measured":
         if not measured.any():
-            raise EmptyGroupError(f"no selected drug is measured in both {source} and {target}; use "
-                                  f"compare_with='prediction' to score against the full-input prediction.")
+            raise EmptyGroupError(
+                f"no selected drug is measured in both {source} and {target}; use "
+                f"compare_with='prediction' to score against the full-input prediction."
+            )
         d_pos, measured = d_pos[measured], measured[measured]
     elif compare_with == "prediction":
         measured[:] = False
@@ -376,7 +397,7 @@ def gene_importance(model, adata, *, target, source, n_subsets: int = 100, subse
     for start in range(0, len(d_pos), per_chunk):
         stop = min(start + per_chunk, len(d_pos))
         keys = rng.random((stop - start, n_subsets, n_genes))
-        cutoff = np.partition(keys, size - 1, axis=2)[:, :, size - 1:size]
+        cutoff = np.partition(keys, size - 1, axis=2)[:, :, size - 1 : size]
         masks = keys <= cutoff  # exactly `size` genes per subset
         inputs = (masks * x[start:stop, None, :]).astype(np.float32).reshape(-1, n_genes)
         out, _ = module(torch.from_numpy(inputs).to(device), cell)
@@ -385,14 +406,22 @@ def gene_importance(model, adata, *, target, source, n_subsets: int = 100, subse
         best = np.argsort(-pcc, axis=1, kind="stable")[:, :top]
         counts += masks[np.arange(stop - start)[:, None], best].sum(axis=(0, 1))
 
-    result = pd.DataFrame({"gene": model.var_names.astype(str), "count": counts,
-                           "frequency": counts / (len(d_pos) * top)})
+    result = pd.DataFrame(
+        {"gene": model.var_names.astype(str), "count": counts, "frequency": counts / (len(d_pos) * top)}
+    )
     result = result.sort_values(["count", "gene"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    result.attrs.update({
-        "target": str(target), "source": str(source), "n_profiles": int(len(d_pos)),
-        "n_compared_with_measured": int(measured.sum()), "n_subsets": int(n_subsets), "subset_size": size,
-        "top": top, "expected_frequency": size / n_genes,
-    })
+    result.attrs.update(
+        {
+            "target": str(target),
+            "source": str(source),
+            "n_profiles": int(len(d_pos)),
+            "n_compared_with_measured": int(measured.sum()),
+            "n_subsets": int(n_subsets),
+            "subset_size": size,
+            "top": top,
+            "expected_frequency": size / n_genes,
+        }
+    )
     return result
 
 
@@ -439,21 +468,41 @@ class TFTargets:
 
     def summary(self) -> dict:
         """The numbers, as a flat dict."""
-        return {"tf_gene": self.tf_gene, "target_cell_line": self.target_cell_line, "n_top": self.n_top,
-                "n_genes": self.n_genes, "n_reference": len(self.reference), "n_overlap": len(self.overlap),
-                "fold_enrichment": self.fold_enrichment, "p_value": self.p_value, "output_value": self.output_value}
+        return {
+            "tf_gene": self.tf_gene,
+            "target_cell_line": self.target_cell_line,
+            "n_top": self.n_top,
+            "n_genes": self.n_genes,
+            "n_reference": len(self.reference),
+            "n_overlap": len(self.overlap),
+            "fold_enrichment": self.fold_enrichment,
+            "p_value": self.p_value,
+            "output_value": self.output_value,
+        }
 
     def __repr__(self) -> str:
         head = ", ".join(self.targets["gene"].head(5))
         text = f"TFTargets({self.tf_gene} in {self.target_cell_line}: top {self.n_top} = {head}, …"
         if self.reference:
-            text += (f"; {len(self.overlap)}/{self.n_top} in the reference of {len(self.reference)}, fold enrichment "
-                     f"{self.fold_enrichment:.2f}, p = {self.p_value:.2g}")
+            text += (
+                f"; {len(self.overlap)}/{self.n_top} in the reference of {len(self.reference)}, fold enrichment "
+                f"{self.fold_enrichment:.2f}, p = {self.p_value:.2g}"
+            )
         return text + ")"
 
 
-def tf_targets(model, *, tf_gene, target_cell_line, n_top: int = 50, steps: int = 200, lr: float = 0.1,
-               n_starts: int = 8, seed: int = 0, reference_targets=None) -> TFTargets:
+def tf_targets(
+    model,
+    *,
+    tf_gene,
+    target_cell_line,
+    n_top: int = 50,
+    steps: int = 200,
+    lr: float = 0.1,
+    n_starts: int = 8,
+    seed: int = 0,
+    reference_targets=None,
+) -> TFTargets:
     """Predict a transcription factor's targets by gradient ascent on the input (the paper's method).
 
     Starting from random inputs (scaled units, uniform in [-0.5, 0.5]), the input is changed step by step to raise
@@ -496,30 +545,48 @@ def tf_targets(model, *, tf_gene, target_cell_line, n_top: int = 50, steps: int 
     cell = model.cell_index(target_cell_line)
     tf_gene = str(tf_gene)
     if tf_gene not in model.var_names:
-        raise UnknownCategoryError(f"gene {tf_gene!r} is not one of the model's {model.n_vars} genes, e.g. "
-                                   f"{_known(model.var_names)}.")
+        raise UnknownCategoryError(
+            f"gene {tf_gene!r} is not one of the model's {model.n_vars} genes, e.g. {_known(model.var_names)}."
+        )
     if steps < 1 or n_starts < 1 or n_top < 1 or lr <= 0:
         raise PerturbkitInputError("steps, n_starts, n_top and lr must be positive.")
     tf = int(model.var_names.get_loc(tf_gene))
     module, device = model.module, model.device
     module.eval()
-    x, value = _maximise_output(module, cell, tf, n_vars=model.n_vars, steps=int(steps), lr=float(lr),
-                                n_starts=int(n_starts), seed=int(seed), device=device)
-    optimised = pd.Series(x.mean(axis=0).astype(np.float64), index=model.var_names.astype(str),
-                          name=f"input maximising {tf_gene}")
+    x, value = _maximise_output(
+        module,
+        cell,
+        tf,
+        n_vars=model.n_vars,
+        steps=int(steps),
+        lr=float(lr),
+        n_starts=int(n_starts),
+        seed=int(seed),
+        device=device,
+    )
+    optimised = pd.Series(
+        x.mean(axis=0).astype(np.float64), index=model.var_names.astype(str), name=f"input maximising {tf_gene}"
+    )
     candidates = optimised.drop(tf_gene)
     n_top = min(int(n_top), len(candidates))
     ranked = candidates.sort_values(ascending=False, kind="stable").head(n_top)
     targets = pd.DataFrame({"gene": ranked.index.to_numpy(), "value": ranked.to_numpy()})
-    result = TFTargets(tf_gene=tf_gene, target_cell_line=str(target_cell_line), targets=targets, input=optimised,
-                       output_value=value, n_genes=len(candidates))
+    result = TFTargets(
+        tf_gene=tf_gene,
+        target_cell_line=str(target_cell_line),
+        targets=targets,
+        input=optimised,
+        output_value=value,
+        n_genes=len(candidates),
+    )
     if reference_targets is not None:
         wanted = pd.Index([str(g) for g in np.atleast_1d(reference_targets)]).unique()
         reference = [g for g in wanted if g in candidates.index]
         if not reference:
             raise PerturbkitInputError(
                 f"none of the {len(wanted)} reference targets (e.g. {list(wanted[:5])}) is among the model's genes "
-                f"(other than {tf_gene}); map the gene identifiers to the model's naming first.")
+                f"(other than {tf_gene}); map the gene identifiers to the model's naming first."
+            )
         in_reference = set(reference)
         overlap = [g for g in targets["gene"] if g in in_reference]
         rate = len(reference) / result.n_genes
@@ -529,8 +596,9 @@ def tf_targets(model, *, tf_gene, target_cell_line, n_top: int = 50, steps: int 
     return result
 
 
-def _maximise_output(module, cell: int, gene: int, *, n_vars: int, steps: int, lr: float, n_starts: int, seed: int,
-                     device) -> tuple[np.ndarray, float]:
+def _maximise_output(
+    module, cell: int, gene: int, *, n_vars: int, steps: int, lr: float, n_starts: int, seed: int, device
+) -> tuple[np.ndarray, float]:
     """Normalised gradient ascent of one output gene's pre-tanh value over inputs ``tanh(p)``.
 
     Returns the optimised inputs (starts × genes) and the gene's mean output for them.

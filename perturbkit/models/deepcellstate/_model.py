@@ -12,7 +12,7 @@ import torch
 
 from ..._schema import OBS_KEYS, PerturbkitInputError, UnknownCategoryError
 from ..._settings import settings
-from ...train import BaseModel, EarlyStopping, History, Objective, fit, split_indices
+from ...train import BaseModel, EarlyStopping, Objective, fit, split_indices
 from .._profiles import CellDrugProfiles, model_profiles
 from ._module import DeepCellStateNetwork, deepcellstate_loss
 
@@ -69,18 +69,41 @@ class DeepCellState(BaseModel):
         as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    data_defaults = {"cell_key": OBS_KEYS.cell_key, "drug_key": OBS_KEYS.drug_key,
-                     "control_key": OBS_KEYS.control_key, "moa_key": OBS_KEYS.moa_key, "average": True}
+    data_defaults = {
+        "cell_key": OBS_KEYS.cell_key,
+        "drug_key": OBS_KEYS.drug_key,
+        "control_key": OBS_KEYS.control_key,
+        "moa_key": OBS_KEYS.moa_key,
+        "average": True,
+    }
 
-    def __init__(self, var_names, *, cell_lines, latent_dim: int = DEFAULTS.latent_dim, hidden=DEFAULTS.hidden,
-                 input_dropout: float = DEFAULTS.input_dropout, l1: float = DEFAULTS.l1, skip: bool = DEFAULTS.skip,
-                 decoder_dropout: float = DEFAULTS.decoder_dropout, **kwargs):
+    def __init__(
+        self,
+        var_names,
+        *,
+        cell_lines,
+        latent_dim: int = DEFAULTS.latent_dim,
+        hidden=DEFAULTS.hidden,
+        input_dropout: float = DEFAULTS.input_dropout,
+        l1: float = DEFAULTS.l1,
+        skip: bool = DEFAULTS.skip,
+        decoder_dropout: float = DEFAULTS.decoder_dropout,
+        **kwargs,
+    ):
         cell_lines = [str(c) for c in cell_lines]
         if len(cell_lines) < 1 or len(set(cell_lines)) != len(cell_lines):
             raise PerturbkitInputError(f"cell_lines must be distinct and non-empty, got {cell_lines}.")
-        super().__init__(var_names, cell_lines=cell_lines, latent_dim=int(latent_dim), hidden=tuple(hidden),
-                         input_dropout=float(input_dropout), l1=float(l1), skip=bool(skip),
-                         decoder_dropout=float(decoder_dropout), **kwargs)
+        super().__init__(
+            var_names,
+            cell_lines=cell_lines,
+            latent_dim=int(latent_dim),
+            hidden=tuple(hidden),
+            input_dropout=float(input_dropout),
+            l1=float(l1),
+            skip=bool(skip),
+            decoder_dropout=float(decoder_dropout),
+            **kwargs,
+        )
 
     @classmethod
     def from_adata(
@@ -109,18 +132,40 @@ class DeepCellState(BaseModel):
         ``cell_lines`` restricts and orders the cell lines (default: every cell line with treated profiles).
         See :func:`perturbkit.tl.train_deepcellstate` for the other parameters.
         """
-        data_keys = {"cell_key": cell_key, "drug_key": drug_key, "control_key": control_key, "moa_key": moa_key,
-                     "average": average}
+        data_keys = {
+            "cell_key": cell_key,
+            "drug_key": drug_key,
+            "control_key": control_key,
+            "moa_key": moa_key,
+            "average": average,
+        }
         profiles = CellDrugProfiles.from_adata(adata, cell_lines=cell_lines, layer=layer, **data_keys)
-        return cls(profiles.var_names, cell_lines=profiles.cell_lines, latent_dim=latent_dim, hidden=hidden,
-                   input_dropout=input_dropout, l1=l1, skip=skip, decoder_dropout=decoder_dropout,
-                   data_keys=data_keys, layer=layer, device=device, seed=seed)
+        return cls(
+            profiles.var_names,
+            cell_lines=profiles.cell_lines,
+            latent_dim=latent_dim,
+            hidden=hidden,
+            input_dropout=input_dropout,
+            l1=l1,
+            skip=skip,
+            decoder_dropout=decoder_dropout,
+            data_keys=data_keys,
+            layer=layer,
+            device=device,
+            seed=seed,
+        )
 
     def _build_module(self):
         h = self.hparams
-        return DeepCellStateNetwork(self.n_vars, len(h["cell_lines"]), latent_dim=h["latent_dim"], hidden=h["hidden"],
-                                    input_dropout=h["input_dropout"], decoder_dropout=h["decoder_dropout"],
-                                    skip=h["skip"])
+        return DeepCellStateNetwork(
+            self.n_vars,
+            len(h["cell_lines"]),
+            latent_dim=h["latent_dim"],
+            hidden=h["hidden"],
+            input_dropout=h["input_dropout"],
+            decoder_dropout=h["decoder_dropout"],
+            skip=h["skip"],
+        )
 
     @property
     def cell_lines(self) -> list[str]:
@@ -158,13 +203,26 @@ class DeepCellState(BaseModel):
                 errors.append(float(torch.mean((out - torch.from_numpy(y).to(self.device)) ** 2)))
         return float(np.mean(errors)) if errors else float("nan")
 
-    def train(self, adata, *, validation_fraction: float = DEFAULTS.validation_fraction, lr: float = DEFAULTS.lr,
-              decoder_lr: float = DEFAULTS.decoder_lr, batch_size: int = DEFAULTS.batch_size,
-              max_epochs: int = DEFAULTS.max_epochs, patience: int = DEFAULTS.patience,
-              epochs_per_round: int = DEFAULTS.epochs_per_round, max_rounds: int = DEFAULTS.max_rounds,
-              decoder_epochs: int | None = None, pretrain: bool = True, seed: int | None = 0,
-              fit_scaler: bool = True, checkpoint_dir=None, checkpoint_every: int = 10,
-              resume=None) -> DeepCellState:
+    def train(
+        self,
+        adata,
+        *,
+        validation_fraction: float = DEFAULTS.validation_fraction,
+        lr: float = DEFAULTS.lr,
+        decoder_lr: float = DEFAULTS.decoder_lr,
+        batch_size: int = DEFAULTS.batch_size,
+        max_epochs: int = DEFAULTS.max_epochs,
+        patience: int = DEFAULTS.patience,
+        epochs_per_round: int = DEFAULTS.epochs_per_round,
+        max_rounds: int = DEFAULTS.max_rounds,
+        decoder_epochs: int | None = None,
+        pretrain: bool = True,
+        seed: int | None = 0,
+        fit_scaler: bool = True,
+        checkpoint_dir=None,
+        checkpoint_every: int = 10,
+        resume=None,
+    ) -> DeepCellState:
         """Staged training on ``adata``'s treated profiles, read with the model's obs keys and layer.
 
         ``adata`` may also be the per-(drug, cell line) :class:`~perturbkit.models._profiles.CellDrugProfiles`
@@ -190,25 +248,55 @@ class DeepCellState(BaseModel):
             present = set(adata.obs[cell_key].astype(str)) if cell_key in adata.obs else set()
             adata = self.profiles_from(adata, cell_lines=[c for c in self.cell_lines if c in present] or None)
         profiles = adata
-        with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                                resume=resume) as run:
-            self._train_stages(profiles, run, validation_fraction=validation_fraction, lr=lr, decoder_lr=decoder_lr,
-                               batch_size=batch_size, max_epochs=max_epochs, patience=patience,
-                               epochs_per_round=epochs_per_round, max_rounds=max_rounds,
-                               decoder_epochs=decoder_epochs, pretrain=pretrain, seed=seed, fit_scaler=fit_scaler)
+        with self._training_run(
+            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
+        ) as run:
+            self._train_stages(
+                profiles,
+                run,
+                validation_fraction=validation_fraction,
+                lr=lr,
+                decoder_lr=decoder_lr,
+                batch_size=batch_size,
+                max_epochs=max_epochs,
+                patience=patience,
+                epochs_per_round=epochs_per_round,
+                max_rounds=max_rounds,
+                decoder_epochs=decoder_epochs,
+                pretrain=pretrain,
+                seed=seed,
+                fit_scaler=fit_scaler,
+            )
         self.module.eval()
         return self
 
-    def _train_stages(self, profiles, run, *, validation_fraction, lr, decoder_lr, batch_size, max_epochs, patience,
-                      epochs_per_round, max_rounds, decoder_epochs, pretrain, seed, fit_scaler) -> None:
+    def _train_stages(
+        self,
+        profiles,
+        run,
+        *,
+        validation_fraction,
+        lr,
+        decoder_lr,
+        batch_size,
+        max_epochs,
+        patience,
+        epochs_per_round,
+        max_rounds,
+        decoder_epochs,
+        pretrain,
+        seed,
+        fit_scaler,
+    ) -> None:
         rng = np.random.default_rng(seed)
         if fit_scaler or self.scaler is None:
             from ...pp import Scaler
 
             self.scaler = Scaler("maxabs", per_feature=False).fit(profiles.values[profiles.present])
         scaled = self._scaled(profiles)
-        train_pos, val_pos = split_indices(len(scaled.drugs), validation_fraction=validation_fraction,
-                                           seed=0 if seed is None else seed)
+        train_pos, val_pos = split_indices(
+            len(scaled.drugs), validation_fraction=validation_fraction, seed=0 if seed is None else seed
+        )
         train, val = scaled.subset(drugs=train_pos), scaled.subset(drugs=val_pos)
         decoders = self._decoder_positions(scaled)
         has_val = len(val_pos) > 0
@@ -218,16 +306,34 @@ class DeepCellState(BaseModel):
         if pretrain and not run.passed("pretrain"):
             x = train.values[train.present]
             xv = val.values[val.present]
-            fit(net, Objective(self._loss(None), [*net.encoder.parameters(), *net.pretrain_decoder.parameters()],
-                               lr=lr), (x, x), validation=(xv, xv) if has_val else None, max_epochs=max_epochs,
-                patience=patience, stage="pretrain", checkpoint=run, **common)
+            fit(
+                net,
+                Objective(self._loss(None), [*net.encoder.parameters(), *net.pretrain_decoder.parameters()], lr=lr),
+                (x, x),
+                validation=(xv, xv) if has_val else None,
+                max_epochs=max_epochs,
+                patience=patience,
+                stage="pretrain",
+                checkpoint=run,
+                **common,
+            )
             net.copy_pretrained_decoder(decoders)
             run.stage_done("pretrain")
 
         train_pairs = [train.pairs(t) for t in range(len(decoders))]
         if not run.passed("rounds"):
-            self._train_rounds(run, train_pairs, val if has_val else train, decoders, rng, lr=lr, patience=patience,
-                               epochs_per_round=epochs_per_round, max_rounds=max_rounds, common=common)
+            self._train_rounds(
+                run,
+                train_pairs,
+                val if has_val else train,
+                decoders,
+                rng,
+                lr=lr,
+                patience=patience,
+                epochs_per_round=epochs_per_round,
+                max_rounds=max_rounds,
+                common=common,
+            )
             run.stage_done("rounds")
 
         decoder_epochs = max_epochs if decoder_epochs is None else decoder_epochs
@@ -237,13 +343,22 @@ class DeepCellState(BaseModel):
             if len(x) == 0 or decoder_epochs == 0 or run.passed(stage):
                 continue
             xv, yv, _ = val.pairs(t)
-            fit(net, Objective(self._loss(cell), net.decoders[cell].parameters(), lr=decoder_lr), (x, y),
-                validation=(xv, yv) if len(xv) else None, max_epochs=decoder_epochs, patience=patience,
-                stage=stage, checkpoint=run, **common)
+            fit(
+                net,
+                Objective(self._loss(cell), net.decoders[cell].parameters(), lr=decoder_lr),
+                (x, y),
+                validation=(xv, yv) if len(xv) else None,
+                max_epochs=decoder_epochs,
+                patience=patience,
+                stage=stage,
+                checkpoint=run,
+                **common,
+            )
             run.stage_done(stage)
 
-    def _train_rounds(self, run, train_pairs, monitored, decoders, rng, *, lr, patience, epochs_per_round, max_rounds,
-                      common) -> None:
+    def _train_rounds(
+        self, run, train_pairs, monitored, decoders, rng, *, lr, patience, epochs_per_round, max_rounds, common
+    ) -> None:
         """Stage 2: rounds over the cell lines in shuffled order, early-stopped on the validation error."""
         net = self.module
         stopper = EarlyStopping(net, patience=patience)
@@ -257,8 +372,9 @@ class DeepCellState(BaseModel):
             first_round = int(saved["round"]) + 1
         from tqdm.auto import tqdm
 
-        rounds = tqdm(range(first_round, max_rounds), desc="cell-line rounds", disable=not settings.progress_bar,
-                      leave=False)
+        rounds = tqdm(
+            range(first_round, max_rounds), desc="cell-line rounds", disable=not settings.progress_bar, leave=False
+        )
         try:
             for round_ in rounds:
                 for t in rng.permutation(len(decoders)):
@@ -267,21 +383,43 @@ class DeepCellState(BaseModel):
                         continue
                     cell = decoders[t]
                     params = [*net.encoder.parameters(), *net.decoders[cell].parameters()]
-                    fit(net, Objective(self._loss(cell), params, lr=lr), (x, y), max_epochs=epochs_per_round,
-                        patience=None, stage=f"round {round_}: {self.cell_lines[cell]}", **common)
+                    fit(
+                        net,
+                        Objective(self._loss(cell), params, lr=lr),
+                        (x, y),
+                        max_epochs=epochs_per_round,
+                        patience=None,
+                        stage=f"round {round_}: {self.cell_lines[cell]}",
+                        **common,
+                    )
                 value = self._validation_mse(monitored, decoders)
                 self.history.append({"stage": "rounds", "epoch": round_, "validation_loss": value})
                 stop = stopper.step(value, round_)
-                run.epoch_done("rounds", round_, lambda: {"round": round_, "stopper": stopper.state_dict(),
-                                                          "permutations": rng.bit_generator.state})
+                run.epoch_done(
+                    "rounds",
+                    round_,
+                    lambda round_=round_: {
+                        "round": round_,
+                        "stopper": stopper.state_dict(),
+                        "permutations": rng.bit_generator.state,
+                    },
+                )
                 if stop:
                     break
         finally:  # also on Ctrl-C: keep the best rounds' weights
             rounds.close()
             stopper.restore_best()
 
-    def fine_tune(self, adata, *, lr: float = 1e-5, max_rounds: int = 20, validation_fraction: float = 0.1,
-                  seed: int | None = 0, **train_kwargs) -> DeepCellState:
+    def fine_tune(
+        self,
+        adata,
+        *,
+        lr: float = 1e-5,
+        max_rounds: int = 20,
+        validation_fraction: float = 0.1,
+        seed: int | None = 0,
+        **train_kwargs,
+    ) -> DeepCellState:
         """Transfer learning on a small external set: continue staged training (without pretraining).
 
         Cell lines in ``adata`` that the model does not know get a new decoder initialised from the pretrained one.
@@ -294,10 +432,21 @@ class DeepCellState(BaseModel):
                 self.hparams["cell_lines"] = [*self.cell_lines, cell]
         outside = np.abs(self.scaler.transform(profiles.values[profiles.present])).max()
         if outside > 1.5:
-            warnings.warn(f"the fine-tuning data reaches {outside:.2f} on the model's [-1, 1] scale; the tanh output "
-                          f"cannot follow values beyond ±1.", stacklevel=2)
-        return self.train(profiles, lr=lr, max_rounds=max_rounds, validation_fraction=validation_fraction,
-                          pretrain=False, fit_scaler=False, seed=seed, **train_kwargs)
+            warnings.warn(
+                f"the fine-tuning data reaches {outside:.2f} on the model's [-1, 1] scale; the tanh output "
+                f"cannot follow values beyond ±1.",
+                stacklevel=2,
+            )
+        return self.train(
+            profiles,
+            lr=lr,
+            max_rounds=max_rounds,
+            validation_fraction=validation_fraction,
+            pretrain=False,
+            fit_scaler=False,
+            seed=seed,
+            **train_kwargs,
+        )
 
     # ---------------------------------------------------------------------------------------------- prediction
     def profiles_from(self, adata, *, layer=None, cell_lines=None) -> CellDrugProfiles:
@@ -326,8 +475,11 @@ class DeepCellState(BaseModel):
         """
         cell = self.cell_index(self.cell_lines[0] if decoder is None else decoder)
         Z = self.latent_codes(Z, latent_dim=self.hparams["latent_dim"])
-        skip = (np.zeros((len(Z), self.n_vars), dtype=np.float32) if inputs is None
-                else self.scale_rows(np.broadcast_to(np.asarray(inputs, dtype=np.float32), (len(Z), self.n_vars))))
+        skip = (
+            np.zeros((len(Z), self.n_vars), dtype=np.float32)
+            if inputs is None
+            else self.scale_rows(np.broadcast_to(np.asarray(inputs, dtype=np.float32), (len(Z), self.n_vars)))
+        )
         out = self.run_in_chunks(lambda s, z: self.module.decode(s, z, cell), skip, Z)
         return self.unscale_rows(out)
 
@@ -346,8 +498,10 @@ class DeepCellState(BaseModel):
             sources = [c for c in profiles.cell_lines if c != str(target)]
         sources = [str(s) for s in np.atleast_1d(sources)]
         if not sources:
-            raise PerturbkitInputError(f"no source cell line: the data only has {list(profiles.cell_lines)}; pass "
-                                       f"sources= or data from another cell line.")
+            raise PerturbkitInputError(
+                f"no source cell line: the data only has {list(profiles.cell_lines)}; pass "
+                f"sources= or data from another cell line."
+            )
         positions = [profiles.cell_index(s) for s in sources]
         present = profiles.present[:, positions]
         rows = np.flatnonzero(present.any(axis=1))
@@ -359,15 +513,19 @@ class DeepCellState(BaseModel):
             if have.any():
                 total[have] += self.predict_array(profiles.values[rows[have], s], target=target)
         n_sources = present[rows].sum(axis=1)
-        obs = pd.DataFrame({
-            self.hparams["data_keys"]["drug_key"]: profiles.drugs[rows].to_numpy(),
-            "target": str(target),
-            "sources": [",".join(np.array(sources)[present[r]]) for r in rows],
-            "n_sources": n_sources,
-        }, index=profiles.drugs[rows].astype(str))
+        obs = pd.DataFrame(
+            {
+                self.hparams["data_keys"]["drug_key"]: profiles.drugs[rows].to_numpy(),
+                "target": str(target),
+                "sources": [",".join(np.array(sources)[present[r]]) for r in rows],
+                "n_sources": n_sources,
+            },
+            index=profiles.drugs[rows].astype(str),
+        )
         if profiles.moa is not None:
             obs[self.hparams["data_keys"]["moa_key"]] = profiles.moa.iloc[rows].to_numpy()
-        out = ad.AnnData((total / n_sources[:, None]).astype(np.float32), obs=obs,
-                         var=pd.DataFrame(index=self.var_names))
+        out = ad.AnnData(
+            (total / n_sources[:, None]).astype(np.float32), obs=obs, var=pd.DataFrame(index=self.var_names)
+        )
         out.uns["deepcellstate_prediction"] = {"target": str(target), "sources": sources}
         return out

@@ -47,7 +47,10 @@ class DeepCellStateNetwork(nn.Module):
         super().__init__()
         self.input_dropout = nn.Dropout(input_dropout)
         self.encoder = mlp([n_features, *hidden, latent_dim], output_activation="leaky_relu", last_bias=False)
-        make = lambda: Decoder(n_features, latent_dim, tuple(reversed(hidden)), skip=skip, dropout=decoder_dropout)
+
+        def make():
+            return Decoder(n_features, latent_dim, tuple(reversed(hidden)), skip=skip, dropout=decoder_dropout)
+
         self.pretrain_decoder = make()
         self.decoders = nn.ModuleList(make() for _ in range(n_cell_lines))
         self._make_decoder = make
@@ -62,7 +65,10 @@ class DeepCellStateNetwork(nn.Module):
         return decoder(z, dropped)
 
     def forward(self, x: torch.Tensor, cell: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predict the profile in cell line ``cell`` (``None``: the pretraining autoencoder); returns (output, latent)."""
+        """Predict the profile in cell line ``cell`` (``None``: the pretraining autoencoder).
+
+        Returns (output, latent).
+        """
         dropped, z = self.encode(x)
         return self.decode(dropped, z, cell), z
 
@@ -80,11 +86,14 @@ class DeepCellStateNetwork(nn.Module):
         return len(self.decoders) - 1
 
 
-def deepcellstate_loss(module: DeepCellStateNetwork, x: torch.Tensor, y: torch.Tensor, *, cell: int | None,
-                       l1: float) -> dict[str, torch.Tensor]:
-    """The loss of one batch: MSE of predicting ``y`` in cell line ``cell`` from ``x`` (``None``: the pretraining
-    autoencoder), plus ``l1`` × the L1 activity of the latent code (Keras semantics: mean over the batch of the
-    summed absolute activations)."""
+def deepcellstate_loss(
+    module: DeepCellStateNetwork, x: torch.Tensor, y: torch.Tensor, *, cell: int | None, l1: float
+) -> dict[str, torch.Tensor]:
+    """The loss of one batch: MSE of predicting ``y`` in cell line ``cell`` from ``x``, plus an L1 activity term.
+
+    ``cell=None`` is the pretraining autoencoder. The added term is ``l1`` × the L1 activity of the latent code
+    (Keras semantics: mean over the batch of the summed absolute activations).
+    """
     out, z = module(x, cell)
     mse = torch.mean((out - y) ** 2)
     penalty = l1 * z.abs().sum(dim=1).mean() if l1 else torch.zeros((), device=x.device)

@@ -23,7 +23,19 @@ from ._analysis import (
 )
 
 __all__ += [
-    "feature_groups", "feature_reconstruction", "hausdorff", "latent_correlation", "latent_traversal",
-    "pca_loadings_by_group", "reconstruction_metrics", "reconstruction_summary", "select_beta", "shuffle_columns",
-    "shuffled_control", "simulate", "traversal_contributions", "tune_vae", "wasserstein_rows",
+    "feature_groups",
+    "feature_reconstruction",
+    "hausdorff",
+    "latent_correlation",
+    "latent_traversal",
+    "pca_loadings_by_group",
+    "reconstruction_metrics",
+    "reconstruction_summary",
+    "select_beta",
+    "shuffle_columns",
+    "shuffled_control",
+    "simulate",
+    "traversal_contributions",
+    "tune_vae",
+    "wasserstein_rows",
 ]

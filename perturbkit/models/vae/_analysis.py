@@ -20,7 +20,8 @@ def feature_groups(groupby, *, var: pd.DataFrame, var_names) -> pd.Series:
             raise PerturbkitInputError(
                 f"groupby={groupby!r} is not a feature (var) column; known columns: {list(var.columns)}. Pass a "
                 f"column of the training data's var (e.g. 'group' from pk.io.parse_cellprofiler_features) or the "
-                f"labels themselves.")
+                f"labels themselves."
+            )
         labels = var[groupby].reindex(var_names)
     elif isinstance(groupby, pd.Series) and not isinstance(groupby.index, pd.RangeIndex):
         labels = groupby.copy()
@@ -29,8 +30,9 @@ def feature_groups(groupby, *, var: pd.DataFrame, var_names) -> pd.Series:
     else:
         values = np.asarray(groupby)
         if values.ndim != 1 or len(values) != len(var_names):
-            raise PerturbkitInputError(f"groupby labels must have one entry per feature ({len(var_names)}), "
-                                       f"got shape {values.shape}.")
+            raise PerturbkitInputError(
+                f"groupby labels must have one entry per feature ({len(var_names)}), got shape {values.shape}."
+            )
         labels = pd.Series(values, index=var_names)
     if labels.isna().any():
         missing = labels.index[labels.isna()][:5].tolist()
@@ -68,8 +70,7 @@ def latent_traversal(model: VAE, *, feature: int, values=(-3, 3), fixed: float =
     values = np.atleast_1d(np.asarray(values, dtype=np.float32))
     Z = np.full((len(values), model.latent_dim), fixed, dtype=np.float32)
     Z[:, k] = values
-    obs = pd.DataFrame({"value": values.astype(float), "feature": k},
-                       index=[f"latent{k}={v:g}" for v in values])
+    obs = pd.DataFrame({"value": values.astype(float), "feature": k}, index=[f"latent{k}={v:g}" for v in values])
     out = ad.AnnData(model.inverse_transform(Z), obs=obs, var=model.var_table.copy())
     out.obsm["X_vae"] = Z
     return out
@@ -94,8 +95,9 @@ def traversal_contributions(model: VAE, *, groupby, values=(-3, 3), fixed: float
     lo, hi = _low_high(values)
     eye = np.eye(model.latent_dim, dtype=np.float32)
     base = np.full_like(eye, fixed)
-    diff = np.abs(model.inverse_transform(np.where(eye > 0, hi, base))
-                  - model.inverse_transform(np.where(eye > 0, lo, base)))
+    diff = np.abs(
+        model.inverse_transform(np.where(eye > 0, hi, base)) - model.inverse_transform(np.where(eye > 0, lo, base))
+    )
     out = _mean_by_group(diff, labels)
     out.index = pd.RangeIndex(model.latent_dim, name="latent_feature")
     out.columns.name = "group"
@@ -131,8 +133,10 @@ def pca_loadings_by_group(adata, *, groupby, n_components: int = 10, layer=None,
 
 
 def simulate(model: VAE, n: int, *, seed: int = 0):
-    """``n`` profiles decoded from prior draws z ~ N(0, I): AnnData (obs ``source`` = "simulated",
-    ``obsm['X_vae']`` = the draws, var = the model's features)."""
+    """``n`` profiles decoded from prior draws z ~ N(0, I).
+
+    An AnnData: obs ``source`` = "simulated", ``obsm['X_vae']`` = the draws, var = the model's features.
+    """
     import anndata as ad
 
     Z = model.sample_latent(n, seed=seed)
@@ -157,8 +161,9 @@ def _matrix(adata, layer):
     return X
 
 
-def select_beta(adata, *, betas=(0.01, 0.1, 0.3, 1.0, 3.0, 10.0), kind: str = "beta", seed: int = 0, layer=None,
-                **train_options) -> pd.DataFrame:
+def select_beta(
+    adata, *, betas=(0.01, 0.1, 0.3, 1.0, 3.0, 10.0), kind: str = "beta", seed: int = 0, layer=None, **train_options
+) -> pd.DataFrame:
     """Train one VAE per β and score the simulated data against the training data by Hausdorff distance.
 
     For each β a VAE is trained on ``adata`` (``**train_options`` as in :func:`perturbkit.tl.train_vae`), as many
@@ -182,9 +187,16 @@ def select_beta(adata, *, betas=(0.01, 0.1, 0.3, 1.0, 3.0, 10.0), kind: str = "b
         h, ab, ba = hausdorff(X, simulated)
         history = model.history_frame
         monitor = "validation_loss" if "validation_loss" in history else "train_loss"
-        rows.append({"beta": beta, "hausdorff": h, "hausdorff_data_to_simulated": ab,
-                     "hausdorff_simulated_to_data": ba, "best_validation_loss": float(history[monitor].min()),
-                     "n_epochs": len(history)})
+        rows.append(
+            {
+                "beta": beta,
+                "hausdorff": h,
+                "hausdorff_data_to_simulated": ab,
+                "hausdorff_simulated_to_data": ba,
+                "best_validation_loss": float(history[monitor].min()),
+                "n_epochs": len(history),
+            }
+        )
     out = pd.DataFrame(rows)
     out.attrs["best_beta"] = float(out.loc[out["hausdorff"].idxmin(), "beta"])
     return out
@@ -193,9 +205,21 @@ def select_beta(adata, *, betas=(0.01, 0.1, 0.3, 1.0, 3.0, 10.0), kind: str = "b
 # ------------------------------------------------------------------------------------------------------- tuning
 
 
-def tune_vae(adata, *, n_trials: int = 20, kind: str = "vanilla", seed: int = 0, timeout: float | None = None,
-             lr=(1e-4, 1e-2), batch_sizes=(32, 64, 128, 256, 512), latent_dims=(5, 150), batch_norm=(True, False),
-             validation_fraction: float = 0.1, layer=None, **train_options) -> pd.DataFrame:
+def tune_vae(
+    adata,
+    *,
+    n_trials: int = 20,
+    kind: str = "vanilla",
+    seed: int = 0,
+    timeout: float | None = None,
+    lr=(1e-4, 1e-2),
+    batch_sizes=(32, 64, 128, 256, 512),
+    latent_dims=(5, 150),
+    batch_norm=(True, False),
+    validation_fraction: float = 0.1,
+    layer=None,
+    **train_options,
+) -> pd.DataFrame:
     """Bayesian hyperparameter search (Optuna TPE, seeded) over learning rate, batch size, latent size, batch norm.
 
     Each trial trains a VAE (``**train_options`` as in :func:`perturbkit.tl.train_vae`, e.g. ``beta``, ``lam``,
@@ -238,8 +262,9 @@ def tune_vae(adata, *, n_trials: int = 20, kind: str = "vanilla", seed: int = 0,
             "latent_dim": trial.suggest_int("latent_dim", int(latent_dims[0]), int(latent_dims[1])),
             "batch_norm": trial.suggest_categorical("batch_norm", [bool(b) for b in batch_norm]),
         }
-        model = VAE.build_and_train(adata, kind=kind, seed=seed, layer=layer, validation_fraction=validation_fraction,
-                                    **params, **train_options)
+        model = VAE.build_and_train(
+            adata, kind=kind, seed=seed, layer=layer, validation_fraction=validation_fraction, **params, **train_options
+        )
         history = model.history_frame
         epochs[trial.number] = len(history)
         return float(history["validation_loss"].min())
@@ -249,8 +274,10 @@ def tune_vae(adata, *, n_trials: int = 20, kind: str = "vanilla", seed: int = 0,
         study.optimize(objective, n_trials=int(n_trials), timeout=timeout, show_progress_bar=False)
     finally:
         optuna.logging.set_verbosity(previous_verbosity)
-    rows = [{"trial": t.number, **t.params, "value": t.value, "n_epochs": epochs.get(t.number),
-             "state": t.state.name} for t in study.trials]
+    rows = [
+        {"trial": t.number, **t.params, "value": t.value, "n_epochs": epochs.get(t.number), "state": t.state.name}
+        for t in study.trials
+    ]
     out = pd.DataFrame(rows)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     out.attrs["best_params"] = dict(study.best_params) if completed else {}
@@ -314,8 +341,9 @@ def reconstruction_metrics(model: VAE, adata, *, layer=None) -> pd.DataFrame:
     """
     X = model.feature_matrix(adata, layer=layer)
     R = model.reconstruct(X)
-    out = pd.DataFrame({"mse": np.mean((X - R) ** 2, axis=1), "emd": wasserstein_rows(X, R)},
-                       index=adata.obs_names.copy())
+    out = pd.DataFrame(
+        {"mse": np.mean((X - R) ** 2, axis=1), "emd": wasserstein_rows(X, R)}, index=adata.obs_names.copy()
+    )
     out.attrs["summary"] = reconstruction_summary(out).to_dict(orient="index")
     return out
 
@@ -323,9 +351,17 @@ def reconstruction_metrics(model: VAE, adata, *, layer=None) -> pd.DataFrame:
 def reconstruction_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean, median and 5–95% range of each column of :func:`reconstruction_metrics`'s output."""
     cols = [c for c in ("mse", "emd") if c in metrics.columns]
-    return pd.DataFrame({c: {"mean": float(metrics[c].mean()), "median": float(metrics[c].median()),
-                             "q05": float(metrics[c].quantile(0.05)), "q95": float(metrics[c].quantile(0.95))}
-                         for c in cols}).T
+    return pd.DataFrame(
+        {
+            c: {
+                "mean": float(metrics[c].mean()),
+                "median": float(metrics[c].median()),
+                "q05": float(metrics[c].quantile(0.05)),
+                "q95": float(metrics[c].quantile(0.95)),
+            }
+            for c in cols
+        }
+    ).T
 
 
 def latent_correlation(model: VAE, adata, *, layer=None) -> pd.DataFrame:
@@ -350,8 +386,10 @@ def feature_reconstruction(model: VAE, adata, *, groupby=None, layer=None) -> pd
     """
     X = model.feature_matrix(adata, layer=layer)
     R = model.reconstruct(X)
-    out = pd.DataFrame({"mse": np.mean((X - R) ** 2, axis=0), "variance": X.var(axis=0)},
-                       index=pd.Index(model.var_names, name="feature"))
+    out = pd.DataFrame(
+        {"mse": np.mean((X - R) ** 2, axis=0), "variance": X.var(axis=0)},
+        index=pd.Index(model.var_names, name="feature"),
+    )
     if groupby is not None:
         var = adata.var.copy()
         var.index = var.index.astype(str)

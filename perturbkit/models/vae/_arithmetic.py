@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy.stats import norm
 
 from ..._groups import group_means
@@ -176,10 +175,19 @@ def lsa_filter(moa, *, control: str = "DMSO") -> LSAGroups:
         else:
             kept, reason = False, "single MOA not used by any two-MOA group"
         n_rows = int(counts.get(value, 0)) if value is not None else int(raw_str.isna().sum())
-        rows.append({"moa": value, "canonical": canon, "n_parts": n, "n_rows": n_rows, "kind": kind,
-                     "kept": kept, "reason": reason})
+        rows.append(
+            {
+                "moa": value,
+                "canonical": canon,
+                "n_parts": n,
+                "n_rows": n_rows,
+                "kind": kind,
+                "kept": kept,
+                "reason": reason,
+            }
+        )
     values = pd.DataFrame(rows, columns=["moa", "canonical", "n_parts", "n_rows", "kind", "kept", "reason"])
-    keep_map = {v: (info[v][0] if kept else None) for v, kept in zip(values["moa"], values["kept"])}
+    keep_map = {v: (info[v][0] if kept else None) for v, kept in zip(values["moa"], values["kept"], strict=True)}
     row_group = np.array([keep_map[v] for v in raw_str], dtype=object)
 
     singles = set(values.loc[values["kept"] & (values["kind"] == "single"), "canonical"])
@@ -190,10 +198,21 @@ def lsa_filter(moa, *, control: str = "DMSO") -> LSAGroups:
         a_in, b_in = a in singles, b in singles
         missing = [p for p, present in ((a, a_in), (b, b_in)) if not present]
         reason = "eligible" if not missing else "missing single-MOA part(s): " + ", ".join(map(repr, missing))
-        pair_rows.append({"group": group, "A": a, "B": b, "n_rows": int(n_rows), "A_present": a_in,
-                          "B_present": b_in, "eligible": not missing, "reason": reason})
-    pairs = pd.DataFrame(pair_rows, columns=["group", "A", "B", "n_rows", "A_present", "B_present", "eligible",
-                                             "reason"])
+        pair_rows.append(
+            {
+                "group": group,
+                "A": a,
+                "B": b,
+                "n_rows": int(n_rows),
+                "A_present": a_in,
+                "B_present": b_in,
+                "eligible": not missing,
+                "reason": reason,
+            }
+        )
+    pairs = pd.DataFrame(
+        pair_rows, columns=["group", "A", "B", "n_rows", "A_present", "B_present", "eligible", "reason"]
+    )
     eligible = pairs.loc[pairs["eligible"], "group"].tolist()
     out = LSAGroups(row_group=row_group, values=values, pairs=pairs, eligible=eligible, control=control)
     out.message = _message(out)
@@ -203,16 +222,20 @@ def lsa_filter(moa, *, control: str = "DMSO") -> LSAGroups:
 def _message(groups: LSAGroups) -> str:
     n_kept = int(groups.kept.sum())
     n_multi = int(groups.values.loc[groups.values["kind"] == "multi", "n_rows"].sum())
-    head = (f"LSA filtering kept {n_kept} of {len(groups.row_group)} rows "
-            f"({len(groups.pairs)} two-MOA groups; {n_multi} rows with three or more MOAs dropped).")
+    head = (
+        f"LSA filtering kept {n_kept} of {len(groups.row_group)} rows "
+        f"({len(groups.pairs)} two-MOA groups; {n_multi} rows with three or more MOAs dropped)."
+    )
     if groups.eligible:
         return head + f" {len(groups.eligible)} eligible A|B group(s): {groups.eligible}."
     if groups.pairs.empty:
         return head + " No A|B is eligible: the data hold no two-MOA ('A|B') group."
-    detail = "; ".join(f"{g!r} lacks {r.split(': ', 1)[1]}" for g, r in zip(groups.pairs["group"],
-                                                                          groups.pairs["reason"]))
-    return (head + " No A|B is eligible: no two-MOA group has both of its parts present as single-MOA "
-            f"compounds. {detail}.")
+    detail = "; ".join(
+        f"{g!r} lacks {r.split(': ', 1)[1]}" for g, r in zip(groups.pairs["group"], groups.pairs["reason"], strict=True)
+    )
+    return (
+        head + f" No A|B is eligible: no two-MOA group has both of its parts present as single-MOA compounds. {detail}."
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -298,8 +321,9 @@ def arithmetic_table(
         stacked = perms + (np.arange(n_shuffles) * G)[:, None]
         Zs = group_means(Z, stacked, n_shuffles * G)[0]
         off = (np.arange(n_shuffles) * G)[:, None]
-        pred_s, _ = _predict(model, Zs, Xm, (off + a_idx).ravel(), (off + b_idx).ravel(), ab_idx,
-                             np.repeat(off.ravel() + ctrl_idx, P), F)
+        pred_s, _ = _predict(
+            model, Zs, Xm, (off + a_idx).ravel(), (off + b_idx).ravel(), ab_idx, np.repeat(off.ravel() + ctrl_idx, P), F
+        )
         real_s = np.tile(real, (n_shuffles, 1))  # the shuffled predictions are scored against the real A|B
         l2_s = np.linalg.norm(pred_s - real_s, axis=1).reshape(n_shuffles, P).T  # pairs × shuffles
         r_s = pearson_rows(pred_s, real_s).reshape(n_shuffles, P).T
@@ -315,29 +339,39 @@ def arithmetic_table(
         mean_s = std_s = z = p = p_emp = pearson_s = np.full(P, np.nan)
 
     size = np.bincount(codes, minlength=G)
-    table = pd.DataFrame({
-        "group": pairs["group"].to_numpy(),
-        "A": pairs["A"].to_numpy(),
-        "B": pairs["B"].to_numpy(),
-        "n_rows": size[ab_idx],
-        "n_rows_A": size[a_idx],
-        "n_rows_B": size[b_idx],
-        "l2": l2,
-        "pearson": pearson,
-        "l2_shuffled": [list(map(float, row)) for row in l2_s],
-        "l2_shuffled_mean": mean_s,
-        "l2_shuffled_std": std_s,
-        "pearson_shuffled_mean": pearson_s,
-        "z": z,
-        "p": p,
-        "p_empirical": p_emp,
-    }, columns=RESULT_COLUMNS)
+    table = pd.DataFrame(
+        {
+            "group": pairs["group"].to_numpy(),
+            "A": pairs["A"].to_numpy(),
+            "B": pairs["B"].to_numpy(),
+            "n_rows": size[ab_idx],
+            "n_rows_A": size[a_idx],
+            "n_rows_B": size[b_idx],
+            "l2": l2,
+            "pearson": pearson,
+            "l2_shuffled": [list(map(float, row)) for row in l2_s],
+            "l2_shuffled_mean": mean_s,
+            "l2_shuffled_std": std_s,
+            "pearson_shuffled_mean": pearson_s,
+            "z": z,
+            "p": p,
+            "p_empirical": p_emp,
+        },
+        columns=RESULT_COLUMNS,
+    )
     table.index = pd.Index(table["group"].to_numpy(), name=None)
     return table
 
 
 def empty_table() -> pd.DataFrame:
     """An empty LSA result with the right columns and dtypes."""
-    dtypes = {"group": object, "A": object, "B": object, "n_rows": int, "n_rows_A": int, "n_rows_B": int,
-              "l2_shuffled": object}
+    dtypes = {
+        "group": object,
+        "A": object,
+        "B": object,
+        "n_rows": int,
+        "n_rows_A": int,
+        "n_rows_B": int,
+        "l2_shuffled": object,
+    }
     return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, float)) for c in RESULT_COLUMNS})

@@ -1,4 +1,4 @@
-"""The VAE model: vanilla, β and MMD variational autoencoders on profiles (methods.md §2)."""
+"""The VAE model: vanilla, β and MMD variational autoencoders on profiles (see the VAE methods page)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ _CHUNK = 16384  # rows per forward pass at inference
 
 def check_kind(kind) -> str:
     if kind not in KINDS:
-        raise PerturbkitInputError(f"kind={kind!r} is not a VAE kind; use one of {', '.join(map(repr, KINDS))} "
-                                   f"(vanilla: MSE + KL; beta: MSE + β·KL; mmd: MSE + λ·MMD).")
+        raise PerturbkitInputError(
+            f"kind={kind!r} is not a VAE kind; use one of {', '.join(map(repr, KINDS))} "
+            f"(vanilla: MSE + KL; beta: MSE + β·KL; mmd: MSE + λ·MMD)."
+        )
     return kind
 
 
@@ -95,10 +97,19 @@ class VAE(BaseModel):
         KL weight (``kind="beta"``; vanilla uses 1) and MMD weight (``kind="mmd"``).
     """
 
-    def __init__(self, var_names, *, kind: Kind = DEFAULTS.kind, latent_dim: int = DEFAULTS.latent_dim,
-                 hidden=DEFAULTS.hidden, batch_norm: bool = DEFAULTS.batch_norm,
-                 output: Literal["sigmoid", "linear"] = "sigmoid", beta: float = DEFAULTS.beta,
-                 lam: float = DEFAULTS.lam, **kwargs):
+    def __init__(
+        self,
+        var_names,
+        *,
+        kind: Kind = DEFAULTS.kind,
+        latent_dim: int = DEFAULTS.latent_dim,
+        hidden=DEFAULTS.hidden,
+        batch_norm: bool = DEFAULTS.batch_norm,
+        output: Literal["sigmoid", "linear"] = "sigmoid",
+        beta: float = DEFAULTS.beta,
+        lam: float = DEFAULTS.lam,
+        **kwargs,
+    ):
         check_kind(kind)
         if output not in OUTPUTS:
             raise PerturbkitInputError(f"output={output!r} is not known; use 'sigmoid' or 'linear'.")
@@ -107,13 +118,23 @@ class VAE(BaseModel):
         if beta < 0 or lam < 0:
             raise PerturbkitInputError(f"beta and lam must be >= 0, got beta={beta}, lam={lam}.")
         self.var_table = pd.DataFrame(index=pd.Index([str(v) for v in var_names]))
-        super().__init__(var_names, kind=kind, latent_dim=int(latent_dim), hidden=tuple(int(h) for h in hidden),
-                         batch_norm=bool(batch_norm), output=output, beta=float(beta), lam=float(lam), **kwargs)
+        super().__init__(
+            var_names,
+            kind=kind,
+            latent_dim=int(latent_dim),
+            hidden=tuple(int(h) for h in hidden),
+            batch_norm=bool(batch_norm),
+            output=output,
+            beta=float(beta),
+            lam=float(lam),
+            **kwargs,
+        )
 
     def _build_module(self):
         h = self.hparams
-        return VAENetwork(self.n_vars, h["latent_dim"], hidden=h["hidden"], batch_norm=h["batch_norm"],
-                          output=h["output"])
+        return VAENetwork(
+            self.n_vars, h["latent_dim"], hidden=h["hidden"], batch_norm=h["batch_norm"], output=h["output"]
+        )
 
     def _extra_state(self) -> dict:
         return {"var_table": _plain_table(self.var_table)}
@@ -137,10 +158,22 @@ class VAE(BaseModel):
         h = self.hparams
         return vae_loss(self.module, batch[0], kind=h["kind"], beta=h["beta"], lam=h["lam"])
 
-    def train(self, adata, *, validation_fraction: float = DEFAULTS.validation_fraction, stratify=None,
-              lr: float = DEFAULTS.lr, batch_size: int = DEFAULTS.batch_size, max_epochs: int = DEFAULTS.max_epochs,
-              patience: int | None = DEFAULTS.patience, seed: int | None = 0, stage: str = "train",
-              checkpoint_dir=None, checkpoint_every: int = 10, resume=None) -> VAE:
+    def train(
+        self,
+        adata,
+        *,
+        validation_fraction: float = DEFAULTS.validation_fraction,
+        stratify=None,
+        lr: float = DEFAULTS.lr,
+        batch_size: int = DEFAULTS.batch_size,
+        max_epochs: int = DEFAULTS.max_epochs,
+        patience: int | None = DEFAULTS.patience,
+        seed: int | None = 0,
+        stage: str = "train",
+        checkpoint_dir=None,
+        checkpoint_every: int = 10,
+        resume=None,
+    ) -> VAE:
         """Train on ``adata``'s rows with the shared engine; held-out rows drive early stopping.
 
         Parameters
@@ -168,34 +201,60 @@ class VAE(BaseModel):
         X = self.feature_matrix(adata) if is_anndata(adata) else np.asarray(adata, dtype=np.float32)
         if isinstance(stratify, str):
             if not is_anndata(adata):
-                raise PerturbkitInputError("stratify= names an obs column, which needs an AnnData; pass one label "
-                                           "per row instead.")
+                raise PerturbkitInputError(
+                    "stratify= names an obs column, which needs an AnnData; pass one label per row instead."
+                )
             require_columns(adata, {"stratify": stratify}, purpose="the stratified validation split")
             stratify = adata.obs[stratify].to_numpy()
-        train_rows, val_rows = split_indices(len(X), validation_fraction=validation_fraction,
-                                             seed=0 if seed is None else seed, strata=stratify)
+        train_rows, val_rows = split_indices(
+            len(X), validation_fraction=validation_fraction, seed=0 if seed is None else seed, strata=stratify
+        )
         X, V = self._model_units(X[train_rows]), self._model_units(X[val_rows]) if len(val_rows) else None
         if self.hparams["output"] == "sigmoid" and (X.min() < 0 or X.max() > 1):
             raise PerturbkitInputError(
                 f"this VAE has a sigmoid output but the training data spans [{X.min():.3g}, {X.max():.3g}]; "
-                f"min-max scale it (pk.pp.scale(adata, method='minmax')) or use output='linear'.")
+                f"min-max scale it (pk.pp.scale(adata, method='minmax')) or use output='linear'."
+            )
         if len(X) < 2 and self.hparams["batch_norm"]:
             raise PerturbkitInputError("batch norm needs at least 2 training rows; pass more data or batch_norm=False.")
-        with self._training_run(seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                                resume=resume) as run:
+        with self._training_run(
+            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
+        ) as run:
             if not run.passed(stage):
-                fit(self.module, Objective(self.loss, self.module.parameters(), lr=lr), (X,),
-                    validation=None if V is None else (V,), max_epochs=max_epochs, batch_size=batch_size,
-                    patience=patience, device=self.device, seed=seed, stage=stage, history=self.history,
-                    avoid_single_row_batch=True, checkpoint=run)
+                fit(
+                    self.module,
+                    Objective(self.loss, self.module.parameters(), lr=lr),
+                    (X,),
+                    validation=None if V is None else (V,),
+                    max_epochs=max_epochs,
+                    batch_size=batch_size,
+                    patience=patience,
+                    device=self.device,
+                    seed=seed,
+                    stage=stage,
+                    history=self.history,
+                    avoid_single_row_batch=True,
+                    checkpoint=run,
+                )
                 run.stage_done(stage)
         return self
 
     @classmethod
-    def from_adata(cls, adata, *, kind: Kind = DEFAULTS.kind, latent_dim: int = DEFAULTS.latent_dim,
-                   beta: float = DEFAULTS.beta, lam: float = DEFAULTS.lam, hidden=DEFAULTS.hidden,
-                   batch_norm: bool = DEFAULTS.batch_norm, output: Literal["auto", "sigmoid", "linear"] = "auto",
-                   layer: str | None = None, device: str | None = None, seed: int | None = 0) -> VAE:
+    def from_adata(
+        cls,
+        adata,
+        *,
+        kind: Kind = DEFAULTS.kind,
+        latent_dim: int = DEFAULTS.latent_dim,
+        beta: float = DEFAULTS.beta,
+        lam: float = DEFAULTS.lam,
+        hidden=DEFAULTS.hidden,
+        batch_norm: bool = DEFAULTS.batch_norm,
+        output: Literal["auto", "sigmoid", "linear"] = "auto",
+        layer: str | None = None,
+        device: str | None = None,
+        seed: int | None = 0,
+    ) -> VAE:
         """An untrained VAE for ``adata``'s features (``output="auto"``: sigmoid when the data lie in [0, 1]).
 
         The layer is recorded with the model and reused by :meth:`train` and :meth:`encode`; the var table is kept
@@ -204,8 +263,19 @@ class VAE(BaseModel):
         check_kind(kind)
         X = dense_matrix(adata, layer)
         check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
-        model = cls(adata.var_names, kind=kind, latent_dim=latent_dim, beta=beta, lam=lam, hidden=hidden,
-                    batch_norm=batch_norm, output=resolve_output(output, X), layer=layer, device=device, seed=seed)
+        model = cls(
+            adata.var_names,
+            kind=kind,
+            latent_dim=latent_dim,
+            beta=beta,
+            lam=lam,
+            hidden=hidden,
+            batch_norm=batch_norm,
+            output=resolve_output(output, X),
+            layer=layer,
+            device=device,
+            seed=seed,
+        )
         model.var_table = adata.var.copy()
         model.var_table.index = model.var_names
         return model
@@ -227,8 +297,10 @@ class VAE(BaseModel):
     def _model_units(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_vars:
-            raise PerturbkitInputError(f"expected a (rows × {self.n_vars}) matrix in the model's feature order, "
-                                       f"got shape {X.shape}; pass an AnnData to encode() to align features by name.")
+            raise PerturbkitInputError(
+                f"expected a (rows × {self.n_vars}) matrix in the model's feature order, "
+                f"got shape {X.shape}; pass an AnnData to encode() to align features by name."
+            )
         check_finite(X, where="the profiles")
         return self.scale_rows(X)
 

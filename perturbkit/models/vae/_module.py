@@ -1,4 +1,4 @@
-"""The VAE network and its loss terms (Chow, Singh, Carpenter & Way 2022; methods.md §2)."""
+"""The VAE network and its loss terms (Chow, Singh, Carpenter & Way 2022; see the VAE methods page)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,15 @@ class VAENetwork(nn.Module):
         ``"sigmoid"`` for data in [0, 1] (e.g. min-max scaled morphology) or ``"linear"``.
     """
 
-    def __init__(self, n_features: int, latent_dim: int, *, hidden: tuple[int, ...] = (250,),
-                 batch_norm: bool = True, output: str = "sigmoid"):
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        *,
+        hidden: tuple[int, ...] = (250,),
+        batch_norm: bool = True,
+        output: str = "sigmoid",
+    ):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
         self.latent_dim = int(latent_dim)
@@ -66,8 +73,10 @@ class VAENetwork(nn.Module):
         width = hidden[-1] if hidden else n_features
         self.mean_head = nn.Linear(width, self.latent_dim)
         self.log_var_head = nn.Linear(width, self.latent_dim)
-        self.decoder = mlp([self.latent_dim, *reversed(hidden), n_features],
-                           output_activation="sigmoid" if output == "sigmoid" else None)
+        self.decoder = mlp(
+            [self.latent_dim, *reversed(hidden), n_features],
+            output_activation="sigmoid" if output == "sigmoid" else None,
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the posterior (mean, log-variance)."""
