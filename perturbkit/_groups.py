@@ -46,9 +46,7 @@ def group_means(X, codes: np.ndarray, n_groups: int | None = None) -> tuple[np.n
     n_groups = int(codes.max()) + 1 if n_groups is None else int(n_groups)
     flat = codes.ravel()
     sizes = np.bincount(flat[flat >= 0], minlength=n_groups)
-    with np.errstate(divide="ignore"):
-        weights = np.where(flat >= 0, 1.0 / sizes[np.maximum(flat, 0)], 0.0)
-    means = indicator(codes, n_groups, weights) @ (X if sp.issparse(X) else np.asarray(X, dtype=np.float64))
-    means = means.toarray() if sp.issparse(means) else np.asarray(means, dtype=np.float64)
-    means[sizes == 0] = np.nan
-    return means, sizes
+    sums = indicator(codes, n_groups) @ (X if sp.issparse(X) else np.asarray(X, dtype=np.float64))
+    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / sizes[:, None], sizes  # empty groups: NaN
