@@ -198,6 +198,15 @@ def dense_matrix(adata, layer: str | None = None, *, dtype=np.float32) -> np.nda
     return np.asarray(X, dtype=dtype)
 
 
+def check_positive_int(value, name: str, *, allow_none: bool = False) -> None:
+    """Raise :class:`PerturbkitInputError` unless ``value`` is a positive integer (or None, when allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        hint = " or None" if allow_none else ""
+        raise PerturbkitInputError(f"{name} must be a positive integer{hint}, got {value!r}.")
+
+
 def check_finite(X, *, where: str = "adata.X") -> None:
     """Raise :class:`NonFiniteError` if ``X`` holds NaN or inf, naming how many and where."""
     values = X.data if sp.issparse(X) else np.asarray(X)

@@ -146,10 +146,10 @@ def train_deepcellstate(
         seed=seed,
         **architecture,
     )
+    profiles = model.profiles_from(adata, cell_lines=model.cell_lines)  # built once: for training and the record
     model.train(
-        adata, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, **training
+        profiles, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, **training
     )
-    profiles = model.profiles_from(adata, cell_lines=model.cell_lines)
     adata.uns[key_added] = model.training_record(
         {**model.data_keys, "cell_lines": model.cell_lines, "layer": layer, "seed": seed, **architecture, **training},
         n_drugs={c: int(n) for c, n in zip(profiles.cell_lines, profiles.present.sum(axis=0), strict=True)},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .._schema import ModelFileError, PerturbkitInputError
+from .._schema import ModelFileError, check_positive_int
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -42,8 +42,7 @@ class TrainingRun:
     """
 
     def __init__(self, model, *, directory=None, every: int = 10, resume=None):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise PerturbkitInputError(f"checkpoint_every must be a positive number of epochs, got {every!r}.")
+        check_positive_int(every, "checkpoint_every")
         self.model = model
         self.path = None if directory is None else Path(directory) / CHECKPOINT_NAME
         self.every = every

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._schema import EmptyGroupError, PerturbkitInputError
+from .._schema import EmptyGroupError, PerturbkitInputError, check_positive_int
 from .._settings import resolve_device, seeded, settings
 from ._checkpoint import TrainingInterrupted, TrainingRun
 
@@ -241,8 +241,8 @@ def fit(
     TrainingInterrupted
         On Ctrl-C, after the best weights so far are restored and the module is put in eval mode.
     """
-    _check_positive_int(max_epochs, "max_epochs", allow_none=False)
-    _check_positive_int(batch_size, "batch_size", allow_none=True)
+    check_positive_int(max_epochs, "max_epochs")
+    check_positive_int(batch_size, "batch_size", allow_none=True)  # None: the whole set at once
     resuming = checkpoint is not None and checkpoint.resumes(stage)
     with seeded(None if resuming else seed):  # a resumed stage continues from the checkpoint's generator states
         return _fit(
@@ -263,14 +263,6 @@ def fit(
             avoid_single_row_batch=avoid_single_row_batch,
             checkpoint=checkpoint,
         )
-
-
-def _check_positive_int(value, name: str, *, allow_none: bool) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        hint = " or None for the whole set at once" if allow_none else ""
-        raise PerturbkitInputError(f"{name} must be a positive integer{hint}, got {value!r}.")
 
 
 def _fit(
