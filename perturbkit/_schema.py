@@ -183,8 +183,8 @@ def modifiable(adata, *, copy: bool, caller: str, keep_x: bool = True):
     return adata
 
 
-def dense_matrix(adata, layer: str | None = None, *, dtype=np.float32) -> np.ndarray:
-    """Return ``adata.X`` (or a layer) as a dense array of ``dtype`` (a copy only when conversion needs one)."""
+def stored_matrix(adata, layer: str | None = None):
+    """``adata.X`` (or ``adata.layers[layer]``) as stored (dense, sparse or backed), refusing a missing one."""
     if layer is not None and layer not in adata.layers:
         raise PerturbkitInputError(
             f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}. Pass one of them, or layer=None "
@@ -193,6 +193,12 @@ def dense_matrix(adata, layer: str | None = None, *, dtype=np.float32) -> np.nda
     X = adata.X if layer is None else adata.layers[layer]
     if X is None:
         raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    return X
+
+
+def dense_matrix(adata, layer: str | None = None, *, dtype=np.float32) -> np.ndarray:
+    """Return ``adata.X`` (or a layer) as a dense array of ``dtype`` (a copy only when conversion needs one)."""
+    X = stored_matrix(adata, layer)
     if sp.issparse(X):
         X = X.toarray()
     return np.asarray(X, dtype=dtype)

@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._groups import group_codes, group_means
-from .._schema import EmptyGroupError, PerturbkitInputError, check_finite, require_columns
+from .._schema import EmptyGroupError, PerturbkitInputError, check_finite, require_columns, stored_matrix
 
 METHODS = ("mean", "median", "modz")
 MODZ_MIN_WEIGHT = 0.01
@@ -181,11 +181,7 @@ def aggregate(
     require_columns(adata, by, purpose="aggregate(by=...)")
     if adata.n_obs == 0:
         raise EmptyGroupError("adata has no rows, so there is nothing to aggregate; load profiles into it first.")
-    if layer is not None and layer not in adata.layers:
-        raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
-    X = adata.X if layer is None else adata.layers[layer]
-    if X is None:
-        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    X = stored_matrix(adata, layer)
     check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
 
     others = [c for c in adata.obs.columns if c not in by and c != "n_profiles"]

@@ -9,7 +9,6 @@ from .._groups import group_codes, group_means
 from .._schema import (
     OBS_KEYS,
     EmptyGroupError,
-    PerturbkitInputError,
     check_finite,
     control_mask,
     dense_matrix,
@@ -60,8 +59,6 @@ def control_diff(
     by = None if groupby is None else ([groupby] if isinstance(groupby, str) else list(groupby))
     if by is not None:
         require_columns(adata, by, purpose="control_diff(groupby=...)")
-    if layer is not None and layer not in adata.layers:
-        raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
     X = dense_matrix(adata, layer)
     check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
 

@@ -8,16 +8,12 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from .._schema import OBS_KEYS, PerturbkitInputError, modifiable, storable
+from .._schema import OBS_KEYS, PerturbkitInputError, modifiable, storable, stored_matrix
 from ._normalize import sample_mask
 
 
 def _matrix(adata, layer: str | None):
-    if layer is not None and layer not in adata.layers:
-        raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
-    X = adata.X if layer is None else adata.layers[layer]
-    if X is None:
-        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    X = stored_matrix(adata, layer)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise PerturbkitInputError(f"adata is empty ({adata.n_obs} × {adata.n_vars}); load profiles into it first.")
     if hasattr(X, "to_memory"):  # sparse matrix of a backed AnnData

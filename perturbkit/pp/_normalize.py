@@ -19,6 +19,7 @@ from .._schema import (
     modifiable,
     require_columns,
     storable,
+    stored_matrix,
 )
 
 METHODS = ("standardize", "robustize", "mad_robustize", "spherize", "robust_zscore")
@@ -71,11 +72,7 @@ def sample_mask(
 def float_matrix(adata, layer: str | None, *, allow_nan: bool) -> tuple[np.ndarray, str]:
     """X (or a layer) as a dense float64 array; infinite values (and NaN unless ``allow_nan``) raise."""
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    if layer is not None and layer not in adata.layers:
-        raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
-    X = adata.X if layer is None else adata.layers[layer]
-    if X is None:
-        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    X = stored_matrix(adata, layer)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise EmptyGroupError(f"adata is empty ({adata.n_obs} × {adata.n_vars}); load profiles into it first.")
     if hasattr(X, "to_memory"):  # sparse matrix of a backed AnnData

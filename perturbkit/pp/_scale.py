@@ -9,7 +9,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, modifiable
+from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, modifiable, stored_matrix
 
 METHODS = ("maxabs", "minmax", "zscore")
 
@@ -327,8 +327,7 @@ def scale(
     fitted_here = scaler is None
     scaler = Scaler(method, per_feature=per_feature) if fitted_here else _coerce_scaler(scaler)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    if layer is not None and layer not in adata.layers:
-        raise PerturbkitInputError(f"adata.layers has no {layer!r}; available layers: {list(adata.layers)}.")
+    stored_matrix(adata, layer)  # refuse a missing layer before any copy is made
     target = modifiable(adata, copy=copy, caller="pk.pp.scale", keep_x=False)
     X = _source_matrix(adata if copy else target, layer)  # a copy is made without X: read the original's
     if fitted_here:
@@ -349,9 +348,7 @@ def scale(
 
 
 def _source_matrix(adata, layer):
-    X = adata.X if layer is None else adata.layers[layer]
-    if X is None:
-        raise PerturbkitInputError("adata.X is empty; load the profiles into adata.X or pass layer=.")
+    X = stored_matrix(adata, layer)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise PerturbkitInputError(f"adata is empty ({X.shape[0]} × {X.shape[1]}); there is nothing to scale.")
     return X
