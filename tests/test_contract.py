@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 
 import perturbkit as pk
+from perturbkit.models.anchor_vae import AnchorVAE
 from perturbkit.models.baselines import control_means
+from perturbkit.models.cpa import CPA
 from perturbkit.models.cyclecdr import CycleCDR
 from perturbkit.models.deepcellstate import DeepCellState
+from perturbkit.models.dual_gan import DualGAN
+from perturbkit.models.scgen import ScGen
 from perturbkit.models.vae import VAE
 from perturbkit.train import BaseModel
 
@@ -56,6 +60,45 @@ CASES = {
             control_means(adata, cell_key="line", layer="signature"), drugs=model.drug_names[:3]
         ),
     ),
+    "ScGen": (
+        ScGen,
+        _bulk,
+        dict(cell_key="line", drug_key="compound", latent_dim=4, hidden=(16,)),
+        dict(max_epochs=3),
+        lambda model, adata: model.predict(adata, target="MCF7", sources=["PC3"]),
+    ),
+    "AnchorVAE": (
+        AnchorVAE,
+        _bulk,
+        dict(cell_key="line", drug_key="compound", latent_dim=4, hidden=(16,)),
+        dict(max_epochs=3),
+        lambda model, adata: model.predict(adata, target="MCF7", sources=["PC3"]),
+    ),
+    "DualGAN": (
+        DualGAN,
+        _bulk,
+        dict(cell_key="line", drug_key="compound", generator_hidden=(16,), discriminator_hidden=(16,)),
+        dict(max_epochs=3),
+        lambda model, adata: model.predict(adata, target="MCF7", sources=["PC3"]),
+    ),
+    "CPA": (
+        CPA,
+        _bulk,
+        dict(drug_key="compound", cell_key="line", drug_encoder="onehot", latent_dim=8, hidden=(16, 16)),
+        dict(max_epochs=3),
+        lambda model, adata: model.predict(
+            control_means(adata, cell_key="line", layer="signature"), drugs=model.drug_names[:3]
+        ),
+    ),
+}
+
+#: What each class needs besides its features to be built directly.
+REQUIRED = {
+    DeepCellState: {"cell_lines": ["A"]},
+    AnchorVAE: {"cell_lines": ["A"]},
+    DualGAN: {"cell_lines": ["A", "B"]},
+    CycleCDR: {"drugs": {"d": ""}, "drug_encoder": "onehot"},
+    CPA: {"drugs": {"d": ""}, "cell_lines": ["A"], "drug_encoder": "onehot"},
 }
 
 
@@ -88,12 +131,7 @@ def test_every_model_trains_predicts_and_reloads_through_the_same_calls(name, tm
 def test_unknown_data_keys_are_refused(name):
     cls = CASES[name][0]
     with pytest.raises(pk.errors.PerturbkitInputError, match="reads no data key"):
-        cls(
-            ["a", "b"],
-            data_keys={"no_such_key": "x"},
-            **({"cell_lines": ["A"]} if cls is DeepCellState else {}),
-            **({"drugs": {"d": ""}, "drug_encoder": "onehot"} if cls is CycleCDR else {}),
-        )
+        cls(["a", "b"], data_keys={"no_such_key": "x"}, **REQUIRED.get(cls, {}))
 
 
 def test_trainers_record_under_key_added():
@@ -104,3 +142,16 @@ def test_trainers_record_under_key_added():
     small, large = adata.uns["vae_small"], adata.uns["vae_large"]
     assert small["params"]["latent_dim"] == 2 and large["params"]["latent_dim"] == 3
     assert {"device", "n_epochs", "interrupted", "final_train_loss", "best_validation_loss"} <= set(small)
+
+
+@pytest.mark.parametrize("name", ["ScGen", "AnchorVAE", "CPA", "DeepCellState", "VAE"])
+def test_models_with_a_latent_space_drive_the_traversal_panel(name):
+    cls, make_data, build, train, _ = CASES[name]
+    adata = make_data()
+    model = cls.from_adata(adata, layer="signature", seed=0, **build).train(adata, seed=0, **train)
+    X = model.feature_matrix(adata)[:5]
+    Z = model.encode_array(X)
+    decoded = model.decode_array(Z, decoder=model.decoder_names[-1], inputs=X)
+    assert decoded.shape == X.shape and np.isfinite(decoded).all()
+    panel = pk.widgets.LatentTraversal(adata, model=model, layer="signature")
+    assert panel.model is model

@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import explained_variance_score, r2_score
 
+import perturbkit as pk
 from perturbkit._schema import EmptyGroupError, GeneMismatchError
 from perturbkit.metrics._response import (
     evaluate_response,
@@ -133,3 +134,42 @@ def test_missing_groups_and_gene_mismatch_errors():
     pred = truth[:, ::-1].copy()
     df = evaluate_response(pred, truth, groupby="drug")
     assert np.allclose(df["pearson"], 1.0) and np.allclose(df["r2"], 1.0)
+
+
+def test_squared_pearson_is_scgens_r2_of_mean_expression():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    truth = ad.AnnData(rng.normal(size=(6, 30)), obs=pd.DataFrame({"drug": list("aabbcc")}))
+    pred = ad.AnnData(truth.X + rng.normal(size=(6, 30)), obs=truth.obs.copy())
+    table = pk.metrics.evaluate_response(pred, truth, groupby="drug")
+    for _, row in table.iterrows():
+        rows = (truth.obs["drug"] == row["drug"]).to_numpy()
+        expected = stats.linregress(pred.X[rows].mean(0), truth.X[rows].mean(0)).rvalue ** 2
+        assert row["squared_pearson"] == pytest.approx(expected, rel=1e-10)
+
+
+def test_perturbation_rank_is_zero_for_a_faithful_model_and_one_half_under_mode_collapse():
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(5, 40)) * 3
+    truth = ad.AnnData(
+        np.repeat(means, 2, axis=0) + rng.normal(size=(10, 40)) * 0.1,
+        obs=pd.DataFrame({"drug": np.repeat(list("abcde"), 2), "cell_line": "A"}),
+    )
+    controls = ad.AnnData(rng.normal(size=(3, 40)), obs=pd.DataFrame({"cell_line": ["A"] * 3}))
+    faithful = ad.AnnData(means, obs=pd.DataFrame({"drug": list("abcde"), "cell_line": "A"}))
+    collapsed = ad.AnnData(np.tile(means.mean(0), (5, 1)), obs=faithful.obs.copy())
+    shuffled = ad.AnnData(means[[1, 2, 3, 4, 0]], obs=faithful.obs.copy())
+    rank = {
+        name: pk.metrics.evaluate_response(p, truth, groupby=["cell_line", "drug"], control=controls)[
+            "perturbation_rank"
+        ]
+        for name, p in {"faithful": faithful, "collapsed": collapsed, "shuffled": shuffled}.items()
+    }
+    assert (rank["faithful"] == 0).all()
+    assert (rank["collapsed"] == 0.5).all()  # every prediction ties: the mode collapse the rank catches
+    assert (rank["shuffled"] > 0).all() and rank["shuffled"].mean() > 0.5  # each truth's own prediction is beaten
+    # ranked only among the groups that share a control group (here: the cell line)
+    assert np.isnan(pk.metrics.perturbation_ranks(means[:1], means[:1]))[0]
+    with pytest.raises(pk.errors.PerturbkitInputError, match="one per group"):
+        pk.metrics.perturbation_ranks(means, means, candidates=[0, 1])

@@ -4,7 +4,9 @@
 predicted and the mean measured profile are compared by r² (as ``sklearn.metrics.r2_score`` over genes, clipped at
 0 as the reference code does), explained variance (``sklearn.metrics.explained_variance_score``) and Pearson, on all
 genes and on the top-N differentially expressed genes (largest |mean(group) − mean(control)|), plus Pearson on the
-deltas from the control mean.
+deltas from the control mean. It adds the field's two other standards: R² as scGen reports it (the squared Pearson
+correlation of mean expression, on all genes and on the DEGs) and the rank of the true perturbation among all the
+predicted ones, which exposes a model that predicts the same profile for every perturbation (mode collapse).
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ from .._schema import (
 )
 from .._stats import pearson_rows
 
-METRICS = ("r2", "r2_degs", "explained_variance", "explained_variance_degs", "pearson", "pearson_degs", "pearson_delta")
+METRICS = (
+    "r2",
+    "r2_degs",
+    "explained_variance",
+    "explained_variance_degs",
+    "pearson",
+    "pearson_degs",
+    "pearson_delta",
+    "squared_pearson",
+    "squared_pearson_degs",
+    "perturbation_rank",
+)
 
 
 # --- vectorised per-row scores (row i of ``pred`` vs row i of ``truth``) ------------------------------------------
@@ -80,6 +93,51 @@ def explained_variance_rows(pred, truth, *, clip: bool = False) -> np.ndarray:
     """
     pred, truth = _as_2d(pred, "pred"), _as_2d(truth, "truth")
     return _finish((truth - pred).var(axis=1), truth.var(axis=1), clip)
+
+
+def perturbation_ranks(pred, truth, *, candidates=None) -> np.ndarray:
+    """Rank of each group's own prediction among all groups' predictions, by distance to its measured mean.
+
+    For group ``g``: the fraction of the other groups ``h`` (among ``candidates``, e.g. those of the same cell line)
+    whose predicted mean is closer (Euclidean distance over genes) to the measured mean of ``g`` than the prediction
+    for ``g`` is; ties count one half. 0 means the model's prediction for ``g`` is the closest of all, 0.5 is what a
+    model that predicts the same profile for every group (mode collapse) scores, and NaN means ``g`` has no other
+    group to compare with.
+
+    Parameters
+    ----------
+    pred, truth
+        Predicted and measured mean profiles, one row per group (groups × genes), rows aligned.
+    candidates
+        One label per group; a group is ranked only among the groups with the same label (default: all groups).
+
+    Returns
+    -------
+    One rank in [0, 1] per group.
+
+    Examples
+    --------
+    >>> pk.metrics.perturbation_ranks(pred_means, truth_means, candidates=cell_line_of_each_group)
+    """
+    pred, truth = _as_2d(pred, "pred"), _as_2d(truth, "truth")
+    if pred.shape != truth.shape:
+        raise PerturbkitInputError(
+            f"pred {pred.shape} and truth {truth.shape} must have the same shape (groups × genes)."
+        )
+    labels = np.zeros(len(pred), dtype=np.int64) if candidates is None else pd.factorize(np.asarray(candidates))[0]
+    if len(labels) != len(pred):
+        raise PerturbkitInputError(f"candidates has {len(labels)} labels for {len(pred)} groups; give one per group.")
+    ranks = np.full(len(pred), np.nan)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            continue
+        # distances[i, j]: measured mean of group i vs predicted mean of group j
+        distances = np.sqrt(((truth[members][:, None, :] - pred[members][None, :, :]) ** 2).sum(axis=2))
+        own = np.diag(distances)[:, None]
+        closer = (distances < own).sum(axis=1) + 0.5 * ((distances == own).sum(axis=1) - 1)
+        ranks[members] = closer / (len(members) - 1)
+    return ranks
 
 
 def _finish(num, den, clip):
@@ -197,8 +255,11 @@ def evaluate_response(
     -------
     One row per group: the ``groupby`` columns, then ``r2``, ``r2_degs`` (clipped at 0), ``explained_variance``,
     ``explained_variance_degs``, ``pearson``, ``pearson_degs``, ``pearson_delta`` (Pearson of pred − control vs
-    truth − control over all genes), ``n_pred`` and ``n_truth`` (rows averaged). ``df.attrs["reference"]`` says
-    whether the reference was ``"control"`` or ``"truth_mean"``.
+    truth − control over all genes), ``squared_pearson`` and ``squared_pearson_degs`` (R² as scGen reports it: the
+    squared Pearson correlation of mean expression), ``perturbation_rank`` (see :func:`perturbation_ranks`: the rank
+    of the group's own prediction among the predictions of the groups that share its controls, e.g. all drugs of its
+    cell line; 0 is best, 0.5 is mode collapse), ``n_pred`` and ``n_truth`` (rows averaged).
+    ``df.attrs["reference"]`` says whether the reference was ``"control"`` or ``"truth_mean"``.
 
     Raises
     ------
@@ -249,7 +310,7 @@ def evaluate_response(
             f"predicted groups."
         )
 
-    reference = _reference_means(
+    reference, reference_groups = _reference_means(
         ctrl, truth, groups, groupby, layer, control_groupby, "truth" if ctrl_mask is not None else "control"
     )
 
@@ -271,6 +332,9 @@ def evaluate_response(
     df["pearson"] = pearson_rows(pred_mean, truth_mean)
     df["pearson_degs"] = pearson_rows(pred_degs, truth_degs)
     df["pearson_delta"] = pearson_rows(pred_mean - reference, delta_truth)
+    df["squared_pearson"] = df["pearson"] ** 2
+    df["squared_pearson_degs"] = df["pearson_degs"] ** 2
+    df["perturbation_rank"] = perturbation_ranks(pred_mean, truth_mean, candidates=reference_groups)
     df["n_pred"] = n_pred
     df["n_truth"] = n_truth
     df.attrs["reference"] = "truth_mean" if ctrl is None else "control"
@@ -278,13 +342,13 @@ def evaluate_response(
     return df
 
 
-def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_what="control") -> np.ndarray:
-    """The control mean profile of each group, (n_groups, n_genes)."""
+def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_what="control"):
+    """The control mean profile of each group, (n_groups, n_genes), and which control group each group uses."""
     n_groups = len(groups)
     if ctrl is None:
         X = _matrix(truth, layer, "truth")
         mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-        return np.tile(mean, (n_groups, 1))
+        return np.tile(mean, (n_groups, 1)), np.zeros(n_groups, dtype=np.int64)
     genes = _align_genes(ctrl, truth, what="the control profiles", name="control")
     X = _matrix(ctrl, layer, ctrl_what)
     if genes is not None:
@@ -306,7 +370,7 @@ def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_
         require_columns(ctrl, cols, purpose="matching groups to their controls")
     if not cols:
         mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-        return np.tile(mean, (n_groups, 1))
+        return np.tile(mean, (n_groups, 1)), np.zeros(n_groups, dtype=np.int64)
     positions = [groupby.index(c) for c in cols]
     sub_keys = [tuple(g[p] for p in positions) for g in groups]
     sub_groups = list(dict.fromkeys(sub_keys))
@@ -318,7 +382,8 @@ def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_
             f"no control profiles for {cols} = {lacking[:10]}; add their controls, or pass control_groupby=None to "
             f"use one overall control mean."
         )
-    return means[[sub_index[k] for k in sub_keys]]
+    positions = np.array([sub_index[k] for k in sub_keys])
+    return means[positions], positions
 
 
 def summarise_response(df: pd.DataFrame) -> pd.Series:

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from .._lazy import lazy_submodules
 
-_SUBPACKAGES = ("baselines", "cyclecdr", "deepcellstate", "vae")
+_SUBPACKAGES = (
+    "anchor_vae",
+    "baselines",
+    "cpa",
+    "cyclecdr",
+    "deepcellstate",
+    "dual_gan",
+    "scgen",
+    "tensor_completion",
+    "vae",
+)
 
 __all__ = list(_SUBPACKAGES)
 __getattr__ = lazy_submodules(__name__, _SUBPACKAGES)

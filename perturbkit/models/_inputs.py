@@ -20,6 +20,10 @@ TRAIN_HINTS = {
     "VAE": "pk.tl.train_vae(adata)",
     "DeepCellState": "pk.tl.train_deepcellstate(adata)",
     "CycleCDR": "pk.tl.train_cyclecdr(adata)",
+    "ScGen": "pk.tl.train_scgen(adata)",
+    "AnchorVAE": "pk.tl.train_anchor_vae(adata)",
+    "DualGAN": "pk.tl.train_dual_gan(adata)",
+    "CPA": "pk.tl.train_cpa(adata)",
 }
 
 

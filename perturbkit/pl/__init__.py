@@ -1,5 +1,6 @@
 """pk.pl: plotly figures; every function returns a ``plotly.graph_objects.Figure`` and only reads results."""
 
+from ._benchmark import benchmark
 from ._cyclecdr import prediction_umap, response_bars, response_boxes
 from ._deepcellstate import (
     ablation,
@@ -43,4 +44,6 @@ __all__ = [
     "response_bars",
     "response_boxes",
     "prediction_umap",
+    # comparisons
+    "benchmark",
 ]

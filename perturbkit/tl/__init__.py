@@ -13,7 +13,10 @@ from ..models.baselines import (
     predict_no_change,
     response_baselines,
 )
+from ._anchor_vae import train_anchor_vae
 from ._arithmetic import latent_arithmetic, lsa_groups
+from ._benchmark import benchmark
+from ._cpa import train_cpa
 from ._cyclecdr import train_cyclecdr
 from ._deepcellstate import (
     cross_validate_deepcellstate,
@@ -26,9 +29,12 @@ from ._deepcellstate import (
     tf_targets,
     train_deepcellstate,
 )
+from ._dual_gan import train_dual_gan
 from ._embedding import embed, project_reconstructions
 from ._kang import preprocess_pbmc
 from ._response_embedding import embed_predictions
+from ._scgen import train_scgen
+from ._tensor_completion import complete_tensor
 from ._vae import (
     latent_traversal,
     pca_loadings_by_group,
@@ -75,6 +81,13 @@ __all__ = [
     "response_baselines",
     "control_means",
     "preprocess_pbmc",
+    # the papers' comparison methods
+    "train_scgen",
+    "train_anchor_vae",
+    "train_dual_gan",
+    "train_cpa",
+    "complete_tensor",
+    "benchmark",
     # embeddings
     "embed",
     "project_reconstructions",
