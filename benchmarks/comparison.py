@@ -7,7 +7,7 @@ consensus Cell Painting profiles (A|B groups). ``--scale quick`` runs small vers
 
     python benchmarks/comparison.py                         # every task, paper scale (hours on 2 CPU cores)
     python benchmarks/comparison.py --scale quick           # every task, small
-    python benchmarks/comparison.py --task cross_cell --folds 1 --device cuda
+    python benchmarks/comparison.py --task cross_cell --run-folds 0 --device cuda   # one of the 3 folds
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--task", default="all", choices=["all", *TASK_METHODS])
     parser.add_argument("--scale", default="paper", choices=list(SCALES))
     parser.add_argument("--folds", type=int, default=None, help="override the number of folds")
+    parser.add_argument("--run-folds", default=None, help="comma-separated folds to run (default: all)")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the task's methods")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -98,6 +99,7 @@ def main() -> None:
             task=task,
             methods=args.methods.split(",") if args.methods else None,
             n_folds=args.folds or size["folds"],
+            folds=[int(f) for f in args.run_folds.split(",")] if args.run_folds else None,
             seed=args.seed,
             device=args.device,
         )

@@ -32,6 +32,12 @@ def test_every_method_sees_the_same_folds_and_the_table_is_tidy(bulk):
     # each drug measured in both cell lines is held out exactly once
     assert table[table.method == "naive"]["group"].is_unique
     assert (table["train_seconds"] >= 0).all()
+    # folds= runs a subset of the same split
+    first = pk.tl.benchmark(bulk, task="cross_cell", methods=["ridge", "naive"], n_folds=3, folds=[1], seed=1)
+    pd.testing.assert_frame_equal(
+        _without_times(first).reset_index(drop=True),
+        _without_times(table[table.fold == 1]).reset_index(drop=True),
+    )
     # reproducible, and the user's data are untouched
     again = pk.tl.benchmark(bulk, task="cross_cell", methods=["ridge", "naive"], n_folds=3, seed=1)
     pd.testing.assert_frame_equal(_without_times(table), _without_times(again))
@@ -60,6 +66,10 @@ def test_bad_input_names_the_argument_and_the_choices(bulk):
         pk.tl.benchmark(
             bulk, task="cross_cell", methods=["deepcellstate"], method_options={"deepcellstate": {"alpha": 1}}
         )
+    with pytest.raises(PerturbkitInputError, match="n_folds=1: task='cross_cell' needs at least 2 folds"):
+        pk.tl.benchmark(bulk, task="cross_cell", methods=["naive"], n_folds=1)
+    with pytest.raises(PerturbkitInputError, match=r"folds=\[3\] must name folds among 0..2"):
+        pk.tl.benchmark(bulk, task="cross_cell", methods=["naive"], n_folds=3, folds=[3])
     with pytest.raises(EmptyGroupError, match="n_folds=500"):
         pk.tl.benchmark(bulk, task="cross_cell", methods=["naive"], n_folds=500)
     with pytest.raises(PerturbkitInputError, match="smiles"):

@@ -28,8 +28,9 @@
 # | `polypharmacology` | A\|B ≈ A − DMSO + B in a latent space (VAE paper) | vanilla, β and MMD VAEs, PCA, original space |
 #
 # Every method trains at its paper's defaults unless `method_options` says otherwise. To run in a few minutes on a
-# CPU, this tutorial uses small data and caps the epochs of some methods (`SMALL` below); `benchmarks/comparison.py`
-# runs every task at the papers' scale.
+# CPU, this tutorial uses small data, caps the epochs of some methods (`SMALL` below) and, in FAST mode, runs one fold
+# of each split (`folds=[0]`: the same split, fewer of its folds); `benchmarks/comparison.py` runs every task at the
+# papers' scale.
 
 # %%
 import os
@@ -81,7 +82,9 @@ def summary(table):
 
 # %%
 bulk = pk.datasets.simulate_bulk(n_drugs=150 if FAST else 1750, frac_missing=0.0, seed=0)  # 978 genes
-cross = pk.tl.benchmark(bulk, task="cross_cell", n_folds=3, method_options=small("cross_cell"))
+cross = pk.tl.benchmark(
+    bulk, task="cross_cell", n_folds=3, folds=[0] if FAST else None, method_options=small("cross_cell")
+)
 paper = {"deepcellstate": 0.61, "anchor_vae": 0.48, "scgen": 0.22, "dual_gan": 0.26, "naive": 0.28}
 summary(cross).assign(paper=lambda t: t.index.map(paper))
 
@@ -114,7 +117,9 @@ pk.pl.benchmark(tensor, kind="violin")
 # drug among all predictions (0 is best; 0.5 is what a model that predicts the same response for every drug gets).
 
 # %%
-unseen = pk.tl.benchmark(bulk, task="unseen_drug", n_folds=2, method_options=small("unseen_drug"))
+unseen = pk.tl.benchmark(
+    bulk, task="unseen_drug", n_folds=3, folds=[0] if FAST else None, method_options=small("unseen_drug")
+)
 summary(unseen)
 
 # %%
@@ -124,7 +129,7 @@ pk.pl.benchmark(unseen, metric="r2_degs")
 # ## 4. A held-out cell type (scGen's benchmark)
 #
 # Simulated single cells of three cell types. Each fold holds out one cell type's treated cells and predicts them
-# from its control cells. scGen shifts each control cell in latent space by the cell-type-balanced drug effect.
+# from its control cells (FAST mode: one cell type). scGen shifts each control cell in latent space by the cell-type-balanced drug effect.
 
 # %%
 cells = pk.datasets.simulate_single_cell(
@@ -132,7 +137,9 @@ cells = pk.datasets.simulate_single_cell(
 )
 sc.pp.normalize_total(cells, target_sum=1e4)
 sc.pp.log1p(cells)
-held = pk.tl.benchmark(cells, task="held_out_cell_type", n_folds=2, method_options=small("held_out_cell_type"))
+held = pk.tl.benchmark(
+    cells, task="held_out_cell_type", n_folds=1 if FAST else 3, method_options=small("held_out_cell_type")
+)
 summary(held)
 
 # %%

@@ -196,7 +196,9 @@ def _profile_scores(predicted: np.ndarray, measured: np.ndarray) -> dict[str, np
     return {"pearson": pearson_rows(predicted, measured), "r2": r2_rows(predicted, measured)}
 
 
-def _run_cross_cell(profiles: CellDrugProfiles, methods, *, n_folds, seed, device, options, keys, source, target):
+def _run_cross_cell(
+    profiles: CellDrugProfiles, methods, *, n_folds, run_folds, seed, device, options, keys, source, target
+):
     cells = list(profiles.cell_lines)
     if len(cells) < 2:
         raise EmptyGroupError(
@@ -207,7 +209,7 @@ def _run_cross_cell(profiles: CellDrugProfiles, methods, *, n_folds, seed, devic
     s, t = profiles.cell_index(source), profiles.cell_index(target)
     candidates = np.flatnonzero(profiles.present[:, s] & profiles.present[:, t])
     fold_of = _folds(len(candidates), n_folds, seed, what=f"drugs measured in both {source} and {target}")
-    for fold in range(n_folds):
+    for fold in run_folds:
         test = candidates[fold_of == fold]
         is_test = np.zeros(len(profiles.drugs), dtype=bool)
         is_test[test] = True
@@ -279,7 +281,7 @@ def _tensor_method(method: str):
     return adapters[method]
 
 
-def _run_tensor_completion(profiles: CellDrugProfiles, methods, *, n_folds, seed, device, options, keys):
+def _run_tensor_completion(profiles: CellDrugProfiles, methods, *, n_folds, run_folds, seed, device, options, keys):
     if len(profiles.cell_lines) < 2:
         raise EmptyGroupError(
             f"task='tensor_completion' needs at least two cell lines in obs[{keys.cell_key!r}]; the data have "
@@ -288,7 +290,7 @@ def _run_tensor_completion(profiles: CellDrugProfiles, methods, *, n_folds, seed
     # the (drug, cell line) profiles that can be hidden: drugs measured in at least two cell lines
     entries = np.argwhere(profiles.present & (profiles.present.sum(axis=1) >= 2)[:, None])
     fold_of = _folds(len(entries), n_folds, seed, what="(drug, cell line) profiles of drugs measured twice or more")
-    for fold in range(n_folds):
+    for fold in run_folds:
         hidden = entries[fold_of == fold]
         present = profiles.present.copy()
         present[hidden[:, 0], hidden[:, 1]] = False
@@ -414,7 +416,7 @@ def _score_response(pred, truth, *, keys, n_degs):
     return pd.DataFrame({"group": groups.to_numpy(), **{m: table[m].to_numpy() for m in METRICS}})
 
 
-def _run_unseen_drug(adata, methods, *, n_folds, seed, device, options, keys, n_degs, paired):
+def _run_unseen_drug(adata, methods, *, n_folds, run_folds, seed, device, options, keys, n_degs, paired):
     from ..models.baselines import control_means
 
     require_columns(
@@ -429,7 +431,7 @@ def _run_unseen_drug(adata, methods, *, n_folds, seed, device, options, keys, n_
     fold_of = _folds(len(structures), n_folds, seed, what="distinct SMILES among the treated rows")
     drug_smiles = adata.obs[keys.smiles_key].astype(str).to_numpy()
     cells = adata.obs[keys.cell_key].astype(str).to_numpy()
-    for fold in range(n_folds):
+    for fold in run_folds:
         is_test = np.isin(drug_smiles, structures[fold_of == fold]) & ~is_control
         train = adata[~is_test].copy()
         test_cells = pd.unique(cells[is_test])
@@ -452,7 +454,7 @@ def _run_unseen_drug(adata, methods, *, n_folds, seed, device, options, keys, n_
             yield method, fold, _score_response(pred, truth, keys=keys, n_degs=n_degs), seconds
 
 
-def _run_held_out_cell_type(adata, methods, *, n_folds, seed, device, options, keys, n_degs):
+def _run_held_out_cell_type(adata, methods, *, n_folds, run_folds, seed, device, options, keys, n_degs):
     require_columns(adata, {"cell_key": keys.cell_key, "drug_key": keys.drug_key}, purpose="task='held_out_cell_type'")
     is_control = control_mask(adata, keys.control_key)
     cells = adata.obs[keys.cell_key].astype(str).to_numpy()
@@ -467,6 +469,8 @@ def _run_held_out_cell_type(adata, methods, *, n_folds, seed, device, options, k
     n_folds = min(n_folds, len(eligible))
     held_types = list(np.random.default_rng(seed).permutation(eligible)[:n_folds])
     for fold, cell_type in enumerate(held_types):
+        if fold not in run_folds:
+            continue
         in_type = cells == cell_type
         held = in_type & ~is_control
         train = adata[~held].copy()
@@ -508,7 +512,7 @@ def _lsa_fold(data, train_rows, held, method, options, *, seed, device, keys) ->
     return table[table["group"].isin(held)]
 
 
-def _run_polypharmacology(adata, methods, *, n_folds, seed, device, options, keys, layer):
+def _run_polypharmacology(adata, methods, *, n_folds, run_folds, seed, device, options, keys, layer):
     from ..models.vae._arithmetic import lsa_filter
 
     require_columns(adata, {"moa_key": keys.moa_key}, purpose="task='polypharmacology' (latent space arithmetic)")
@@ -520,7 +524,7 @@ def _run_polypharmacology(adata, methods, *, n_folds, seed, device, options, key
         raise EmptyGroupError(f"task='polypharmacology' found no eligible 'A|B' group: {groups.message}")
     fold_of = _folds(len(eligible), n_folds, seed, what="eligible 'A|B' groups")
     row_group = np.asarray(groups.row_group, dtype=object)
-    for fold in range(n_folds):
+    for fold in run_folds:
         held = set(eligible[fold_of == fold])
         train_rows = np.array([g not in held for g in row_group])  # the held-out A|B profiles train nothing
         for method in methods:
@@ -548,6 +552,7 @@ def benchmark(
     task: Task,
     methods: Sequence[str] | None = None,
     n_folds: int = 5,
+    folds: Sequence[int] | None = None,
     seed: int = 0,
     source: str | None = None,
     target: str | None = None,
@@ -599,7 +604,11 @@ def benchmark(
     methods
         Names of the task's methods to run (default: all of them, in :data:`TASK_METHODS` order).
     n_folds
-        Number of folds (``"held_out_cell_type"``: number of cell types held out, one per fold).
+        Number of folds, at least 2 (``"held_out_cell_type"``: the number of cell types held out, one per fold; 1 is
+        allowed).
+    folds
+        Run only these folds of the ``n_folds`` split (e.g. ``[0]`` for a first look at a large data set); default:
+        all of them.
     seed
         Draws the folds and seeds each method's training.
     source, target
@@ -644,8 +653,15 @@ def benchmark(
         raise UnknownOptionError(
             f"methods {unknown or methods} are not methods of task={task!r}; it has {list(available)}."
         )
-    if int(n_folds) < 1:
-        raise PerturbkitInputError(f"n_folds must be a positive integer, got {n_folds!r}.")
+    smallest = 1 if task == "held_out_cell_type" else 2
+    if int(n_folds) < smallest:
+        raise PerturbkitInputError(
+            f"n_folds={n_folds!r}: task={task!r} needs at least {smallest} folds "
+            + ("(one fold would hold out everything and leave nothing to train on)." if smallest == 2 else ".")
+        )
+    run_folds = list(range(int(n_folds))) if folds is None else sorted({int(f) for f in folds})
+    if not run_folds or any(f < 0 or f >= int(n_folds) for f in run_folds):
+        raise PerturbkitInputError(f"folds={folds!r} must name folds among 0..{int(n_folds) - 1}.")
     method_options = dict(method_options or {})
     stray = sorted(set(method_options) - set(methods))
     if stray:
@@ -654,7 +670,7 @@ def benchmark(
         )
     options = {m: {**METHOD_SETTINGS.get(m, {}), **method_options.get(m, {})} for m in methods}
     keys = DataKeys(cell_key, drug_key, control_key, smiles_key, moa_key)
-    common = dict(n_folds=int(n_folds), seed=int(seed), device=device, options=options, keys=keys)
+    common = dict(n_folds=int(n_folds), run_folds=run_folds, seed=int(seed), device=device, options=options, keys=keys)
     if task in ("cross_cell", "tensor_completion"):
         profiles = CellDrugProfiles.from_adata(
             adata, cell_key=cell_key, drug_key=drug_key, control_key=control_key, moa_key=None, layer=layer
@@ -673,7 +689,7 @@ def benchmark(
         else:
             runs = _run_polypharmacology(data, methods, layer=None, **common)
     frames = []
-    total = int(n_folds) * len(methods)
+    total = len(run_folds) * len(methods)
     with tqdm(total=total, desc=f"benchmark: {task}", disable=not settings.progress_bar) as bar:
         for method, fold, scores, seconds in runs:
             frames.append(scores.assign(method=method, fold=fold, train_seconds=seconds))
