@@ -24,6 +24,28 @@ METRIC_LABELS = {
     "l2": "L2 distance to the measured A|B profile (lower is better)",
 }
 
+#: How the methods of :func:`perturbkit.tl.benchmark` are named on the figure.
+METHOD_LABELS = {
+    "deepcellstate": "DeepCellState",
+    "anchor_vae": "anchor VAE",
+    "scgen": "scGen",
+    "dual_gan": "dual GAN",
+    "dnpp": "DNPP",
+    "falrtc": "FaLRTC",
+    "cyclecdr": "cycleCDR",
+    "cyclecdr_gat": "cycleCDR (GAT)",
+    "cyclecdr_fingerprint": "cycleCDR (fingerprint)",
+    "cpa": "CPA-style",
+    "no_change": "no change",
+    "mean_response": "mean response",
+    "mean_shift": "mean shift",
+    "vae_vanilla": "VAE",
+    "vae_beta": "β-VAE",
+    "vae_mmd": "MMD-VAE",
+    "pca": "PCA",
+    "original": "original space",
+}
+
 
 def benchmark(
     table: pd.DataFrame,
@@ -77,7 +99,7 @@ def benchmark(
         if "train_seconds" in table
         else pd.Series(dtype=float)
     )
-    names = {m: f"{m}<br>{_duration(seconds[m])}" if m in seconds else m for m in order}
+    names = {m: METHOD_LABELS.get(m, m) + (f"<br>{_duration(seconds[m])}" if m in seconds else "") for m in order}
     fig = go.Figure()
     for method, color in zip(order, palette(len(order)), strict=True):
         rows = table[table["method"] == method]
