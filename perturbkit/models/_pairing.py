@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from .._groups import group_means
-from .._schema import EmptyGroupError, PerturbkitInputError, control_mask, require_columns
+from .._schema import EmptyGroupError, PerturbkitInputError, UnknownCategoryError, control_mask, require_columns
+from ._inputs import is_anndata, is_model
 
 
 def _group_labels(obs: pd.DataFrame, cell_key: str, plate_key: str | None) -> pd.Series:
@@ -134,3 +137,60 @@ def prediction_obs(
         obs[cell_key] = adata_controls.obs[cell_key].astype(str).to_numpy()[rows]
     obs.index = [f"{c}|{d}" for c, d in zip(obs["control_row"], obs[drug_key], strict=True)]
     return obs, rows
+
+
+def check_control_profiles(adata_controls) -> None:
+    """Refuse what ``predict`` cannot turn into treated profiles: no AnnData (or a model), or no rows."""
+    if is_model(adata_controls) or not is_anndata(adata_controls):
+        raise PerturbkitInputError(
+            f"adata_controls must be an AnnData of control profiles, got a "
+            f"{type(adata_controls).__name__}; call model.predict(adata_controls, "
+            f"drugs=[...]), e.g. with pk.tl.control_means(adata)."
+        )
+    if adata_controls.n_obs == 0:
+        raise EmptyGroupError(
+            "adata_controls has no rows: predict turns each control profile into a treated one, so it needs at "
+            "least one. Pass control profiles, e.g. pk.tl.control_means(adata) (one mean control per cell line) "
+            "or adata[adata.obs['control']] (single control rows); check that your selection of controls is "
+            "not empty."
+        )
+
+
+def resolve_drugs(known: Mapping[str, str], drugs, *, encoders: str) -> tuple[list[str], dict]:
+    """The drug names to predict and the SMILES lookup: the ``known`` training drugs plus any given ``{name: SMILES}``.
+
+    ``drugs`` is a name, a list of names (each must be ``known``) or ``{name: SMILES}``; ``encoders`` names the
+    structure encoders in the message for unknown names (e.g. ``"'gat' or 'fingerprint'"``).
+    """
+    lookup = dict(known)
+    if isinstance(drugs, Mapping):
+        names = [str(d) for d in drugs]
+        lookup.update({str(k): str(v) for k, v in drugs.items()})
+    else:
+        names = [str(d) for d in ([drugs] if isinstance(drugs, str) else drugs)]
+        unknown = [d for d in names if d not in lookup]
+        if unknown:
+            raise UnknownCategoryError(
+                f"drugs {unknown[:5]} are not among the model's {len(lookup)} training drugs and have no SMILES. "
+                f"Pass drugs={{name: SMILES}} for unseen drugs (with the {encoders} encoder)."
+            )
+    if not names:
+        raise PerturbkitInputError("drugs is empty; name at least one drug to predict.")
+    return names, lookup
+
+
+def drug_smiles(treated_obs: pd.DataFrame, *, drug_key: str, smiles_key: str) -> dict[str, str]:
+    """``{drug: SMILES}`` of the treated rows' obs, each drug with one SMILES; without a SMILES column, empty SMILES.
+
+    A drug named with several SMILES raises, naming them.
+    """
+    if smiles_key not in treated_obs:  # the one-hot encoder needs no structures
+        return {str(d): "" for d in pd.unique(treated_obs[drug_key].astype(str))}
+    table = treated_obs[[drug_key, smiles_key]].astype(str).drop_duplicates()
+    clash = table[table[drug_key].duplicated(keep=False)]
+    if len(clash):
+        raise PerturbkitInputError(
+            f"some drugs have several SMILES, e.g. {clash.head(4).values.tolist()}; "
+            f"each drug name needs one SMILES (obs[{smiles_key!r}])."
+        )
+    return dict(zip(table[drug_key], table[smiles_key], strict=True))

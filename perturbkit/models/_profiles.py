@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 
 from .._groups import group_means
 from .._schema import (
+    OBS_KEYS,
     EmptyGroupError,
+    GeneMismatchError,
     MissingColumnError,
     PerturbkitInputError,
     UnknownCategoryError,
@@ -172,8 +175,6 @@ def model_profiles(model, adata, *, layer=None, cell_lines=None) -> CellDrugProf
 
     They are collected with the obs keys the model was trained with (``model.hparams['data_keys']``).
     """
-    import anndata as ad
-
     keys = model.hparams["data_keys"]
     control_key = keys.get("control_key")
     if control_key is not None and control_key not in adata.obs:
@@ -194,3 +195,114 @@ def model_profiles(model, adata, *, layer=None, cell_lines=None) -> CellDrugProf
         average=keys.get("average", True),
         cell_lines=cell_lines,
     )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the cross-cell models (DeepCellState, the anchor VAE, the dual GAN; scGen's target= mode): one drug's profile in
+# one cell line predicted from its profiles in others
+# ------------------------------------------------------------------------------------------------------------------
+#: The obs keys (and averaging) the cross-cell models read.
+CROSS_CELL_DATA_DEFAULTS = {
+    "cell_key": OBS_KEYS.cell_key,
+    "drug_key": OBS_KEYS.drug_key,
+    "control_key": OBS_KEYS.control_key,
+    "moa_key": OBS_KEYS.moa_key,
+    "average": True,
+}
+
+
+def training_profiles(model, adata) -> CellDrugProfiles:
+    """The per-(drug, cell line) training profiles of ``adata`` (AnnData or CellDrugProfiles), model gene order.
+
+    CellDrugProfiles keep their own gene order, which must be the model's; their cell lines outside the model's are
+    left out.
+    """
+    if isinstance(adata, CellDrugProfiles):
+        profiles = adata
+        if list(profiles.var_names) != list(model.var_names):
+            raise GeneMismatchError(
+                f"the training profiles have {len(profiles.var_names)} features in another order or with other names "
+                f"than the model's {model.n_vars}; build the model with the profiles' var_names."
+            )
+        keep = [c for c in profiles.cell_lines if c in model.cell_lines]
+        if len(keep) < len(profiles.cell_lines):
+            profiles = profiles.subset(cell_lines=keep)
+        return profiles
+    cell_key = model.data_keys["cell_key"]
+    present = set(adata.obs[cell_key].astype(str)) if cell_key in adata.obs else set()
+    return model.profiles_from(adata, cell_lines=[c for c in model.cell_lines if c in present] or None)
+
+
+def scaled_profiles(model, profiles: CellDrugProfiles) -> CellDrugProfiles:
+    """``profiles`` on ``model``'s scale (its fitted scaler), zeros where a profile is absent."""
+    values = model.scaler.transform(profiles.values.reshape(-1, model.n_vars)).reshape(profiles.values.shape)
+    return profiles.with_values(np.where(profiles.present[..., None], values, 0.0))
+
+
+def cross_cell_prediction(
+    model,
+    adata,
+    *,
+    target: str,
+    sources,
+    layer,
+    uns_key: str,
+    predict_rows=None,
+    check_sources=None,
+    default_sources=None,
+) -> ad.AnnData:
+    """A cross-cell ``predict``: every drug's profile in each source cell line predicted in ``target``, averaged.
+
+    The profiles are read per (drug, cell line) with the model's obs keys (:func:`model_profiles`: features matched
+    by name, control rows left out). ``sources=None`` takes every cell line of the data other than ``target`` (only
+    those in ``default_sources`` when given); ``check_sources``, when given, is called with the source list and
+    refuses the ones the model cannot use. ``predict_rows(X, source)`` predicts the ``target`` profiles of rows
+    ``X`` (cell line ``source``, the data's units); by default ``model.predict_array(X, target=target)``.
+
+    Returns
+    -------
+    One row per drug measured in at least one source, in the data's units and the model's features; obs
+    ``drug_key``, ``target``, ``sources`` (those the drug was measured in), ``n_sources`` and ``moa_key`` when the
+    data have it; ``uns[uns_key]`` records the target and the sources.
+    """
+    target = str(target)
+    profiles = model_profiles(model, adata, layer=layer)
+    if sources is None:
+        sources = [c for c in profiles.cell_lines if c != target]
+        if default_sources is not None:
+            sources = [c for c in sources if c in default_sources]
+    sources = [str(s) for s in np.atleast_1d(sources)]
+    if check_sources is not None:
+        check_sources(sources)
+    if not sources:
+        raise PerturbkitInputError(
+            f"no source cell line: the data only has {list(profiles.cell_lines)}; pass "
+            f"sources= or data from another cell line."
+        )
+    positions = [profiles.cell_index(s) for s in sources]
+    present = profiles.present[:, positions]
+    rows = np.flatnonzero(present.any(axis=1))
+    if len(rows) == 0:
+        raise EmptyGroupError(f"no drug has a profile in the source cell lines {sources}.")
+    total = np.zeros((len(rows), model.n_vars), dtype=np.float64)
+    for j, (source, s) in enumerate(zip(sources, positions, strict=True)):
+        have = present[rows, j]
+        if have.any():
+            X = profiles.values[rows[have], s]
+            total[have] += model.predict_array(X, target=target) if predict_rows is None else predict_rows(X, source)
+    n_sources = present[rows].sum(axis=1)
+    keys = model.hparams["data_keys"]
+    obs = pd.DataFrame(
+        {
+            keys["drug_key"]: profiles.drugs[rows].to_numpy(),
+            "target": target,
+            "sources": [",".join(np.array(sources)[present[r]]) for r in rows],
+            "n_sources": n_sources,
+        },
+        index=profiles.drugs[rows].astype(str),
+    )
+    if profiles.moa is not None:
+        obs[keys["moa_key"]] = profiles.moa.iloc[rows].to_numpy()
+    out = ad.AnnData((total / n_sources[:, None]).astype(np.float32), obs=obs, var=pd.DataFrame(index=model.var_names))
+    out.uns[uns_key] = {"target": target, "sources": sources}
+    return out

@@ -5,8 +5,11 @@ from __future__ import annotations
 from .._schema import OBS_KEYS
 from ..models.anchor_vae import AnchorVAE
 from ..models.anchor_vae._model import DEFAULTS
+from ._deepcellstate import CROSS_CELL_DATA_DOC
+from ._options import doc_params
 
 
+@doc_params(cross_cell_data=CROSS_CELL_DATA_DOC)
 def train_anchor_vae(
     adata,
     *,
@@ -44,15 +47,7 @@ def train_anchor_vae(
 
     Parameters
     ----------
-    adata
-        Level-5-like signatures with ``cell_key`` and ``drug_key`` in obs.
-    cell_key, drug_key, moa_key
-        obs columns of the cell line, the drug and (optional) its mechanism of action.
-    control_key
-        Boolean obs column flagging the vehicle (DMSO) controls, which are left out of training and prediction
-        (a missing column raises :class:`~perturbkit.errors.MissingColumnError`; ``None``: no row is a control).
-    average
-        Average each (cell line, drug)'s profiles over doses, times and replicates; ``False`` needs one row each.
+    {cross_cell_data}
     cell_lines
         Cell lines to model (default all in the data); each gets a decoder.
     layer

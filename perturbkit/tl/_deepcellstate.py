@@ -15,7 +15,21 @@ from ..models.deepcellstate import DeepCellState
 from ..models.deepcellstate import _evaluation as evaluation
 from ..models.deepcellstate import _interpretation as interpretation
 from ..models.deepcellstate._model import DEFAULTS
-from ._options import trainer_options
+from ._options import doc_params, trainer_options
+
+#: How the cross-cell trainers (DeepCellState, the anchor VAE, the dual GAN) read the data: ``{cross_cell_data}``.
+CROSS_CELL_DATA_DOC = """
+    adata
+        Level-5-like signatures with ``cell_key`` and ``drug_key`` in obs.
+    cell_key, drug_key, moa_key
+        obs columns of the cell line, the drug and (optional) its mechanism of action.
+    control_key
+        Boolean obs column flagging the vehicle (DMSO) controls, which are left out of training and prediction.
+        A missing column raises :class:`~perturbkit.errors.MissingColumnError`; pass ``control_key=None`` when no
+        row is a control (every row is then treated as a drug, also by ``model.predict``).
+    average
+        Average each (cell line, drug)'s profiles over doses, times and replicates; ``False`` needs one row each.
+"""
 
 
 def _profiles(adata, *, cell_key, drug_key, control_key, moa_key, average, layer, cell_lines=None):
@@ -31,6 +45,7 @@ def _profiles(adata, *, cell_key, drug_key, control_key, moa_key, average, layer
     )
 
 
+@doc_params(cross_cell_data=CROSS_CELL_DATA_DOC)
 def train_deepcellstate(
     adata,
     *,
@@ -73,16 +88,7 @@ def train_deepcellstate(
 
     Parameters
     ----------
-    adata
-        Level-5-like signatures with ``cell_key`` and ``drug_key`` in obs.
-    cell_key, drug_key, moa_key
-        obs columns of the cell line, the drug and (optional) its mechanism of action.
-    control_key
-        Boolean obs column flagging the vehicle (DMSO) controls, which are left out of training and prediction.
-        A missing column raises :class:`~perturbkit.errors.MissingColumnError`; pass ``control_key=None`` when no
-        row is a control (every row is then treated as a drug, also by ``model.predict``).
-    average
-        Average each (cell line, drug)'s profiles over doses, times and replicates; ``False`` needs one row each.
+    {cross_cell_data}
     cell_lines
         Cell lines to model (default all in the data); each gets a decoder.
     layer

@@ -28,7 +28,7 @@ from .._schema import (
 from .._settings import resolve_device, seeded
 from .._version import __version__
 from ._checkpoint import TrainingRun, warn_interrupted
-from ._loop import History
+from ._loop import History, fit
 
 FORMAT_NAME = "perturbkit-model"
 #: Format 2 adds the checksum; format 1 files (no checksum) still load.
@@ -246,6 +246,27 @@ class BaseModel:
                 self.module.eval()
                 self.interrupted = True
                 warn_interrupted(self, error)
+
+    def _fit_stage(self, run: TrainingRun, stage: str, objectives, train, **fit_options) -> None:
+        """Train ``self.module`` for one ``stage`` of ``run`` with :func:`~perturbkit.train.fit`, then mark it done.
+
+        A run resumed from a checkpoint that had completed ``stage`` skips it. ``fit_options`` are ``fit``'s other
+        arguments (validation, epochs, batch size, seed, ...); the module, device, history and checkpoint are the
+        model's and ``run``'s.
+        """
+        if run.passed(stage):
+            return
+        fit(
+            self.module,
+            objectives,
+            train,
+            device=self.device,
+            stage=stage,
+            history=self.history,
+            checkpoint=run,
+            **fit_options,
+        )
+        run.stage_done(stage)
 
     # --- persistence -------------------------------------------------------------------------------
     def save(self, path, *, overwrite: bool = True) -> Path:

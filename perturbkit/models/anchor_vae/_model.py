@@ -7,11 +7,17 @@ from itertools import combinations
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 
 from ..._schema import OBS_KEYS, EmptyGroupError, PerturbkitInputError, UnknownCategoryError
-from ...train import BaseModel, Objective, fit, split_indices
-from .._profiles import CellDrugProfiles, model_profiles
+from ...train import BaseModel, Objective, split_indices
+from .._profiles import (
+    CROSS_CELL_DATA_DEFAULTS,
+    CellDrugProfiles,
+    cross_cell_prediction,
+    model_profiles,
+    scaled_profiles,
+    training_profiles,
+)
 from ._module import AnchorVAENetwork, anchor_vae_loss, cross_prediction_loss
 
 
@@ -38,15 +44,6 @@ class AnchorVAEDefaults:
 
 
 DEFAULTS = AnchorVAEDefaults()
-
-#: The obs keys (and averaging) of the cross-cell models: DeepCellState's.
-CROSS_CELL_DATA_DEFAULTS = {
-    "cell_key": OBS_KEYS.cell_key,
-    "drug_key": OBS_KEYS.drug_key,
-    "control_key": OBS_KEYS.control_key,
-    "moa_key": OBS_KEYS.moa_key,
-    "average": True,
-}
 
 
 class AnchorVAE(BaseModel):
@@ -247,12 +244,12 @@ class AnchorVAE(BaseModel):
         Ctrl-C stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
         checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier run exactly.
         """
-        profiles = _training_profiles(self, adata)
+        profiles = training_profiles(self, adata)
         if fit_scaler or self.scaler is None:
             from ...pp import Scaler
 
             self.scaler = Scaler("maxabs", per_feature=False).fit(profiles.values[profiles.present])
-        scaled = _scaled(self, profiles)
+        scaled = scaled_profiles(self, profiles)
         train_pos, val_pos = split_indices(
             len(scaled.drugs), validation_fraction=validation_fraction, seed=0 if seed is None else seed
         )
@@ -266,23 +263,18 @@ class AnchorVAE(BaseModel):
         with self._training_run(
             seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
         ) as run:
-            if not run.passed("anchor_vae"):
-                fit(
-                    self.module,
-                    Objective(self._loss(), self.module.parameters(), lr=lr),
-                    train,
-                    validation=val if len(val[0]) else None,
-                    validation_loss=lambda batch: cross_prediction_loss(self.module, batch),
-                    max_epochs=max_epochs,
-                    batch_size=batch_size,
-                    patience=patience,
-                    device=self.device,
-                    seed=seed,
-                    stage="anchor_vae",
-                    history=self.history,
-                    checkpoint=run,
-                )
-                run.stage_done("anchor_vae")
+            self._fit_stage(
+                run,
+                "anchor_vae",
+                Objective(self._loss(), self.module.parameters(), lr=lr),
+                train,
+                validation=val if len(val[0]) else None,
+                validation_loss=lambda batch: cross_prediction_loss(self.module, batch),
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                patience=patience,
+                seed=seed,
+            )
         self.module.eval()
         return self
 
@@ -327,88 +319,6 @@ class AnchorVAE(BaseModel):
         without the ``control_key`` column raise :class:`~perturbkit.errors.MissingColumnError`.
         """
         self.cell_index(target)
-        return predict_across_cell_lines(self, adata, target=target, sources=sources, layer=layer, name="anchor_vae")
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# shared by the cross-cell competitors (the anchor VAE and the dual GAN)
-# ------------------------------------------------------------------------------------------------------------------
-def _training_profiles(model, adata) -> CellDrugProfiles:
-    """The per-(drug, cell line) training profiles of ``adata`` (AnnData or CellDrugProfiles), model gene order.
-
-    CellDrugProfiles keep their own gene order, which must be the model's; their cell lines outside the model's are
-    left out.
-    """
-    if isinstance(adata, CellDrugProfiles):
-        profiles = adata
-        if list(profiles.var_names) != list(model.var_names):
-            from ..._schema import GeneMismatchError
-
-            raise GeneMismatchError(
-                f"the training profiles have {len(profiles.var_names)} features in another order or with other names "
-                f"than the model's {model.n_vars}; build the model with the profiles' var_names."
-            )
-        keep = [c for c in profiles.cell_lines if c in model.cell_lines]
-        if len(keep) < len(profiles.cell_lines):
-            profiles = profiles.subset(cell_lines=keep)
-        return profiles
-    cell_key = model.data_keys["cell_key"]
-    present = set(adata.obs[cell_key].astype(str)) if cell_key in adata.obs else set()
-    return model.profiles_from(adata, cell_lines=[c for c in model.cell_lines if c in present] or None)
-
-
-def _scaled(model, profiles: CellDrugProfiles) -> CellDrugProfiles:
-    values = model.scaler.transform(profiles.values.reshape(-1, model.n_vars)).reshape(profiles.values.shape)
-    return profiles.with_values(np.where(profiles.present[..., None], values, 0.0))
-
-
-def predict_across_cell_lines(model, adata, *, target, sources, layer, name: str, allowed_sources=None) -> ad.AnnData:
-    """``model.predict``: decode every drug's profile in each source into ``target`` and average over sources.
-
-    ``allowed_sources`` (a list) restricts the source cell lines; ``None`` allows any, the default being every cell
-    line of the data other than ``target``.
-    """
-    profiles = model.profiles_from(adata, layer=layer)
-    if sources is None:
-        sources = [c for c in profiles.cell_lines if c != str(target)]
-        if allowed_sources is not None:
-            sources = [c for c in sources if c in allowed_sources]
-    sources = [str(s) for s in np.atleast_1d(sources)]
-    if allowed_sources is not None:
-        bad = [s for s in sources if s not in allowed_sources]
-        if bad:
-            raise UnknownCategoryError(
-                f"{type(model).__name__} translates into {target!r} only from {list(allowed_sources)}, not from "
-                f"{bad}; pass sources={list(allowed_sources)} (or leave sources=None)."
-            )
-    if not sources:
-        raise PerturbkitInputError(
-            f"no source cell line: the data only has {list(profiles.cell_lines)}; pass "
-            f"sources= or data from another cell line."
+        return cross_cell_prediction(
+            self, adata, target=target, sources=sources, layer=layer, uns_key="anchor_vae_prediction"
         )
-    positions = [profiles.cell_index(s) for s in sources]
-    present = profiles.present[:, positions]
-    rows = np.flatnonzero(present.any(axis=1))
-    if len(rows) == 0:
-        raise PerturbkitInputError(f"no drug has a profile in the source cell lines {sources}.")
-    total = np.zeros((len(rows), model.n_vars), dtype=np.float64)
-    for j, s in enumerate(positions):
-        have = present[rows, j]
-        if have.any():
-            total[have] += model.predict_array(profiles.values[rows[have], s], target=target)
-    n_sources = present[rows].sum(axis=1)
-    keys = model.hparams["data_keys"]
-    obs = pd.DataFrame(
-        {
-            keys["drug_key"]: profiles.drugs[rows].to_numpy(),
-            "target": str(target),
-            "sources": [",".join(np.array(sources)[present[r]]) for r in rows],
-            "n_sources": n_sources,
-        },
-        index=profiles.drugs[rows].astype(str),
-    )
-    if profiles.moa is not None:
-        obs[keys["moa_key"]] = profiles.moa.iloc[rows].to_numpy()
-    out = ad.AnnData((total / n_sources[:, None]).astype(np.float32), obs=obs, var=pd.DataFrame(index=model.var_names))
-    out.uns[f"{name}_prediction"] = {"target": str(target), "sources": sources}
-    return out

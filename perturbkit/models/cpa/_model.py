@@ -23,9 +23,8 @@ from ..._schema import (
     numeric_column,
     require_columns,
 )
-from ...train import BaseModel, Objective, fit, split_indices
-from .._inputs import is_anndata, is_model
-from .._pairing import prediction_obs
+from ...train import BaseModel, Objective, split_indices
+from .._pairing import check_control_profiles, drug_smiles, prediction_obs, resolve_drugs
 from ..cyclecdr._drug_encoders import make_drug_encoder
 from ._module import CPANetwork, adversary_loss, autoencoder_loss, reconstruction_loss
 
@@ -185,17 +184,7 @@ class CPA(BaseModel):
                 f"no treated rows: obs[{control_key!r}] is True for all {adata.n_obs} rows; CPA learns drug effects "
                 f"from treated rows."
             )
-        if drug_encoder == "onehot" and smiles_key not in adata.obs:
-            drugs = {str(d): "" for d in pd.unique(obs[drug_key].astype(str))}
-        else:
-            table = obs[[drug_key, smiles_key]].astype(str).drop_duplicates()
-            clash = table[table[drug_key].duplicated(keep=False)]
-            if len(clash):
-                raise PerturbkitInputError(
-                    f"some drugs have several SMILES, e.g. {clash.head(4).values.tolist()}; "
-                    f"each drug name needs one SMILES (obs[{smiles_key!r}])."
-                )
-            drugs = dict(zip(table[drug_key], table[smiles_key], strict=True))
+        drugs = drug_smiles(obs, drug_key=drug_key, smiles_key=smiles_key)
         cell_lines = sorted(pd.unique(adata.obs[cell_key].astype(str)))
         data_keys = {
             "drug_key": drug_key,
@@ -360,44 +349,26 @@ class CPA(BaseModel):
         with self._training_run(
             seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
         ) as run:
-            if not run.passed("cpa"):
-                fit(
-                    net,
-                    objectives,
-                    tuple(a[train_rows] for a in arrays),
-                    validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
-                    validation_loss=self._validation_loss(),
-                    max_epochs=max_epochs,
-                    batch_size=batch_size,
-                    patience=patience,
-                    device=self.device,
-                    seed=seed,
-                    stage="cpa",
-                    history=self.history,
-                    avoid_single_row_batch=True,
-                    checkpoint=run,
-                )
-                run.stage_done("cpa")
+            self._fit_stage(
+                run,
+                "cpa",
+                objectives,
+                tuple(a[train_rows] for a in arrays),
+                validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
+                validation_loss=self._validation_loss(),
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                patience=patience,
+                seed=seed,
+                avoid_single_row_batch=True,
+            )
         net.eval()
         return self
 
     # ------------------------------------------------------------------------------------------------- prediction
     def _resolve_drugs(self, drugs) -> tuple[list[str], dict]:
-        """Names to predict and the SMILES lookup (training drugs plus any given ``{name: SMILES}``)."""
-        lookup = dict(self.hparams["drugs"])
-        if isinstance(drugs, Mapping):
-            names = [str(d) for d in drugs]
-            lookup.update({str(k): str(v) for k, v in drugs.items()})
-        else:
-            names = [str(d) for d in ([drugs] if isinstance(drugs, str) else drugs)]
-            unknown = [d for d in names if d not in lookup]
-            if unknown:
-                raise UnknownCategoryError(
-                    f"drugs {unknown[:5]} are not among the model's {len(lookup)} training drugs and have no SMILES. "
-                    f"Pass drugs={{name: SMILES}} for unseen drugs (with the 'fingerprint' or 'gat' encoder)."
-                )
-        if not names:
-            raise PerturbkitInputError("drugs is empty; name at least one drug to predict.")
+        """Names to predict and the SMILES lookup; the one-hot encoder refuses drugs it was not trained on."""
+        names, lookup = resolve_drugs(self.hparams["drugs"], drugs, encoders="'fingerprint' or 'gat'")
         if self.hparams["drug_encoder"] == "onehot":
             unseen = [d for d in names if d not in self.hparams["drugs"]]
             if unseen:
@@ -502,19 +473,7 @@ class CPA(BaseModel):
         (``cell_key``) and ``dose``.
         """
         keys = self.data_keys
-        if is_model(adata_controls) or not is_anndata(adata_controls):
-            raise PerturbkitInputError(
-                f"adata_controls must be an AnnData of control profiles, got a "
-                f"{type(adata_controls).__name__}; call model.predict(adata_controls, "
-                f"drugs=[...]), e.g. with pk.tl.control_means(adata)."
-            )
-        if adata_controls.n_obs == 0:
-            raise EmptyGroupError(
-                "adata_controls has no rows: predict turns each control profile into a treated one, so it needs at "
-                "least one. Pass control profiles, e.g. pk.tl.control_means(adata) (one mean control per cell line) "
-                "or adata[adata.obs['control']] (single control rows); check that your selection of controls is "
-                "not empty."
-            )
+        check_control_profiles(adata_controls)
         require_columns(adata_controls, {"cell_key": keys["cell_key"]}, purpose="adding each control's cell line")
         self.cell_indices(adata_controls.obs[keys["cell_key"]].astype(str).to_numpy(), where="adata_controls")
         names, lookup = self._resolve_drugs(drugs)

@@ -16,16 +16,21 @@ import torch
 
 from ..._schema import (
     OBS_KEYS,
-    EmptyGroupError,
     PerturbkitInputError,
     UnknownCategoryError,
     control_mask,
     numeric_column,
     require_columns,
 )
-from ...train import BaseModel, Objective, fit, split_indices
-from .._inputs import is_anndata, is_model
-from .._pairing import control_profiles, prediction_obs, random_controls
+from ...train import BaseModel, Objective, split_indices
+from .._pairing import (
+    check_control_profiles,
+    control_profiles,
+    drug_smiles,
+    prediction_obs,
+    random_controls,
+    resolve_drugs,
+)
 from ._drug_encoders import make_drug_encoder
 from ._module import CycleCDRNetwork, discriminator_loss, generator_loss, paired_validation_loss
 
@@ -183,17 +188,7 @@ class CycleCDR(BaseModel):
             keys["dose_key"] = dose_key
         require_columns(adata, keys, purpose="cycleCDR training")
         obs = adata.obs.loc[~control_mask(adata, control_key)]
-        if drug_encoder == "onehot" and smiles_key not in adata.obs:
-            drugs = {str(d): "" for d in pd.unique(obs[drug_key].astype(str))}
-        else:
-            table = obs[[drug_key, smiles_key]].astype(str).drop_duplicates()
-            clash = table[table[drug_key].duplicated(keep=False)]
-            if len(clash):
-                raise PerturbkitInputError(
-                    f"some drugs have several SMILES, e.g. {clash.head(4).values.tolist()}; "
-                    f"each drug name needs one SMILES (obs[{smiles_key!r}])."
-                )
-            drugs = dict(zip(table[drug_key], table[smiles_key], strict=True))
+        drugs = drug_smiles(obs, drug_key=drug_key, smiles_key=smiles_key)
         data_keys = {
             "drug_key": drug_key,
             "control_key": control_key,
@@ -353,46 +348,23 @@ class CycleCDR(BaseModel):
         with self._training_run(
             seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
         ) as run:
-            if not run.passed("cyclecdr"):
-                fit(
-                    net,
-                    objectives,
-                    tuple(a[train_rows] for a in arrays),
-                    validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
-                    validation_loss=self._validation_loss(),
-                    max_epochs=max_epochs,
-                    batch_size=batch_size,
-                    patience=patience,
-                    device=self.device,
-                    seed=seed,
-                    stage="cyclecdr",
-                    history=self.history,
-                    avoid_single_row_batch=True,
-                    checkpoint=run,
-                )
-                run.stage_done("cyclecdr")
+            self._fit_stage(
+                run,
+                "cyclecdr",
+                objectives,
+                tuple(a[train_rows] for a in arrays),
+                validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
+                validation_loss=self._validation_loss(),
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                patience=patience,
+                seed=seed,
+                avoid_single_row_batch=True,
+            )
         net.eval()
         return self
 
     # ------------------------------------------------------------------------------------------------- prediction
-    def _resolve_drugs(self, drugs) -> tuple[list[str], dict]:
-        """Names to predict and the SMILES lookup (training drugs plus any given ``{name: SMILES}``)."""
-        lookup = dict(self.hparams["drugs"])
-        if isinstance(drugs, Mapping):
-            names = [str(d) for d in drugs]
-            lookup.update({str(k): str(v) for k, v in drugs.items()})
-        else:
-            names = [str(d) for d in ([drugs] if isinstance(drugs, str) else drugs)]
-            unknown = [d for d in names if d not in lookup]
-            if unknown:
-                raise UnknownCategoryError(
-                    f"drugs {unknown[:5]} are not among the model's {len(lookup)} training drugs and have no SMILES. "
-                    f"Pass drugs={{name: SMILES}} for unseen drugs (with the 'gat' or 'fingerprint' encoder)."
-                )
-        if not names:
-            raise PerturbkitInputError("drugs is empty; name at least one drug to predict.")
-        return names, lookup
-
     @torch.no_grad()
     def predict_array(
         self, X: np.ndarray, drug_names: list[str], *, smiles: dict | None = None, doses=None
@@ -466,20 +438,8 @@ class CycleCDR(BaseModel):
         (``cell_key``, when present) and ``dose``.
         """
         keys = self.hparams["data_keys"]
-        if is_model(adata_controls) or not is_anndata(adata_controls):
-            raise PerturbkitInputError(
-                f"adata_controls must be an AnnData of control profiles, got a "
-                f"{type(adata_controls).__name__}; call model.predict(adata_controls, "
-                f"drugs=[...]), e.g. with pk.tl.control_means(adata)."
-            )
-        if adata_controls.n_obs == 0:
-            raise EmptyGroupError(
-                "adata_controls has no rows: predict turns each control profile into a treated one, so it needs at "
-                "least one. Pass control profiles, e.g. pk.tl.control_means(adata) (one mean control per cell line) "
-                "or adata[adata.obs['control']] (single control rows); check that your selection of controls is "
-                "not empty."
-            )
-        names, lookup = self._resolve_drugs(drugs)
+        check_control_profiles(adata_controls)
+        names, lookup = resolve_drugs(self.hparams["drugs"], drugs, encoders="'gat' or 'fingerprint'")
         X = self.feature_matrix(adata_controls, layer=layer)
         if doses is None and self.hparams["use_dose"]:
             raise PerturbkitInputError("this model was trained with doses; pass doses= (one per drug, or one).")

@@ -7,13 +7,18 @@ from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import torch
 
 from ..._schema import OBS_KEYS, PerturbkitInputError, UnknownCategoryError
 from ..._settings import settings
 from ...train import BaseModel, EarlyStopping, Objective, fit, split_indices
-from .._profiles import CellDrugProfiles, model_profiles
+from .._profiles import (
+    CROSS_CELL_DATA_DEFAULTS,
+    CellDrugProfiles,
+    cross_cell_prediction,
+    model_profiles,
+    scaled_profiles,
+)
 from ._module import DeepCellStateNetwork, deepcellstate_loss
 
 
@@ -69,13 +74,7 @@ class DeepCellState(BaseModel):
         as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    data_defaults = {
-        "cell_key": OBS_KEYS.cell_key,
-        "drug_key": OBS_KEYS.drug_key,
-        "control_key": OBS_KEYS.control_key,
-        "moa_key": OBS_KEYS.moa_key,
-        "average": True,
-    }
+    data_defaults = dict(CROSS_CELL_DATA_DEFAULTS)
 
     def __init__(
         self,
@@ -132,13 +131,9 @@ class DeepCellState(BaseModel):
         ``cell_lines`` restricts and orders the cell lines (default: every cell line with treated profiles).
         See :func:`perturbkit.tl.train_deepcellstate` for the other parameters.
         """
-        data_keys = {
-            "cell_key": cell_key,
-            "drug_key": drug_key,
-            "control_key": control_key,
-            "moa_key": moa_key,
-            "average": average,
-        }
+        data_keys = dict(
+            cell_key=cell_key, drug_key=drug_key, control_key=control_key, moa_key=moa_key, average=average
+        )
         profiles = CellDrugProfiles.from_adata(adata, cell_lines=cell_lines, layer=layer, **data_keys)
         return cls(
             profiles.var_names,
@@ -183,10 +178,6 @@ class DeepCellState(BaseModel):
     def _loss(self, cell: int | None):
         l1 = self.hparams["l1"]
         return lambda batch: deepcellstate_loss(self.module, *batch, cell=cell, l1=l1)
-
-    def _scaled(self, profiles: CellDrugProfiles) -> CellDrugProfiles:
-        values = self.scaler.transform(profiles.values.reshape(-1, self.n_vars)).reshape(profiles.values.shape)
-        return profiles.with_values(np.where(profiles.present[..., None], values, 0.0))
 
     def _decoder_positions(self, profiles: CellDrugProfiles) -> list[int]:
         return [self.cell_index(c) for c in profiles.cell_lines]
@@ -293,7 +284,7 @@ class DeepCellState(BaseModel):
             from ...pp import Scaler
 
             self.scaler = Scaler("maxabs", per_feature=False).fit(profiles.values[profiles.present])
-        scaled = self._scaled(profiles)
+        scaled = scaled_profiles(self, profiles)
         train_pos, val_pos = split_indices(
             len(scaled.drugs), validation_fraction=validation_fraction, seed=0 if seed is None else seed
         )
@@ -339,22 +330,20 @@ class DeepCellState(BaseModel):
         decoder_epochs = max_epochs if decoder_epochs is None else decoder_epochs
         for t, cell in enumerate(decoders):
             x, y, _ = train_pairs[t]
-            stage = f"decoder: {self.cell_lines[cell]}"
-            if len(x) == 0 or decoder_epochs == 0 or run.passed(stage):
+            if len(x) == 0 or decoder_epochs == 0:
                 continue
             xv, yv, _ = val.pairs(t)
-            fit(
-                net,
+            self._fit_stage(
+                run,
+                f"decoder: {self.cell_lines[cell]}",
                 Objective(self._loss(cell), net.decoders[cell].parameters(), lr=decoder_lr),
                 (x, y),
                 validation=(xv, yv) if len(xv) else None,
                 max_epochs=decoder_epochs,
                 patience=patience,
-                stage=stage,
-                checkpoint=run,
-                **common,
+                batch_size=batch_size,
+                seed=None,
             )
-            run.stage_done(stage)
 
     def _train_rounds(
         self, run, train_pairs, monitored, decoders, rng, *, lr, patience, epochs_per_round, max_rounds, common
@@ -493,39 +482,6 @@ class DeepCellState(BaseModel):
         without the ``control_key`` column raise :class:`~perturbkit.errors.MissingColumnError`.
         """
         self.cell_index(target)
-        profiles = self.profiles_from(adata, layer=layer)
-        if sources is None:
-            sources = [c for c in profiles.cell_lines if c != str(target)]
-        sources = [str(s) for s in np.atleast_1d(sources)]
-        if not sources:
-            raise PerturbkitInputError(
-                f"no source cell line: the data only has {list(profiles.cell_lines)}; pass "
-                f"sources= or data from another cell line."
-            )
-        positions = [profiles.cell_index(s) for s in sources]
-        present = profiles.present[:, positions]
-        rows = np.flatnonzero(present.any(axis=1))
-        if len(rows) == 0:
-            raise PerturbkitInputError(f"no drug has a profile in the source cell lines {sources}.")
-        total = np.zeros((len(rows), self.n_vars), dtype=np.float64)
-        for j, s in enumerate(positions):
-            have = present[rows, j]
-            if have.any():
-                total[have] += self.predict_array(profiles.values[rows[have], s], target=target)
-        n_sources = present[rows].sum(axis=1)
-        obs = pd.DataFrame(
-            {
-                self.hparams["data_keys"]["drug_key"]: profiles.drugs[rows].to_numpy(),
-                "target": str(target),
-                "sources": [",".join(np.array(sources)[present[r]]) for r in rows],
-                "n_sources": n_sources,
-            },
-            index=profiles.drugs[rows].astype(str),
+        return cross_cell_prediction(
+            self, adata, target=target, sources=sources, layer=layer, uns_key="deepcellstate_prediction"
         )
-        if profiles.moa is not None:
-            obs[self.hparams["data_keys"]["moa_key"]] = profiles.moa.iloc[rows].to_numpy()
-        out = ad.AnnData(
-            (total / n_sources[:, None]).astype(np.float32), obs=obs, var=pd.DataFrame(index=self.var_names)
-        )
-        out.uns["deepcellstate_prediction"] = {"target": str(target), "sources": sources}
-        return out

@@ -9,9 +9,15 @@ import numpy as np
 import torch
 
 from ..._schema import OBS_KEYS, EmptyGroupError, PerturbkitInputError, UnknownCategoryError
-from ...train import BaseModel, Objective, fit, split_indices
-from .._profiles import CellDrugProfiles, model_profiles
-from ..anchor_vae._model import CROSS_CELL_DATA_DEFAULTS, _scaled, _training_profiles, predict_across_cell_lines
+from ...train import BaseModel, Objective, split_indices
+from .._profiles import (
+    CROSS_CELL_DATA_DEFAULTS,
+    CellDrugProfiles,
+    cross_cell_prediction,
+    model_profiles,
+    scaled_profiles,
+    training_profiles,
+)
 from ._module import DualGANNetwork, discriminator_loss, generator_loss, paired_validation_loss
 
 
@@ -264,7 +270,7 @@ class DualGAN(BaseModel):
         Ctrl-C stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
         checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier run exactly.
         """
-        profiles = _training_profiles(self, adata)
+        profiles = training_profiles(self, adata)
         missing = [c for c in self.cell_lines if c not in profiles.cell_lines]
         if missing:
             raise EmptyGroupError(
@@ -275,7 +281,7 @@ class DualGAN(BaseModel):
             from ...pp import Scaler
 
             self.scaler = Scaler("maxabs", per_feature=False).fit(profiles.values[profiles.present])
-        scaled = _scaled(self, profiles)
+        scaled = scaled_profiles(self, profiles)
         train_pos, val_pos = split_indices(
             len(scaled.drugs), validation_fraction=validation_fraction, seed=0 if seed is None else seed
         )
@@ -302,23 +308,18 @@ class DualGAN(BaseModel):
         with self._training_run(
             seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
         ) as run:
-            if not run.passed("dual_gan"):
-                fit(
-                    net,
-                    objectives,
-                    train,
-                    validation=val if len(val[0]) else None,
-                    validation_loss=self._validation_loss(),
-                    max_epochs=max_epochs,
-                    batch_size=batch_size,
-                    patience=patience,
-                    device=self.device,
-                    seed=seed,
-                    stage="dual_gan",
-                    history=self.history,
-                    checkpoint=run,
-                )
-                run.stage_done("dual_gan")
+            self._fit_stage(
+                run,
+                "dual_gan",
+                objectives,
+                train,
+                validation=val if len(val[0]) else None,
+                validation_loss=self._validation_loss(),
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                patience=patience,
+                seed=seed,
+            )
         net.eval()
         return self
 
@@ -345,6 +346,22 @@ class DualGAN(BaseModel):
         left out, with the obs keys of training (``data_keys``).
         """
         source = self.source_of(target)
-        return predict_across_cell_lines(
-            self, adata, target=target, sources=sources, layer=layer, name="dual_gan", allowed_sources=[source]
+
+        def only_the_other_cell_line(names: list[str]) -> None:
+            bad = [s for s in names if s != source]
+            if bad:
+                raise UnknownCategoryError(
+                    f"{type(self).__name__} translates into {target!r} only from {[source]}, not from "
+                    f"{bad}; pass sources={[source]} (or leave sources=None)."
+                )
+
+        return cross_cell_prediction(
+            self,
+            adata,
+            target=target,
+            sources=sources,
+            layer=layer,
+            uns_key="dual_gan_prediction",
+            check_sources=only_the_other_cell_line,
+            default_sources=[source],
         )

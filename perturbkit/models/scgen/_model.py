@@ -20,10 +20,10 @@ from ..._schema import (
     dense_matrix,
     require_columns,
 )
-from ...train import BaseModel, Objective, fit, split_indices
+from ...train import BaseModel, Objective, split_indices
 from .._inputs import is_anndata, is_model
 from .._pairing import prediction_obs
-from .._profiles import model_profiles
+from .._profiles import cross_cell_prediction
 from ._module import ScGenNetwork, scgen_loss
 
 _CHUNK = 16384  # rows per forward pass at inference
@@ -254,23 +254,18 @@ class ScGen(BaseModel):
         with self._training_run(
             seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
         ) as run:
-            if not run.passed("scgen"):
-                fit(
-                    self.module,
-                    Objective(self.loss, self.module.parameters(), lr=lr),
-                    (X[train_rows],),
-                    validation=(X[val_rows],) if len(val_rows) else None,
-                    max_epochs=max_epochs,
-                    batch_size=batch_size,
-                    patience=patience,
-                    device=self.device,
-                    seed=seed,
-                    stage="scgen",
-                    history=self.history,
-                    avoid_single_row_batch=True,
-                    checkpoint=run,
-                )
-                run.stage_done("scgen")
+            self._fit_stage(
+                run,
+                "scgen",
+                Objective(self.loss, self.module.parameters(), lr=lr),
+                (X[train_rows],),
+                validation=(X[val_rows],) if len(val_rows) else None,
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                patience=patience,
+                seed=seed,
+                avoid_single_row_batch=True,
+            )
         self.module.eval()
         self._store_latent_means(X, cells, conditions, is_control)
         return self
@@ -477,38 +472,14 @@ class ScGen(BaseModel):
 
     def _predict_target(self, adata, target, sources, *, layer) -> ad.AnnData:
         target = self._check_cell_line(target, "target")
-        profiles = model_profiles(self, adata, layer=layer)
-        if sources is None:
-            sources = [c for c in profiles.cell_lines if c != target]
-        sources = [str(s) for s in np.atleast_1d(sources)]
-        if not sources:
-            raise PerturbkitInputError(
-                f"no source cell line: the data only has {list(profiles.cell_lines)}; pass sources= or data from "
-                f"another cell line."
-            )
-        deltas = [self.cell_delta(s, target) for s in sources]  # refuses a source the model never saw
-        positions = [profiles.cell_index(s) for s in sources]
-        present = profiles.present[:, positions]
-        rows = np.flatnonzero(present.any(axis=1))
-        if len(rows) == 0:
-            raise EmptyGroupError(f"no drug has a profile in the source cell lines {sources}.")
-        total = np.zeros((len(rows), self.n_vars), dtype=np.float64)
-        for j, (s, delta) in enumerate(zip(positions, deltas, strict=True)):
-            have = present[rows, j]
-            if have.any():
-                total[have] += self.predict_array(profiles.values[rows[have], s], delta)
-        n_sources = present[rows].sum(axis=1)
-        obs = pd.DataFrame(
-            {
-                self.data_keys["drug_key"]: profiles.drugs[rows].to_numpy(),
-                "target": target,
-                "sources": [",".join(np.array(sources)[present[r]]) for r in rows],
-                "n_sources": n_sources,
-            },
-            index=profiles.drugs[rows].astype(str),
+        return cross_cell_prediction(
+            self,
+            adata,
+            target=target,
+            sources=sources,
+            layer=layer,
+            predict_rows=lambda X, source: self.predict_array(X, self.cell_delta(source, target)),
+            uns_key="scgen_prediction",
+            # refuses a source the model never saw, before any is predicted
+            check_sources=lambda names: [self._check_cell_line(s, "source") for s in names],
         )
-        out = ad.AnnData(
-            (total / n_sources[:, None]).astype(np.float32), obs=obs, var=pd.DataFrame(index=self.var_names)
-        )
-        out.uns["scgen_prediction"] = {"target": target, "sources": sources}
-        return out

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from ..._schema import PerturbkitInputError, UnknownCategoryError, check_finite, dense_matrix, require_columns
-from ...train import BaseModel, Objective, fit, split_indices
+from ...train import BaseModel, Objective, split_indices
 from .._inputs import UnknownOptionError, is_anndata
 from ._module import KINDS, OUTPUTS, VAENetwork, vae_loss
 
@@ -220,23 +220,18 @@ class VAE(BaseModel):
         with self._training_run(
             seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
         ) as run:
-            if not run.passed(stage):
-                fit(
-                    self.module,
-                    Objective(self.loss, self.module.parameters(), lr=lr),
-                    (X,),
-                    validation=None if V is None else (V,),
-                    max_epochs=max_epochs,
-                    batch_size=batch_size,
-                    patience=patience,
-                    device=self.device,
-                    seed=seed,
-                    stage=stage,
-                    history=self.history,
-                    avoid_single_row_batch=True,
-                    checkpoint=run,
-                )
-                run.stage_done(stage)
+            self._fit_stage(
+                run,
+                stage,
+                Objective(self.loss, self.module.parameters(), lr=lr),
+                (X,),
+                validation=None if V is None else (V,),
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                patience=patience,
+                seed=seed,
+                avoid_single_row_batch=True,
+            )
         return self
 
     @classmethod
