@@ -5,19 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-import anndata as ad
 import numpy as np
 
-from ..._schema import OBS_KEYS, EmptyGroupError, PerturbkitInputError, UnknownCategoryError
-from ...train import BaseModel, Objective, split_indices
-from .._profiles import (
-    CROSS_CELL_DATA_DEFAULTS,
-    CellDrugProfiles,
-    cross_cell_prediction,
-    model_profiles,
-    scaled_profiles,
-    training_profiles,
-)
+from ..._schema import OBS_KEYS, EmptyGroupError
+from ...train import Objective, split_indices
+from .._cross_cell import CrossCellModel
+from .._profiles import CellDrugProfiles, scaled_profiles, training_profiles
 from ._module import AnchorVAENetwork, anchor_vae_loss, cross_prediction_loss
 
 
@@ -46,7 +39,7 @@ class AnchorVAEDefaults:
 DEFAULTS = AnchorVAEDefaults()
 
 
-class AnchorVAE(BaseModel):
+class AnchorVAE(CrossCellModel):
     """Predict a drug's profile in one cell line from its profile in another, with a VAE and an anchor loss.
 
     One shared VAE encoder maps any cell line's profile to a Gaussian posterior in a common latent space; one decoder
@@ -79,7 +72,8 @@ class AnchorVAE(BaseModel):
         as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    data_defaults = dict(CROSS_CELL_DATA_DEFAULTS)
+    _prediction_key = "anchor_vae_prediction"
+    _add_cell_line_hint = " (cell_lines=)"
 
     def __init__(
         self,
@@ -94,12 +88,8 @@ class AnchorVAE(BaseModel):
         cross_reconstruction: bool = DEFAULTS.cross_reconstruction,
         **kwargs,
     ):
-        cell_lines = [str(c) for c in np.atleast_1d(cell_lines)]
-        if len(cell_lines) < 1 or len(set(cell_lines)) != len(cell_lines):
-            raise PerturbkitInputError(f"cell_lines must be distinct and non-empty, got {cell_lines}.")
-        for name, value in (("kl_weight", kl_weight), ("anchor_weight", anchor_weight)):
-            if not np.isfinite(value) or value < 0:
-                raise PerturbkitInputError(f"{name} must be a finite number ≥ 0, got {name}={value!r}.")
+        cell_lines = self._distinct_cell_lines([str(c) for c in np.atleast_1d(cell_lines)])
+        self._check_weights(kl_weight=kl_weight, anchor_weight=anchor_weight)
         super().__init__(
             var_names,
             cell_lines=cell_lines,
@@ -139,24 +129,7 @@ class AnchorVAE(BaseModel):
         ``cell_lines`` restricts and orders the cell lines (default: every cell line with treated profiles).
         See :func:`perturbkit.tl.train_anchor_vae` for the other parameters.
         """
-        data_keys = dict(
-            cell_key=cell_key, drug_key=drug_key, control_key=control_key, moa_key=moa_key, average=average
-        )
-        profiles = CellDrugProfiles.from_adata(adata, cell_lines=cell_lines, layer=layer, **data_keys)
-        return cls(
-            profiles.var_names,
-            cell_lines=profiles.cell_lines,
-            latent_dim=latent_dim,
-            hidden=hidden,
-            input_dropout=input_dropout,
-            kl_weight=kl_weight,
-            anchor_weight=anchor_weight,
-            cross_reconstruction=cross_reconstruction,
-            data_keys=data_keys,
-            layer=layer,
-            device=device,
-            seed=seed,
-        )
+        return cls._from_adata(adata, locals())
 
     def _build_module(self):
         h = self.hparams
@@ -167,18 +140,6 @@ class AnchorVAE(BaseModel):
             hidden=h["hidden"],
             input_dropout=h["input_dropout"],
         )
-
-    @property
-    def cell_lines(self) -> list[str]:
-        return list(self.hparams["cell_lines"])
-
-    def cell_index(self, cell_line) -> int:
-        if str(cell_line) not in self.cell_lines:
-            raise UnknownCategoryError(
-                f"target cell line {cell_line!r} has no decoder in this model; it knows {self.cell_lines}. Train with "
-                f"that cell line included (cell_lines=)."
-            )
-        return self.cell_lines.index(str(cell_line))
 
     # ----------------------------------------------------------------------------------------------- training
     def _loss(self):
@@ -279,10 +240,6 @@ class AnchorVAE(BaseModel):
         return self
 
     # ---------------------------------------------------------------------------------------------- prediction
-    def profiles_from(self, adata, *, layer=None, cell_lines=None) -> CellDrugProfiles:
-        """Per-(drug, cell line) profiles of ``adata`` in the model's gene order, built as in training."""
-        return model_profiles(self, adata, layer=layer, cell_lines=cell_lines)
-
     def predict_array(self, X: np.ndarray, *, target: str) -> np.ndarray:
         """Decode profiles ``X`` (rows, in the data's units) into cell line ``target``; returns the data's units.
 
@@ -295,11 +252,6 @@ class AnchorVAE(BaseModel):
         """Latent means of profiles ``X`` (rows, in the data's units)."""
         return self.run_in_chunks(lambda x: self.module.encode(x)[0], self.scale_rows(X))
 
-    @property
-    def decoder_names(self) -> tuple[str, ...]:
-        """One decoder per cell line."""
-        return tuple(self.cell_lines)
-
     def decode_array(self, Z, *, decoder: str | None = None, inputs=None) -> np.ndarray:
         """Decode latent codes ``Z`` with cell line ``decoder``'s decoder (default: the first cell line).
 
@@ -308,17 +260,3 @@ class AnchorVAE(BaseModel):
         cell = self.cell_index(self.cell_lines[0] if decoder is None else decoder)
         Z = self.latent_codes(Z, latent_dim=self.hparams["latent_dim"])
         return self.unscale_rows(self.run_in_chunks(lambda z: self.module.decode(z, cell), Z))
-
-    def predict(self, adata, *, target: str, sources=None, layer=None) -> ad.AnnData:
-        """Predict profiles in cell line ``target`` from the drugs' profiles in ``sources``.
-
-        Returns an AnnData with one row per drug measured in at least one source, in the input's units; several
-        sources are each decoded and the outputs averaged. ``sources=None`` uses every cell line in ``adata`` other
-        than ``target``. A source cell line the model never saw is allowed (the encoder is shared). Features are
-        matched by name and the control rows are left out, with the obs keys of training (``data_keys``): data
-        without the ``control_key`` column raise :class:`~perturbkit.errors.MissingColumnError`.
-        """
-        self.cell_index(target)
-        return cross_cell_prediction(
-            self, adata, target=target, sources=sources, layer=layer, uns_key="anchor_vae_prediction"
-        )

@@ -5,20 +5,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import anndata as ad
 import numpy as np
 import torch
 
-from ..._schema import OBS_KEYS, PerturbkitInputError, UnknownCategoryError
+from ..._schema import OBS_KEYS
 from ..._settings import settings
-from ...train import BaseModel, EarlyStopping, Objective, fit, split_indices
-from .._profiles import (
-    CROSS_CELL_DATA_DEFAULTS,
-    CellDrugProfiles,
-    cross_cell_prediction,
-    model_profiles,
-    scaled_profiles,
-)
+from ...train import EarlyStopping, Objective, fit, split_indices
+from .._cross_cell import CrossCellModel
+from .._profiles import CellDrugProfiles, scaled_profiles
 from ._module import DeepCellStateNetwork, deepcellstate_loss
 
 
@@ -45,7 +39,7 @@ class DeepCellStateDefaults:
 DEFAULTS = DeepCellStateDefaults()
 
 
-class DeepCellState(BaseModel):
+class DeepCellState(CrossCellModel):
     """Predict a drug's profile in one cell line from its profile in others.
 
     One shared encoder maps any cell line's profile into a common latent space; one decoder per cell line maps it
@@ -74,7 +68,8 @@ class DeepCellState(BaseModel):
         as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    data_defaults = dict(CROSS_CELL_DATA_DEFAULTS)
+    _prediction_key = "deepcellstate_prediction"
+    _add_cell_line_hint = ", or add it with model.fine_tune(adata) on data that contains it"
 
     def __init__(
         self,
@@ -89,9 +84,7 @@ class DeepCellState(BaseModel):
         decoder_dropout: float = DEFAULTS.decoder_dropout,
         **kwargs,
     ):
-        cell_lines = [str(c) for c in cell_lines]
-        if len(cell_lines) < 1 or len(set(cell_lines)) != len(cell_lines):
-            raise PerturbkitInputError(f"cell_lines must be distinct and non-empty, got {cell_lines}.")
+        cell_lines = self._distinct_cell_lines([str(c) for c in cell_lines])
         super().__init__(
             var_names,
             cell_lines=cell_lines,
@@ -131,24 +124,7 @@ class DeepCellState(BaseModel):
         ``cell_lines`` restricts and orders the cell lines (default: every cell line with treated profiles).
         See :func:`perturbkit.tl.train_deepcellstate` for the other parameters.
         """
-        data_keys = dict(
-            cell_key=cell_key, drug_key=drug_key, control_key=control_key, moa_key=moa_key, average=average
-        )
-        profiles = CellDrugProfiles.from_adata(adata, cell_lines=cell_lines, layer=layer, **data_keys)
-        return cls(
-            profiles.var_names,
-            cell_lines=profiles.cell_lines,
-            latent_dim=latent_dim,
-            hidden=hidden,
-            input_dropout=input_dropout,
-            l1=l1,
-            skip=skip,
-            decoder_dropout=decoder_dropout,
-            data_keys=data_keys,
-            layer=layer,
-            device=device,
-            seed=seed,
-        )
+        return cls._from_adata(adata, locals())
 
     def _build_module(self):
         h = self.hparams
@@ -161,18 +137,6 @@ class DeepCellState(BaseModel):
             decoder_dropout=h["decoder_dropout"],
             skip=h["skip"],
         )
-
-    @property
-    def cell_lines(self) -> list[str]:
-        return list(self.hparams["cell_lines"])
-
-    def cell_index(self, cell_line) -> int:
-        if str(cell_line) not in self.cell_lines:
-            raise UnknownCategoryError(
-                f"target cell line {cell_line!r} has no decoder in this model; it knows {self.cell_lines}. Train with "
-                f"that cell line included, or add it with model.fine_tune(adata) on data that contains it."
-            )
-        return self.cell_lines.index(str(cell_line))
 
     # ----------------------------------------------------------------------------------------------- training
     def _loss(self, cell: int | None):
@@ -438,10 +402,6 @@ class DeepCellState(BaseModel):
         )
 
     # ---------------------------------------------------------------------------------------------- prediction
-    def profiles_from(self, adata, *, layer=None, cell_lines=None) -> CellDrugProfiles:
-        """Per-(drug, cell line) profiles of ``adata`` in the model's gene order, built as in training."""
-        return model_profiles(self, adata, layer=layer, cell_lines=cell_lines)
-
     def predict_array(self, X: np.ndarray, *, target: str) -> np.ndarray:
         """Decode profiles ``X`` (rows, in the data's units) into cell line ``target``; returns the data's units."""
         cell = self.cell_index(target)
@@ -450,11 +410,6 @@ class DeepCellState(BaseModel):
     def encode_array(self, X: np.ndarray) -> np.ndarray:
         """Latent codes of profiles ``X`` (rows, in the data's units)."""
         return self.run_in_chunks(lambda x: self.module.encode(x)[1], self.scale_rows(X))
-
-    @property
-    def decoder_names(self) -> tuple[str, ...]:
-        """One decoder per cell line."""
-        return tuple(self.cell_lines)
 
     def decode_array(self, Z, *, decoder: str | None = None, inputs=None) -> np.ndarray:
         """Decode latent codes ``Z`` with cell line ``decoder``'s decoder (default: the first cell line).
@@ -471,17 +426,3 @@ class DeepCellState(BaseModel):
         )
         out = self.run_in_chunks(lambda s, z: self.module.decode(s, z, cell), skip, Z)
         return self.unscale_rows(out)
-
-    def predict(self, adata, *, target: str, sources=None, layer=None) -> ad.AnnData:
-        """Predict profiles in cell line ``target`` from the drugs' profiles in ``sources``.
-
-        Returns an AnnData with one row per drug measured in at least one source, in the input's units; several
-        sources are each decoded and the outputs averaged. ``sources=None`` uses every cell line in ``adata`` other
-        than ``target``. A source cell line the model never saw is allowed (the encoder is shared). Features are
-        matched by name and the control rows are left out, with the obs keys of training (``data_keys``): data
-        without the ``control_key`` column raise :class:`~perturbkit.errors.MissingColumnError`.
-        """
-        self.cell_index(target)
-        return cross_cell_prediction(
-            self, adata, target=target, sources=sources, layer=layer, uns_key="deepcellstate_prediction"
-        )

@@ -9,15 +9,9 @@ import numpy as np
 import torch
 
 from ..._schema import OBS_KEYS, EmptyGroupError, PerturbkitInputError, UnknownCategoryError
-from ...train import BaseModel, Objective, split_indices
-from .._profiles import (
-    CROSS_CELL_DATA_DEFAULTS,
-    CellDrugProfiles,
-    cross_cell_prediction,
-    model_profiles,
-    scaled_profiles,
-    training_profiles,
-)
+from ...train import Objective, split_indices
+from .._cross_cell import CrossCellModel
+from .._profiles import CellDrugProfiles, cross_cell_prediction, scaled_profiles, training_profiles
 from ._module import DualGANNetwork, discriminator_loss, generator_loss, paired_validation_loss
 
 
@@ -54,7 +48,7 @@ class AdamObjective(Objective):
         return torch.optim.Adam(params, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
 
 
-class DualGAN(BaseModel):
+class DualGAN(CrossCellModel):
     """Translate drug profiles between two cell lines with two generators and two discriminators (MAGAN).
 
     ``G_ab`` maps a profile of cell line ``a`` to one of ``b`` and ``G_ba`` the other way; the discriminators
@@ -84,7 +78,8 @@ class DualGAN(BaseModel):
         as in :class:`~perturbkit.train.BaseModel`.
     """
 
-    data_defaults = dict(CROSS_CELL_DATA_DEFAULTS)
+    decoder_names = ()  # no decoder of latent codes
+    _prediction_key = "dual_gan_prediction"
 
     def __init__(
         self,
@@ -100,13 +95,11 @@ class DualGAN(BaseModel):
         **kwargs,
     ):
         cell_lines = [str(c) for c in np.atleast_1d(cell_lines)]
-        for name, value in (
-            ("adversarial_weight", adversarial_weight),
-            ("cycle_weight", cycle_weight),
-            ("correspondence_weight", correspondence_weight),
-        ):
-            if not np.isfinite(value) or value < 0:
-                raise PerturbkitInputError(f"{name} must be a finite number ≥ 0, got {name}={value!r}.")
+        self._check_weights(
+            adversarial_weight=adversarial_weight,
+            cycle_weight=cycle_weight,
+            correspondence_weight=correspondence_weight,
+        )
         super().__init__(
             var_names,
             cell_lines=cell_lines,
@@ -156,30 +149,16 @@ class DualGAN(BaseModel):
                 f"DualGAN translates between exactly two cell lines; cell_lines={list(np.atleast_1d(cell_lines))} "
                 f"names {len(np.atleast_1d(cell_lines))}. Pass two, e.g. cell_lines=['MCF7', 'PC3']."
             )
-        data_keys = dict(
-            cell_key=cell_key, drug_key=drug_key, control_key=control_key, moa_key=moa_key, average=average
-        )
-        profiles = CellDrugProfiles.from_adata(adata, cell_lines=cell_lines, layer=layer, **data_keys)
+        return cls._from_adata(adata, locals())
+
+    @classmethod
+    def _check_profiles(cls, profiles: CellDrugProfiles, data_keys: dict) -> None:
         if len(profiles.cell_lines) != 2:
             raise PerturbkitInputError(
-                f"DualGAN translates between exactly two cell lines, but obs[{cell_key!r}] has "
+                f"DualGAN translates between exactly two cell lines, but obs[{data_keys['cell_key']!r}] has "
                 f"{len(profiles.cell_lines)}: {list(profiles.cell_lines)}. Pass cell_lines= naming two of them, e.g. "
                 f"cell_lines={list(profiles.cell_lines[:2])}."
             )
-        return cls(
-            profiles.var_names,
-            cell_lines=profiles.cell_lines,
-            generator_hidden=generator_hidden,
-            discriminator_hidden=discriminator_hidden,
-            adversarial_weight=adversarial_weight,
-            cycle_weight=cycle_weight,
-            correspondence_weight=correspondence_weight,
-            paired=paired,
-            data_keys=data_keys,
-            layer=layer,
-            device=device,
-            seed=seed,
-        )
 
     def _build_module(self):
         h = self.hparams
@@ -187,17 +166,11 @@ class DualGAN(BaseModel):
             self.n_vars, generator_hidden=h["generator_hidden"], discriminator_hidden=h["discriminator_hidden"]
         )
 
-    @property
-    def cell_lines(self) -> list[str]:
-        return list(self.hparams["cell_lines"])
-
-    def cell_index(self, cell_line) -> int:
-        if str(cell_line) not in self.cell_lines:
-            raise UnknownCategoryError(
-                f"target cell line {cell_line!r} is not one of this DualGAN's two cell lines {self.cell_lines}; "
-                f"train a DualGAN with cell_lines=[source, {str(cell_line)!r}]."
-            )
-        return self.cell_lines.index(str(cell_line))
+    def _unknown_cell_line(self, cell_line) -> str:
+        return (
+            f"target cell line {cell_line!r} is not one of this DualGAN's two cell lines {self.cell_lines}; "
+            f"train a DualGAN with cell_lines=[source, {str(cell_line)!r}]."
+        )
 
     # ----------------------------------------------------------------------------------------------- training
     def _generator_loss(self, *, adversarial: bool = True):
@@ -324,10 +297,6 @@ class DualGAN(BaseModel):
         return self
 
     # ---------------------------------------------------------------------------------------------- prediction
-    def profiles_from(self, adata, *, layer=None, cell_lines=None) -> CellDrugProfiles:
-        """Per-(drug, cell line) profiles of ``adata`` in the model's gene order, built as in training."""
-        return model_profiles(self, adata, layer=layer, cell_lines=cell_lines)
-
     def source_of(self, target: str) -> str:
         """The cell line that ``target`` is translated from: the other of the two."""
         return self.cell_lines[1 - self.cell_index(target)]
@@ -361,7 +330,7 @@ class DualGAN(BaseModel):
             target=target,
             sources=sources,
             layer=layer,
-            uns_key="dual_gan_prediction",
+            uns_key=self._prediction_key,
             check_sources=only_the_other_cell_line,
             default_sources=[source],
         )
