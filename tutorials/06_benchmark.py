@@ -137,6 +137,7 @@ cells = pk.datasets.simulate_single_cell(
 )
 sc.pp.normalize_total(cells, target_sum=1e4)
 sc.pp.log1p(cells)
+torch.set_num_threads(1)  # scanpy's compiled code resets torch's thread count
 held = pk.tl.benchmark(
     cells, task="held_out_cell_type", n_folds=1 if FAST else 3, method_options=small("held_out_cell_type")
 )
