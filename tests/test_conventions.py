@@ -30,6 +30,7 @@ NAMESPACES = ("io", "pp", "tl", "pl", "widgets", "datasets", "metrics", "experim
 DATA_ARGUMENTS = {
     "adata",
     "adata_controls",
+    "smiles",
     "pred",
     "truth",
     "predicted",

@@ -122,10 +122,11 @@ print(data.uns["pbmc_preprocessing"]["clustering"])
 pd.crosstab(data.obs["cell_type"], data.obs["drug"])
 
 # %% [markdown]
-# Hold out the stimulated CD14 monocytes, train unpaired cycleCDR (discriminators, adversarial + cycle + identity
-# losses) on every other cell, and predict the held-out cells from the CD14 monocyte controls. The metrics compare
-# mean predicted and mean measured stimulated profiles: r² on all 500 genes and on the 100 genes that IFN-β changes
-# most in these cells.
+# Hold out the stimulated CD14 monocytes, train unpaired cycleCDR (reconstruction + cycle + identity losses; the
+# adversarial term is off, because on these cells it collapses every prediction onto one profile) on every other
+# cell, and predict the held-out cells from the CD14 monocyte controls. The scores are scGen's and pertpy's: R² of
+# the mean predicted vs mean measured stimulated profile, on all 500 genes and on the 100 genes a Wilcoxon test ranks
+# highest in these cells.
 #
 # **One perturbation.** There is a single treatment here, so the drug encoder has nothing to generalise across: it
 # learns one latent shift vector (one-hot encoder). The benchmark tests generalisation across *cell types* — whether
@@ -134,15 +135,22 @@ pd.crosstab(data.obs["cell_type"], data.obs["drug"])
 
 # %%
 result = pk.experiments.kang_holdout(
-    data, preprocessed=True, cell_type="CD14 monocytes", n_degs=100, seed=0, train_options=dict(SMALL, max_epochs=20)
+    data,
+    preprocessed=True,
+    cell_type="CD14 monocytes",
+    methods=["cyclecdr"],
+    seed=0,
+    cyclecdr_options=dict(SMALL, max_epochs=20),
 )
-metrics = result["metrics"][["r2", "r2_degs", "explained_variance", "pearson_delta"]].astype(float)
+metrics = result["metrics"][["squared_pearson", "squared_pearson_degs", "pearson_delta_degs"]].astype(float)
 for name, row in metrics.iterrows():
-    print(f"{name:34s} r2 all genes {row['r2']:.3f}   r2 top-100 DEGs {row['r2_degs']:.3f}")
+    print(f"{name:34s} R² all genes {row['squared_pearson']:.3f}   R² top-100 DEGs {row['squared_pearson_degs']:.3f}")
 metrics.round(3)
 
 # %% [markdown]
-# `baseline: no change` predicts the controls themselves; `baseline: mean treated response` adds the average
-# stimulated − control shift of the training cell types (close to scGen's latent-arithmetic idea, done in gene space).
+# `baseline: no change` predicts the controls themselves; `baseline: mean shift` adds the average stimulated −
+# control shift of the other cell types, each type counted once (scGen's latent-arithmetic idea, done in gene space).
 # With this small subset (500 genes, about 200 cells per condition in the held-out type) and few epochs, the
-# numbers vary between seeds; train longer and on all genes for the full benchmark.
+# numbers vary between seeds. For held-out cell types, use scGen (`methods=["scgen"]`; the default runs both). On the
+# full 2,000-gene benchmark it averages a little above pertpy's scGen, but does not beat the mean shift (see "Which
+# method when" in the docs).

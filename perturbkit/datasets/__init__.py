@@ -4,6 +4,9 @@ Simulators (each documents its generative model; all take ``seed=`` and return A
 the truth in ``adata.uns['simulation']``, ``adata.layers`` and ``adata.obsm['latent_true']``):
 
 - :func:`simulate_bulk`: LINCS L1000 level-5-like signatures in several cell lines (DeepCellState, cycleCDR).
+- :func:`simulate_l1000`: a second, independently built L1000-like generator (shared low-rank map plus cell-line
+  gene modules, Student-t noise, doses and times, drugs missing from some cell lines), to check that defaults chosen
+  on one simulator carry over.
 - :func:`simulate_morphology`: Cell Painting-like well profiles with CellProfiler feature groups (VAEs, LSA).
 - :func:`simulate_single_cell`: unpaired single-cell UMI counts of control and treated cells (cycleCDR).
 
@@ -17,9 +20,11 @@ Downloaders (pooch; cached in ``pk.settings.datadir``; hashes checked; :class:`D
 
 from ._download import DownloadError, fetch, kang_pbmc, lincs_cell_painting, lincs_l1000_level5, registry
 from ._simulate import cellprofiler_feature_names, simulate_bulk, simulate_morphology, simulate_single_cell
+from ._simulate_l1000 import simulate_l1000
 
 __all__ = [
     "simulate_bulk",
+    "simulate_l1000",
     "simulate_morphology",
     "simulate_single_cell",
     "cellprofiler_feature_names",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -424,6 +426,26 @@ def _feature_var(names: list[str], truth: pd.DataFrame) -> pd.DataFrame:
     return var
 
 
+def _network_decoder(seed: int, latent: np.ndarray, n_groups: int, *, hidden: int, gain: float):
+    """The ``"network"`` decoder of :func:`simulate_morphology`: ``s -> C (tanh(A s + b) - tanh(b))``.
+
+    Drawn from its own generator (``[seed, 1]``) so the other draws of the simulation do not move. ``A`` is
+    scaled so that the pre-activations ``A s`` of the fully active compounds (``latent``) have SD ``gain``.
+    Returns the map and its Jacobian at ``s = 0`` (groups × latent).
+    """
+    rng = np.random.default_rng([seed, 1])
+    A = rng.standard_normal((hidden, latent.shape[1]))
+    spread = float(np.std(latent @ A.T))
+    A *= gain / spread if spread > 0 else 0.0
+    b = rng.standard_normal(hidden)
+    C = rng.standard_normal((n_groups, hidden)) / np.sqrt(hidden)
+
+    def activity(s):
+        return (np.tanh(s @ A.T + b) - np.tanh(b)) @ C.T
+
+    return activity, (C * (1.0 - np.tanh(b) ** 2)) @ A
+
+
 def simulate_morphology(
     *,
     n_compounds: int = 240,
@@ -440,6 +462,9 @@ def simulate_morphology(
     noise: float = 1.0,
     batch_effect: float = 0.3,
     deviation_scale: float = 0.15,
+    decoder: Literal["saturating", "network"] = "saturating",
+    decoder_hidden: int = 32,
+    nonlinearity: float = 1.0,
     seed: int = 0,
 ) -> ad.AnnData:
     """Simulate Cell Painting-like well-level morphology profiles of A549 cells, with the truth kept.
@@ -474,6 +499,15 @@ def simulate_morphology(
         SD of the per-plate offsets.
     deviation_scale
         Size of the structure-derived deviation of a compound from its MOA prototype.
+    decoder
+        How the latent effect becomes features: ``"saturating"`` (a linear map with a mild per-feature tanh
+        saturation, close to linear) or ``"network"`` (a fixed random network with a smooth nonlinearity, under
+        which arithmetic is exact only in the latent space; see Notes).
+    decoder_hidden
+        Hidden units of the ``"network"`` decoder (ignored by ``"saturating"``).
+    nonlinearity
+        SD of the ``"network"`` decoder's hidden pre-activations for a fully active compound: 0 is linear, 1 bends
+        the hidden units into their saturation, 2 far into it (ignored by ``"saturating"``).
     seed
         Seed of every random draw.
 
@@ -505,6 +539,16 @@ def simulate_morphology(
        the noise-free profile is ``saturation * tanh(v_f / saturation)`` scaled so a fully active compound has
        feature RMS ``effect_size`` before saturation: large and combined effects saturate, so feature-space
        arithmetic is only approximately additive while the latent space is exactly additive.
+
+       ``decoder="network"`` replaces the linear group activity by a random network: group activity
+       ``a = C (tanh(A s + b) - tanh(b))`` with ``decoder_hidden`` hidden units (``A`` scaled so the
+       pre-activations of a fully active compound have SD ``nonlinearity``, biases ``b ~ N(0, 1)``), and no
+       per-feature saturation. DMSO (``s = 0``) stays the zero profile, the map is smooth and (generically)
+       one-to-one, but it bends the latent space so much that no 10-dimensional linear space holds the profiles:
+       combinations are far from the sum of their parts in feature space and in any PCA, and exactly additive in
+       ``s``. Its weights come from a generator of their own, so the compounds, wells and noise are those of the
+       ``"saturating"`` simulation with the same seed; ``group_loadings`` then holds the linearisation at
+       ``s = 0`` (``C diag(1 - tanh(b)^2) A``).
     5. **Plates and wells.** Each compound-dose has ``n_replicates`` wells on random plates; every plate has
        ``n_controls`` DMSO wells and an additive batch offset ``N(0, batch_effect^2)`` per feature; well noise
        has a group-shared part and a feature-specific part with total SD ``noise``. Values are in units of the
@@ -524,6 +568,12 @@ def simulate_morphology(
     )
     if n_controls < 0:
         raise PerturbkitInputError(f"n_controls={n_controls} must be >= 0.")
+    if decoder not in ("saturating", "network"):
+        raise PerturbkitInputError(f"decoder={decoder!r} is not known; use 'saturating' or 'network'.")
+    if decoder == "network":
+        _check_positive(decoder_hidden=decoder_hidden)
+        if nonlinearity < 0:
+            raise PerturbkitInputError(f"nonlinearity={nonlinearity} must be >= 0 (0 is a linear decoder).")
     rng = np.random.default_rng(seed)
     lib = make_library(
         rng,
@@ -550,15 +600,22 @@ def simulate_morphology(
     loading = rng.choice([-1.0, 1.0], n_features) * rng.uniform(0.5, 1.5, n_features)
     cross = rng.normal(0.0, 0.15, (n_features, n_groups))
 
+    if decoder == "network":
+        group_activity, G = _network_decoder(seed, lib.latent, n_groups, hidden=decoder_hidden, gain=nonlinearity)
+    else:
+
+        def group_activity(s):
+            return s @ G.T
+
     def pre_activation(s):
-        a = s @ G.T
+        a = group_activity(s)
         return loading * a[:, gidx] + a @ cross.T
 
     full_scale = np.sqrt(np.mean(pre_activation(lib.latent) ** 2))
 
     def decode(s):
         v = effect_size * pre_activation(s) / full_scale
-        return saturation * np.tanh(v / saturation)
+        return v if decoder == "network" else saturation * np.tanh(v / saturation)
 
     # Wells.
     drug_idx = np.repeat(np.arange(lib.n), len(doses) * n_replicates)
@@ -616,6 +673,8 @@ def simulate_morphology(
         deviation_scale=deviation_scale,
         seed=seed,
     )
+    if decoder == "network":  # the saturating simulation's record stays as it was
+        truth["params"].update(decoder=decoder, decoder_hidden=decoder_hidden, nonlinearity=nonlinearity)
     truth["group_names"] = np.asarray(groups, dtype=object)
     truth["group_loadings"] = G.astype(np.float32)
     truth["plate_names"] = np.asarray(plate_names, dtype=object)

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .._groups import group_means
 from .._schema import (
@@ -36,6 +37,7 @@ METRICS = (
     "pearson",
     "pearson_degs",
     "pearson_delta",
+    "pearson_delta_degs",
     "squared_pearson",
     "squared_pearson_degs",
     "perturbation_rank",
@@ -224,6 +226,7 @@ def evaluate_response(
     n_degs: int = 50,
     layer: str | None = None,
     control_groupby: Literal["auto"] | str | Sequence[str] | None = "auto",
+    deg_method: Literal["mean_difference", "wilcoxon"] = "mean_difference",
 ) -> pd.DataFrame:
     """Compare mean predicted and mean measured profiles per group (e.g. cell line × drug).
 
@@ -242,7 +245,7 @@ def evaluate_response(
         the genes where a group differs most from the average group, and ``pearson_delta`` compares deviations
         from that average).
     n_degs
-        Number of top DEGs per group: largest |mean(truth group) − mean(control)|.
+        Number of top DEGs per group (see ``deg_method``).
     layer
         Use ``layers[layer]`` instead of ``X`` (in pred, truth and an AnnData control).
     control_groupby
@@ -250,13 +253,20 @@ def evaluate_response(
         computed against that cell line's control mean). ``"auto"`` uses the ``groupby`` columns that the controls'
         obs also has and whose values cover every scored group (typically the cell line, not the drug); ``None``
         uses one overall control mean.
+    deg_method
+        How a group's DEGs are chosen: ``"mean_difference"``, the largest |mean(truth group) − mean(control)| (up and
+        down); ``"wilcoxon"``, the top ``n_degs`` genes by score of :func:`scanpy.tl.rank_genes_groups` (Wilcoxon
+        rank-sum, measured group against its own control rows), i.e. the most significantly **up**-regulated genes:
+        the convention of scGen and pertpy's Kang benchmark (``reg_mean_plot`` on the top 100 genes). Needs
+        ``control`` and single-cell-like replicate rows.
 
     Returns
     -------
     One row per group: the ``groupby`` columns, then ``r2``, ``r2_degs`` (clipped at 0), ``explained_variance``,
     ``explained_variance_degs``, ``pearson``, ``pearson_degs``, ``pearson_delta`` (Pearson of pred − control vs
-    truth − control over all genes), ``squared_pearson`` and ``squared_pearson_degs`` (R² as scGen reports it: the
-    squared Pearson correlation of mean expression), ``perturbation_rank`` (see :func:`perturbation_ranks`: the rank
+    truth − control over all genes), ``pearson_delta_degs`` (the same over the DEGs), ``squared_pearson`` and
+    ``squared_pearson_degs`` (R² as scGen reports it: the squared Pearson correlation of mean expression),
+    ``perturbation_rank`` (see :func:`perturbation_ranks`: the rank
     of the group's own prediction among the predictions of the groups that share its controls, e.g. all drugs of its
     cell line; 0 is best, 0.5 is mode collapse), ``n_pred`` and ``n_truth`` (rows averaged).
     ``df.attrs["reference"]`` says whether the reference was ``"control"`` or ``"truth_mean"``.
@@ -310,17 +320,33 @@ def evaluate_response(
             f"predicted groups."
         )
 
-    reference, reference_groups = _reference_means(
+    reference, reference_groups, ctrl_codes = _reference_means(
         ctrl, truth, groups, groupby, layer, control_groupby, "truth" if ctrl_mask is not None else "control"
     )
 
     delta_truth = truth_mean - reference
     k = min(int(n_degs), n_genes)
-    degs = (
-        np.argpartition(-np.abs(delta_truth), k - 1, axis=1)[:, :k]
-        if k < n_genes
-        else np.tile(np.arange(n_genes), (len(groups), 1))
-    )
+    if deg_method == "wilcoxon":
+        if ctrl is None:
+            raise PerturbkitInputError("deg_method='wilcoxon' ranks each group against its controls: pass control=.")
+        ctrl_X = _matrix(ctrl, layer, "control")
+        ctrl_genes = _align_genes(ctrl, truth, what="the control profiles", name="control")
+        degs = _wilcoxon_degs(
+            _matrix(truth, layer, "truth"),
+            _codes(truth_keys, index),
+            ctrl_X if ctrl_genes is None else ctrl_X[:, ctrl_genes],
+            ctrl_codes,
+            reference_groups,
+            k,
+        )
+    elif deg_method == "mean_difference":
+        degs = (
+            np.argpartition(-np.abs(delta_truth), k - 1, axis=1)[:, :k]
+            if k < n_genes
+            else np.tile(np.arange(n_genes), (len(groups), 1))
+        )
+    else:
+        raise PerturbkitInputError(f"deg_method must be 'mean_difference' or 'wilcoxon', got {deg_method!r}.")
     pred_degs = np.take_along_axis(pred_mean, degs, axis=1)
     truth_degs = np.take_along_axis(truth_mean, degs, axis=1)
 
@@ -332,6 +358,9 @@ def evaluate_response(
     df["pearson"] = pearson_rows(pred_mean, truth_mean)
     df["pearson_degs"] = pearson_rows(pred_degs, truth_degs)
     df["pearson_delta"] = pearson_rows(pred_mean - reference, delta_truth)
+    df["pearson_delta_degs"] = pearson_rows(
+        np.take_along_axis(pred_mean - reference, degs, axis=1), np.take_along_axis(delta_truth, degs, axis=1)
+    )
     df["squared_pearson"] = df["pearson"] ** 2
     df["squared_pearson_degs"] = df["pearson_degs"] ** 2
     df["perturbation_rank"] = perturbation_ranks(pred_mean, truth_mean, candidates=reference_groups)
@@ -339,16 +368,42 @@ def evaluate_response(
     df["n_truth"] = n_truth
     df.attrs["reference"] = "truth_mean" if ctrl is None else "control"
     df.attrs["n_degs"] = k
+    df.attrs["deg_method"] = deg_method
     return df
 
 
+def _wilcoxon_degs(truth_X, truth_codes, ctrl_X, ctrl_codes, reference_groups, k) -> np.ndarray:
+    """Per group, the ``k`` genes with the highest scanpy Wilcoxon score of its rows against its own control rows."""
+    import anndata as ad
+    import scanpy as sc
+
+    out = np.empty((len(reference_groups), k), dtype=np.int64)
+    for g, ref in enumerate(reference_groups):
+        rows, controls = truth_X[truth_codes == g], ctrl_X[ctrl_codes == ref]
+        if rows.shape[0] < 2 or controls.shape[0] < 2:
+            raise EmptyGroupError(
+                f"deg_method='wilcoxon' needs at least two measured and two control rows per group; group {g} has "
+                f"{rows.shape[0]} and {controls.shape[0]}. Use deg_method='mean_difference' for mean profiles."
+            )
+        if sp.issparse(rows) or sp.issparse(controls):
+            X = sp.vstack([sp.csr_matrix(rows), sp.csr_matrix(controls)]).tocsr()
+        else:
+            X = np.vstack([rows, controls])
+        labels = ["group"] * rows.shape[0] + ["control"] * controls.shape[0]
+        obs = pd.DataFrame({"which": pd.Categorical(labels)}, index=[str(i) for i in range(len(labels))])
+        both = ad.AnnData(X, obs=obs, var=pd.DataFrame(index=[str(i) for i in range(X.shape[1])]))
+        sc.tl.rank_genes_groups(both, "which", groups=["group"], reference="control", method="wilcoxon", n_genes=k)
+        out[g] = np.asarray(both.uns["rank_genes_groups"]["names"]["group"], dtype=np.int64)
+    return out
+
+
 def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_what="control"):
-    """The control mean profile of each group, (n_groups, n_genes), and which control group each group uses."""
+    """Each group's control mean (n_groups, n_genes), which control group it uses, and each control row's group."""
     n_groups = len(groups)
     if ctrl is None:
         X = _matrix(truth, layer, "truth")
         mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-        return np.tile(mean, (n_groups, 1)), np.zeros(n_groups, dtype=np.int64)
+        return np.tile(mean, (n_groups, 1)), np.zeros(n_groups, dtype=np.int64), None
     genes = _align_genes(ctrl, truth, what="the control profiles", name="control")
     X = _matrix(ctrl, layer, ctrl_what)
     if genes is not None:
@@ -370,12 +425,13 @@ def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_
         require_columns(ctrl, cols, purpose="matching groups to their controls")
     if not cols:
         mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-        return np.tile(mean, (n_groups, 1)), np.zeros(n_groups, dtype=np.int64)
+        return np.tile(mean, (n_groups, 1)), np.zeros(n_groups, dtype=np.int64), np.zeros(X.shape[0], dtype=np.int64)
     positions = [groupby.index(c) for c in cols]
     sub_keys = [tuple(g[p] for p in positions) for g in groups]
     sub_groups = list(dict.fromkeys(sub_keys))
     sub_index = {k: i for i, k in enumerate(sub_groups)}
-    means, counts = group_means(X, _codes(_keys(ctrl.obs, cols), sub_index), len(sub_groups))
+    ctrl_codes = _codes(_keys(ctrl.obs, cols), sub_index)
+    means, counts = group_means(X, ctrl_codes, len(sub_groups))
     lacking = [g for g, n in zip(sub_groups, counts, strict=True) if n == 0]
     if lacking:
         raise EmptyGroupError(
@@ -383,7 +439,7 @@ def _reference_means(ctrl, truth, groups, groupby, layer, control_groupby, ctrl_
             f"use one overall control mean."
         )
     positions = np.array([sub_index[k] for k in sub_keys])
-    return means[positions], positions
+    return means[positions], positions, ctrl_codes
 
 
 def summarise_response(df: pd.DataFrame) -> pd.Series:

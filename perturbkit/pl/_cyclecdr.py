@@ -37,6 +37,9 @@ RESPONSE_LABELS = {
     "pearson": "Pearson (all genes)",
     "pearson_degs": "Pearson (DEGs)",
     "pearson_delta": "Pearson of deltas",
+    "pearson_delta_degs": "Pearson of deltas (DEGs)",
+    "squared_pearson": "R² of means (all genes)",
+    "squared_pearson_degs": "R² of means (DEGs)",
 }
 _SOURCE_COLORS = {"measured": "rgba(120, 120, 120, 0.6)", "predicted": "#d62728"}
 

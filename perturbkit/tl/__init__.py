@@ -32,6 +32,7 @@ from ._deepcellstate import (
 from ._dual_gan import train_dual_gan
 from ._embedding import embed, project_reconstructions
 from ._kang import preprocess_pbmc
+from ._pretrain import pretrain_drug_encoder
 from ._response_embedding import embed_predictions
 from ._scgen import train_scgen
 from ._tensor_completion import complete_tensor
@@ -83,6 +84,7 @@ __all__ = [
     "preprocess_pbmc",
     # the papers' comparison methods
     "train_scgen",
+    "pretrain_drug_encoder",
     "train_anchor_vae",
     "train_dual_gan",
     "train_cpa",

@@ -31,6 +31,7 @@ from .._settings import settings
 from .._stats import pearson_rows
 from ..metrics._response import METRICS, evaluate_response, r2_rows
 from ..models._profiles import CellDrugProfiles
+from ..models.cyclecdr._model import UNPAIRED_SETTINGS
 
 Task = Literal["cross_cell", "tensor_completion", "unseen_drug", "held_out_cell_type", "polypharmacology"]
 
@@ -54,6 +55,7 @@ PRIMARY_METRIC: dict[str, tuple[str, bool]] = {
 
 #: The settings each method starts from (``method_options`` adds to them): the papers' own choices.
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {
+    "cyclecdr": UNPAIRED_SETTINGS,  # the held-out cell type (unpaired single cells)
     "cyclecdr_gat": {"drug_encoder": "gat"},
     "cyclecdr_fingerprint": {"drug_encoder": "fingerprint"},
     "vae_vanilla": {"kind": "vanilla"},
@@ -372,7 +374,7 @@ def _response_method(method: str):
 
         return predict_no_change(controls, drugs=list(drugs), drug_key=keys.drug_key, **options)
 
-    def mean_response(train, controls, drugs, *, keys, seed, device, options, paired):
+    def mean_response(train, controls, drugs, *, keys, seed, device, options, paired, weight_by="row"):
         from ..models.baselines import predict_mean_response
 
         cells = train.obs[keys.cell_key].astype(str).to_numpy()
@@ -385,8 +387,12 @@ def _response_method(method: str):
             drug_key=keys.drug_key,
             control_key=keys.control_key,
             cell_key=keys.cell_key,
+            weight_by=weight_by,
             **options,
         )
+
+    def mean_shift(train, controls, drugs, **kwargs):  # each other cell type counts once, however many cells it has
+        return mean_response(train, controls, drugs, weight_by="cell_line", **kwargs)
 
     adapters = {
         "cyclecdr": cyclecdr,
@@ -396,7 +402,7 @@ def _response_method(method: str):
         "scgen": scgen,
         "no_change": no_change,
         "mean_response": mean_response,
-        "mean_shift": mean_response,
+        "mean_shift": mean_shift,
     }
     return adapters[method]
 
@@ -584,7 +590,8 @@ def benchmark(
       Methods: ``cyclecdr_gat``, ``cyclecdr_fingerprint``, ``cpa``, ``no_change``, ``mean_response``.
     - ``"held_out_cell_type"`` (scGen's): one cell type's treated cells per fold are held out and predicted from
       its control cells; ``n_folds`` cell types are drawn. Methods: ``scgen``, ``cyclecdr`` (unpaired), ``cpa``,
-      ``no_change``, ``mean_shift`` (the control plus the mean treated − control shift of the other cell types).
+      ``no_change``, ``mean_shift`` (the control plus the mean treated − control shift of the other cell types,
+      each type weighted equally).
       The control → treated tasks are scored per (cell line, drug) by :func:`~perturbkit.metrics.evaluate_response`.
     - ``"polypharmacology"`` (the VAE paper's latent space arithmetic): each fold's ``"A|B"`` profiles are left out
       of training and predicted as ``decode(mean(A) − mean(DMSO) + mean(B))``. Methods: ``vae_vanilla``,

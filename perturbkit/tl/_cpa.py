@@ -18,7 +18,7 @@ def train_cpa(
     dose_key: str | None = None,
     cell_key: str = OBS_KEYS.cell_key,
     layer: str | None = None,
-    drug_encoder: Literal["fingerprint", "gat", "onehot"] = DEFAULTS.drug_encoder,
+    drug_encoder: Literal["fingerprint", "gat", "gat_pretrained", "onehot"] = DEFAULTS.drug_encoder,
     latent_dim: int = DEFAULTS.latent_dim,
     hidden: tuple[int, ...] = DEFAULTS.hidden,
     adversary_hidden: tuple[int, ...] = DEFAULTS.adversary_hidden,
@@ -60,8 +60,9 @@ def train_cpa(
         Read ``adata.layers[layer]`` instead of X (recorded with the model).
     drug_encoder
         ``"fingerprint"`` (Morgan fingerprint → MLP; the default, the RDKit featurisation closest to chemCPA's best
-        drug embedding), ``"gat"`` (graph attention network on the SMILES graph) or ``"onehot"`` (one learned vector
-        per training drug; known drugs only). These are cycleCDR's encoders.
+        drug embedding), ``"gat"`` (graph attention network on the SMILES graph), ``"gat_pretrained"`` (the same GAT
+        started from perturbkit's pretrained trunk, see :func:`~perturbkit.tl.pretrain_drug_encoder`) or ``"onehot"``
+        (one learned vector per training drug; known drugs only). These are cycleCDR's encoders.
     latent_dim, hidden
         Latent size and hidden sizes of the encoder and decoder (chemCPA: 256 and 4 × 512).
     adversary_hidden, doser_hidden

@@ -23,7 +23,7 @@ def train_cyclecdr(
     control_obs: str | None = None,
     layer: str | None = None,
     paired: bool = True,
-    drug_encoder: Literal["gat", "fingerprint", "onehot"] = DEFAULTS.drug_encoder,
+    drug_encoder: Literal["gat", "gat_pretrained", "fingerprint", "onehot"] = DEFAULTS.drug_encoder,
     latent_dim: int = DEFAULTS.latent_dim,
     hidden: tuple[int, ...] = DEFAULTS.hidden,
     single_autoencoder: bool = False,
@@ -68,10 +68,14 @@ def train_cyclecdr(
         ``True`` (bulk): each treated row is matched with its control — the mean of the control rows of its cell
         line (and plate, with ``plate_key``), or the row named in ``obs[control_obs]`` — and the loss is
         reconstruction + paired MSE. ``False`` (single cells): random controls of the same cell type, with
-        discriminators and the adversarial, cycle (λ = ``cycle_weight``) and identity losses.
+        discriminators and the adversarial, cycle (λ = ``cycle_weight``) and identity losses. On Kang PBMCs the
+        adversarial term collapsed every prediction onto one profile; pass ``adversarial_weight=0, batch_size=64``
+        for single cells (the settings of ``pk.experiments.kang_holdout``), and prefer :func:`train_scgen` for a
+        held-out cell type (see the cycleCDR methods page).
     drug_encoder
-        ``"gat"`` (graph attention network on the SMILES graph), ``"fingerprint"`` (Morgan fingerprint → MLP) or
-        ``"onehot"`` (known drugs only).
+        ``"gat"`` (graph attention network on the SMILES graph), ``"gat_pretrained"`` (the same GAT started from
+        perturbkit's pretrained trunk, see :func:`~perturbkit.tl.pretrain_drug_encoder`), ``"fingerprint"`` (Morgan
+        fingerprint → MLP) or ``"onehot"`` (known drugs only).
     latent_dim, hidden
         Latent size and hidden sizes (reference L1000: 978-512-512-128).
     single_autoencoder, use_reconstruction, use_cycle, cycle_weight, identity_weight, adversarial_weight

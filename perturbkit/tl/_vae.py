@@ -56,7 +56,8 @@ def train_vae(
         Profiles (rows × features). The paper min-max scales Cell Painting features to [0, 1]
         (``pk.pp.scale(adata, method="minmax")``).
     kind, latent_dim, beta, lam
-        Model variant and its weights. Paper (Cell Painting level 5): latent 10, β 0.3, λ 1e3.
+        Model variant and its weights; the defaults are the paper's (Cell Painting level 5): latent 10, β 0.3
+        (``kind="beta"``; the vanilla VAE's KL weight is 1 whatever ``beta``), λ 1e3 (``kind="mmd"``).
     hidden, batch_norm
         Encoder hidden sizes (decoder mirrored; paper 250 for Cell Painting, 500 for L1000) and encoder batch norm.
     output
@@ -66,7 +67,8 @@ def train_vae(
         Train on ``adata.layers[layer]`` instead of X (recorded with the model).
     lr, batch_size, max_epochs, patience
         Adam learning rate, minibatch size, epoch limit and early-stopping patience (on the validation loss; the
-        best epoch's weights are kept).
+        best epoch's weights are kept). The defaults (up to 300 epochs, patience 30) give small sets of a few hundred
+        consensus profiles enough epochs to leave the collapsed start.
     validation_fraction, stratify
         Rows held out for early stopping; ``stratify`` (an obs column such as ``"plate"``) takes that fraction
         of each of its groups.
@@ -83,7 +85,10 @@ def train_vae(
 
     Returns
     -------
-    The trained :class:`~perturbkit.models.vae.VAE` (``model.history_frame`` has the training curves).
+    The trained :class:`~perturbkit.models.vae.VAE` (``model.history_frame`` has the training curves). After
+    training it counts its active latent units (posterior-mean variance > 0.01, Burda et al. 2016):
+    ``model.active_units``, ``model.latent_activity`` and ``adata.uns[key_added]["active_units"]``; fewer than
+    half active raises a :class:`~perturbkit.models.vae.PosteriorCollapseWarning` naming the fixes.
 
     Examples
     --------
@@ -136,7 +141,9 @@ def train_vae(
             "stratify": stratify,
             "layer": layer,
             "key_added": key_added,
-        }
+        },
+        active_units=model.active_units,
+        latent_activity=None if model.latent_activity is None else model.latent_activity.tolist(),
     )
     return model
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -104,6 +106,7 @@ def mean_treated_response(
     plate_key: str | None = None,
     control_obs: str | None = None,
     layer: str | None = None,
+    weight_by: Literal["row", "cell_line"] = "row",
 ) -> np.ndarray:
     """The average drug effect (treated − matched control) over the treated rows of ``adata`` (training data).
 
@@ -113,6 +116,10 @@ def mean_treated_response(
         Training profiles with controls.
     control_key, cell_key, plate_key, control_obs, layer
         How treated rows are matched with their controls (see ``pk.tl.train_cyclecdr``).
+    weight_by
+        ``"row"``: every treated row counts once (cell lines or types weighted by their row counts);
+        ``"cell_line"``: the mean effect of each ``cell_key`` group first, then their plain mean, so a small cell
+        type counts as much as a large one (the trivial baseline of held-out-cell-type benchmarks such as Kang's).
 
     Returns
     -------
@@ -122,7 +129,14 @@ def mean_treated_response(
     treated, controls = control_profiles(
         adata, X, control_key=control_key, cell_key=cell_key, plate_key=plate_key, control_obs=control_obs
     )
-    return (X[treated] - controls).mean(axis=0).astype(np.float32)
+    effects = X[treated] - controls
+    if weight_by == "row":
+        return effects.mean(axis=0).astype(np.float32)
+    if weight_by != "cell_line":
+        raise PerturbkitInputError(f"weight_by must be 'row' or 'cell_line', got {weight_by!r}.")
+    require_columns(adata, {"cell_key": cell_key}, purpose="weight_by='cell_line'")
+    groups = adata.obs[cell_key].astype(str).to_numpy()[treated]
+    return np.mean([effects[groups == g].mean(axis=0) for g in pd.unique(groups)], axis=0).astype(np.float32)
 
 
 def predict_mean_response(
@@ -135,6 +149,7 @@ def predict_mean_response(
     cell_key: str = OBS_KEYS.cell_key,
     plate_key: str | None = None,
     layer: str | None = None,
+    weight_by: Literal["row", "cell_line"] = "row",
 ) -> ad.AnnData:
     """The "mean treated response" baseline: the control plus the mean training drug effect, for every drug.
 
@@ -150,6 +165,9 @@ def predict_mean_response(
         Profiles with controls whose mean treated − control effect is added.
     drug_key, control_key, cell_key, plate_key, layer
         obs columns and layer, as in :func:`mean_treated_response`.
+    weight_by
+        ``"row"`` (every treated row counts once) or ``"cell_line"`` (each cell line or type counts once), as in
+        :func:`mean_treated_response`.
 
     Returns
     -------
@@ -165,7 +183,7 @@ def predict_mean_response(
             f"adata_controls[:, adata_controls.var_names.isin(training_data.var_names)]."
         )
     effect = mean_treated_response(
-        training_data, control_key=control_key, cell_key=cell_key, plate_key=plate_key, layer=layer
+        training_data, control_key=control_key, cell_key=cell_key, plate_key=plate_key, layer=layer, weight_by=weight_by
     )[position]
     result = predict_no_change(adata_controls, drugs=drugs, drug_key=drug_key, cell_key=cell_key, layer=layer)
     result.X = result.X + effect[None, :]

@@ -29,7 +29,7 @@ from ..cyclecdr._drug_encoders import make_drug_encoder
 from ._module import CPANetwork, adversary_loss, autoencoder_loss, reconstruction_loss
 
 _CHUNK = 8192  # rows per forward pass at inference
-ENCODERS = ("gat", "fingerprint", "onehot")
+ENCODERS = ("gat", "gat_pretrained", "fingerprint", "onehot")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class CPADefaults:
 
 
 DEFAULTS = CPADefaults()
-DrugEncoder = Literal["gat", "fingerprint", "onehot"]
+DrugEncoder = Literal["gat", "gat_pretrained", "fingerprint", "onehot"]
 
 
 class CPA(BaseModel):
@@ -81,7 +81,8 @@ class CPA(BaseModel):
     cell_lines
         The training cell lines (cell types), each with a learned embedding.
     drug_encoder
-        ``"fingerprint"``, ``"gat"`` or ``"onehot"`` (cycleCDR's drug encoders, embedding size ``latent_dim``).
+        ``"fingerprint"``, ``"gat"``, ``"gat_pretrained"`` or ``"onehot"`` (cycleCDR's drug encoders, embedding size
+        ``latent_dim``).
     latent_dim, hidden
         Latent size and the hidden sizes of the encoder and of the decoder.
     adversary_hidden, doser_hidden

@@ -26,10 +26,13 @@ from torch import nn
 
 from ..._schema import PerturbkitInputError, UnknownCategoryError
 from .._layers import mlp
+from ._pretrained_weights import load_pretrained
 
-ENCODER_KINDS = ("gat", "fingerprint", "onehot")
+ENCODER_KINDS = ("gat", "gat_pretrained", "fingerprint", "onehot")
 
 # --- atom features ------------------------------------------------------------------------------------------------
+#: Version of the atom feature layout below; a pretrained GAT records it, and one made for another layout is refused.
+ATOM_FEATURES_VERSION = 1
 ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si", "Se", "Na", "K")
 MAX_DEGREE = 5  # one-hot 0..5, larger values share the last slot
 FORMAL_CHARGES = (-2, -1, 0, 1, 2)  # others share an extra slot
@@ -189,9 +192,11 @@ class GraphAttentionLayer(nn.Module):
     soft-maxed over the incoming edges of node i (self loop included) and the node's output is
     ``Σ_j α_ijk W_k x_j`` plus a bias. Heads are concatenated (``concat=True``) or averaged.
 
-    Why not torch-geometric's ``GATConv``: it would be an extra dependency for one layer; its fast paths need
-    pyg-lib / torch-scatter, which are not on PyPI as wheels for this torch (source builds only), and the molecule
-    graphs here are small (tens of atoms), so a few lines of ``scatter_reduce``/``index_add_`` are as fast.
+    Why not torch-geometric's ``GATConv``: it would be an extra dependency for one layer, and it would rename the
+    weights of every saved GAT model. Its speed was measured (``benchmarks/drug_encoder.py --gatconv``, one CPU
+    thread, torch_geometric 2.8 without pyg-lib / torch-scatter): on the two-layer trunk it is 1.2× (256 molecules)
+    to 1.6× (32 molecules) faster for forward + backward. The GAT is most of a cycleCDR step, so switching would be
+    worth it together with the dependency and a mapping of the saved weight names.
     """
 
     def __init__(
@@ -363,19 +368,51 @@ class GATEncoder(_CachedFeaturesEncoder):
     """Graph attention network on the RDKit molecular graph of each drug (cycleCDR's drug encoder).
 
     Atom features (:func:`atom_features`) → GAT layer with ``heads`` heads (concatenated) → ELU → GAT layer with one
-    head → global max pooling per molecule → linear layer to ``dim``. Trained from scratch (the paper's pretrained
-    weights are not available). The attention layer is :class:`GraphAttentionLayer` (own torch code, no
-    torch-geometric; see there why).
+    head → global max pooling per molecule → linear layer to ``dim``. The attention layer is
+    :class:`GraphAttentionLayer` (own torch code, no torch-geometric; see there why).
+
+    The paper's pretrained weights are not available, so by default the GAT is trained from scratch.
+    ``pretrained=`` initialises the two GAT layers (the trunk) from a self-supervised pretraining run
+    (:func:`perturbkit.tl.pretrain_drug_encoder`: its result, a
+    :class:`~perturbkit.models.cyclecdr._pretrained_weights.PretrainedDrugEncoder`, or the result's saved file, or
+    ``"shipped"`` for the checkpoint that comes with perturbkit); the last linear layer starts fresh.
+    ``freeze=True`` keeps the trunk fixed during training. Only the initialisation comes from ``pretrained``: a
+    saved model carries all its weights, so ``pretrained`` is not part of :meth:`config`.
     """
 
     kind = "gat"
+    atom_features_version = ATOM_FEATURES_VERSION  # checked against a pretrained checkpoint's
 
-    def __init__(self, drugs, dim: int, *, hidden: int = 64, heads: int = 10, dropout: float = 0.0):
-        super().__init__(drugs, dim, hidden=int(hidden), heads=int(heads), dropout=float(dropout))
+    def __init__(
+        self,
+        drugs,
+        dim: int,
+        *,
+        hidden: int = 64,
+        heads: int = 10,
+        dropout: float = 0.0,
+        pretrained=None,
+        freeze: bool = False,
+    ):
+        super().__init__(drugs, dim, hidden=int(hidden), heads=int(heads), dropout=float(dropout), freeze=bool(freeze))
         self.gat1 = GraphAttentionLayer(N_ATOM_FEATURES, hidden, heads=heads, concat=True, dropout=dropout)
         self.gat2 = GraphAttentionLayer(self.gat1.out_dim, hidden, heads=1, concat=False, dropout=dropout)
         self.act = nn.ELU()
         self.out = nn.Linear(hidden, dim)
+        if pretrained is not None:
+            load_pretrained(pretrained).initialise(self)
+            # the pretrained features are several times larger than a fresh trunk's: start the readout at zero, so
+            # that the drug embedding (a shift in the model's latent space) starts at "no effect" instead of large
+            # random shifts, and grows as the readout learns
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+        if freeze:
+            for p in (*self.gat1.parameters(), *self.gat2.parameters()):
+                p.requires_grad_(False)
+
+    def node_embeddings(self, g: GraphBatch) -> torch.Tensor:
+        """Per-atom embeddings (n_atoms, hidden) of the two GAT layers (the trunk that pretraining trains)."""
+        return self.gat2(self.act(self.gat1(g.x, g.edge_index)), g.edge_index)
 
     def _compute(self, name, smiles):
         return mol_graph(name, smiles)
@@ -391,6 +428,30 @@ class GATEncoder(_CachedFeaturesEncoder):
         pooled = segment_max(h, g.batch, g.n_graphs)
         out = self.out(pooled)
         return (out, (att1, att2)) if return_attention else out
+
+
+class PretrainedGATEncoder(GATEncoder):
+    """:class:`GATEncoder` whose trunk starts from perturbkit's shipped pretrained checkpoint, fine-tuned.
+
+    ``drug_encoder="gat_pretrained"``. The checkpoint (``perturbkit/data/drug_encoder_gat.pt``) was pretrained on
+    the unique SMILES of the Drug Repurposing Hub by masked-atom prediction and a contrastive view (see
+    :func:`perturbkit.tl.pretrain_drug_encoder` and the cycleCDR methods page); it fixes ``hidden`` and ``heads``.
+    """
+
+    kind = "gat_pretrained"
+
+    def __init__(self, drugs, dim: int, *, dropout: float = 0.0, freeze: bool = False, pretrained="shipped"):
+        checkpoint = load_pretrained(pretrained)
+        super().__init__(
+            drugs,
+            dim,
+            hidden=checkpoint.hidden,
+            heads=checkpoint.heads,
+            dropout=dropout,
+            pretrained=checkpoint,
+            freeze=freeze,
+        )
+        del self.options["hidden"], self.options["heads"]  # they come from the checkpoint
 
 
 class FingerprintEncoder(_CachedFeaturesEncoder):
@@ -465,14 +526,19 @@ class DoseEncoder(nn.Module):
         return self.net(torch.log10(d + self.eps))
 
 
-_ENCODERS = {"gat": GATEncoder, "fingerprint": FingerprintEncoder, "onehot": OneHotEncoder}
+_ENCODERS = {
+    "gat": GATEncoder,
+    "gat_pretrained": PretrainedGATEncoder,
+    "fingerprint": FingerprintEncoder,
+    "onehot": OneHotEncoder,
+}
 
 
 def make_drug_encoder(kind: str, *, dim: int, drugs: Mapping[str, str | None], **options) -> DrugEncoder:
     """Build a drug encoder.
 
-    ``kind`` is ``"gat"``, ``"fingerprint"`` or ``"onehot"``; ``drugs`` the training drugs ``{name: SMILES}``;
-    ``options`` go to the encoder class (e.g. ``hidden=``, ``heads=``).
+    ``kind`` is ``"gat"``, ``"gat_pretrained"``, ``"fingerprint"`` or ``"onehot"``; ``drugs`` the training drugs
+    ``{name: SMILES}``; ``options`` go to the encoder class (e.g. ``hidden=``, ``heads=``).
 
     ``make_drug_encoder(**encoder.config())`` rebuilds an encoder (then load its state dict).
     """

@@ -21,7 +21,7 @@ from .._profiles import CellDrugProfiles
 from ..baselines import RidgeMap, naive_cross_cell
 from ._model import DeepCellState
 
-MODEL_OPTIONS = ("latent_dim", "hidden", "input_dropout", "l1", "skip", "decoder_dropout", "device")
+MODEL_OPTIONS = ("latent_dim", "hidden", "input_dropout", "l1", "skip", "skip_map", "decoder_dropout", "device")
 TRAIN_OPTIONS = (
     "validation_fraction",
     "lr",

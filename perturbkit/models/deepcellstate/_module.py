@@ -9,18 +9,56 @@ from .._layers import mlp
 
 
 class Decoder(nn.Module):
-    """latent → hidden layers → features, with an optional skip input concatenated before the tanh output layer."""
+    """latent → hidden layers → (dropout) → features, with an optional skip input before the tanh output layer.
 
-    def __init__(self, n_features: int, latent_dim: int, hidden: tuple[int, ...], *, skip: bool, dropout: float):
+    ``skip_map="full"`` concatenates the skip input to the last hidden layer (a dense input → output map);
+    ``"diagonal"`` adds it gene by gene with one learned weight per gene, as the reference code's per-gene output
+    layer does; ``"ridge"`` adds a fixed linear map of the clean input (buffers ``linear_weight``, ``linear_bias``,
+    fitted in closed form by :meth:`set_linear_map`), so the network learns what the linear map misses.
+    ``dropout`` acts once, on the last hidden layer (the reference code's decoder dropout).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        hidden: tuple[int, ...],
+        *,
+        skip: bool,
+        dropout: float,
+        skip_map: str = "full",
+    ):
         super().__init__()
         sizes = [latent_dim, *hidden]
-        self.body = mlp(sizes, output_activation="leaky_relu", dropout=dropout) if hidden else nn.Identity()
-        self.output = nn.Linear(sizes[-1] + (n_features if skip else 0), n_features)
+        self.body = mlp(sizes, output_activation="leaky_relu") if hidden else nn.Identity()
+        full = skip and skip_map == "full"
+        self.output = nn.Linear(sizes[-1] + (n_features if full else 0), n_features)
         self.skip = skip
+        self.skip_map = skip_map
+        self.skip_weight = nn.Parameter(torch.zeros(n_features)) if skip and skip_map == "diagonal" else None
+        if skip and skip_map == "ridge":
+            self.register_buffer("linear_weight", torch.zeros(n_features, n_features))
+            self.register_buffer("linear_bias", torch.zeros(n_features))
         self.body_dropout = nn.Dropout(dropout) if dropout and hidden else nn.Identity()
 
-    def forward(self, z: torch.Tensor, skip_input: torch.Tensor | None) -> torch.Tensor:
+    @torch.no_grad()
+    def set_linear_map(self, weight, bias) -> None:
+        """Set the fixed linear path (``skip_map="ridge"``): input (n) @ ``weight`` (n × n) + ``bias``.
+
+        The learned path's output layer is zeroed, so the decoder starts as exactly that linear map (in tanh units).
+        """
+        self.linear_weight.copy_(torch.as_tensor(weight, dtype=self.linear_weight.dtype))
+        self.linear_bias.copy_(torch.as_tensor(bias, dtype=self.linear_bias.dtype))
+        self.output.weight.zero_()
+        self.output.bias.zero_()
+
+    def forward(self, z: torch.Tensor, skip_input: torch.Tensor | None, clean_input=None) -> torch.Tensor:
         h = self.body_dropout(self.body(z))
+        if self.skip and self.skip_map == "ridge":
+            x = skip_input if clean_input is None else clean_input
+            return torch.tanh(self.output(h) + x @ self.linear_weight + self.linear_bias)
+        if self.skip_weight is not None:
+            return torch.tanh(self.output(h) + self.skip_weight * skip_input)
         if self.skip:
             h = torch.cat([h, skip_input], dim=1)
         return torch.tanh(self.output(h))
@@ -43,13 +81,21 @@ class DeepCellStateNetwork(nn.Module):
         input_dropout: float = 0.5,
         decoder_dropout: float = 0.0,
         skip: bool = True,
+        skip_map: str = "full",
     ):
         super().__init__()
         self.input_dropout = nn.Dropout(input_dropout)
         self.encoder = mlp([n_features, *hidden, latent_dim], output_activation="leaky_relu", last_bias=False)
 
         def make():
-            return Decoder(n_features, latent_dim, tuple(reversed(hidden)), skip=skip, dropout=decoder_dropout)
+            return Decoder(
+                n_features,
+                latent_dim,
+                tuple(reversed(hidden)),
+                skip=skip,
+                dropout=decoder_dropout,
+                skip_map=skip_map,
+            )
 
         self.pretrain_decoder = make()
         self.decoders = nn.ModuleList(make() for _ in range(n_cell_lines))
@@ -60,9 +106,9 @@ class DeepCellStateNetwork(nn.Module):
         dropped = self.input_dropout(x)
         return dropped, self.encoder(dropped)
 
-    def decode(self, dropped: torch.Tensor, z: torch.Tensor, cell: int | None) -> torch.Tensor:
+    def decode(self, dropped: torch.Tensor, z: torch.Tensor, cell: int | None, clean=None) -> torch.Tensor:
         decoder = self.pretrain_decoder if cell is None else self.decoders[cell]
-        return decoder(z, dropped)
+        return decoder(z, dropped, clean)
 
     def forward(self, x: torch.Tensor, cell: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict the profile in cell line ``cell`` (``None``: the pretraining autoencoder).
@@ -70,7 +116,7 @@ class DeepCellStateNetwork(nn.Module):
         Returns (output, latent).
         """
         dropped, z = self.encode(x)
-        return self.decode(dropped, z, cell), z
+        return self.decode(dropped, z, cell, x), z
 
     def copy_pretrained_decoder(self, cells=None) -> None:
         """Overwrite the decoders of ``cells`` (default all) with the pretrained decoder's weights."""

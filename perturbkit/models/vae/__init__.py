@@ -1,9 +1,18 @@
 """Variational autoencoders of profiles: vanilla, β and MMD (Chow, Singh, Carpenter & Way 2022)."""
 
-from ._model import VAE
+from ._model import VAE, PosteriorCollapseWarning
 from ._module import KINDS, VAENetwork, gaussian_kernel, kl_divergence, mmd, vae_loss
 
-__all__ = ["KINDS", "VAE", "VAENetwork", "gaussian_kernel", "kl_divergence", "mmd", "vae_loss"]
+__all__ = [
+    "KINDS",
+    "VAE",
+    "PosteriorCollapseWarning",
+    "VAENetwork",
+    "gaussian_kernel",
+    "kl_divergence",
+    "mmd",
+    "vae_loss",
+]
 from ._analysis import (
     feature_groups,
     feature_reconstruction,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import anndata as ad
@@ -18,6 +21,24 @@ from ._module import KINDS, OUTPUTS, VAENetwork, vae_loss
 Kind = Literal["vanilla", "beta", "mmd"]
 
 _CHUNK = 16384  # rows per forward pass at inference
+
+#: A latent unit is active when the variance of its posterior mean across samples exceeds this (Burda et al. 2016).
+ACTIVE_THRESHOLD = 0.01
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """A trained VAE uses fewer than half of its latent units (the others carry no information about the data)."""
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[2])
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised by our caller at the first frame outside perturbkit."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_kind(kind) -> str:
@@ -52,12 +73,14 @@ class VAEDefaults:
     latent_dim: int = 10
     hidden: tuple[int, ...] = (250,)
     batch_norm: bool = True
-    beta: float = 1.0
+    beta: float = 0.3  # the paper's β for Cell Painting level 5 (kind="beta"; the vanilla VAE's KL weight is 1)
     lam: float = 1000.0
     lr: float = 1e-3
     batch_size: int = 96
-    max_epochs: int = 100
-    patience: int | None = 10
+    # Small sets (a few hundred consensus profiles) leave the collapsed start only after tens of epochs, where a
+    # patience of 10 had already stopped training (see the VAE methods page, "Posterior collapse").
+    max_epochs: int = 300
+    patience: int | None = 30
     validation_fraction: float = 0.1
 
 
@@ -118,6 +141,7 @@ class VAE(BaseModel):
         if beta < 0 or lam < 0:
             raise PerturbkitInputError(f"beta and lam must be >= 0, got beta={beta}, lam={lam}.")
         self.var_table = pd.DataFrame(index=pd.Index([str(v) for v in var_names]))
+        self.latent_activity: np.ndarray | None = None  # set by train(): variance of each unit's posterior mean
         super().__init__(
             var_names,
             kind=kind,
@@ -137,11 +161,16 @@ class VAE(BaseModel):
         )
 
     def _extra_state(self) -> dict:
-        return {"var_table": _plain_table(self.var_table)}
+        state = {"var_table": _plain_table(self.var_table)}
+        if self.latent_activity is not None:
+            state["latent_activity"] = [float(v) for v in self.latent_activity]
+        return state
 
     def _load_extra_state(self, state: dict) -> None:
         table = state.get("var_table") or {}
         self.var_table = pd.DataFrame({k: list(v) for k, v in table.items()}, index=self.var_names)
+        activity = state.get("latent_activity")
+        self.latent_activity = None if activity is None else np.asarray(list(activity), dtype=np.float64)
 
     # -------------------------------------------------------------------------------------------- properties
     @property
@@ -151,6 +180,42 @@ class VAE(BaseModel):
     @property
     def kind(self) -> str:
         return str(self.hparams["kind"])
+
+    @property
+    def active_units(self) -> int | None:
+        """How many latent units are active after training (posterior-mean variance > ``ACTIVE_THRESHOLD``).
+
+        ``None`` before training. :attr:`latent_activity` holds each unit's variance.
+        """
+        return None if self.latent_activity is None else int((self.latent_activity > ACTIVE_THRESHOLD).sum())
+
+    def check_collapse(self, X) -> np.ndarray:
+        """Measure each latent unit's activity on the profiles ``X`` and warn when fewer than half are active.
+
+        The activity of a unit is the variance, across the rows of ``X`` (data units, model feature order), of its
+        posterior mean; a unit is active when it exceeds ``ACTIVE_THRESHOLD`` = 0.01 (Burda, Grosse &
+        Salakhutdinov 2016). Stores and returns the activities (:attr:`latent_activity`); :meth:`train` calls it on
+        its data. Warns with :class:`PosteriorCollapseWarning`.
+        """
+        Z = self.transform(X).astype(np.float64)
+        self.latent_activity = Z.var(axis=0) if len(Z) > 1 else np.zeros(self.latent_dim)
+        n_active = self.active_units
+        if 2 * n_active < self.latent_dim:
+            fixes = {
+                "vanilla": "kind='beta' with beta below 1 (the paper's 0.3) or kind='mmd'",
+                "beta": f"a lower beta (now {self.hparams['beta']:g}) or kind='mmd'",
+                "mmd": f"a lower lam (now {self.hparams['lam']:g})",
+            }[self.kind]
+            warnings.warn(
+                f"posterior collapse: only {n_active} of the VAE's {self.latent_dim} latent units are active "
+                f"(variance of the posterior mean > {ACTIVE_THRESHOLD:g} across the {len(Z)} rows of the training "
+                f"data); the others encode nothing, and latent arithmetic with this model is close to the "
+                f"shuffled-label control. Try {fixes}, a smaller latent_dim, or more data or epochs "
+                f"(max_epochs=, patience=, a smaller batch_size=).",
+                PosteriorCollapseWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+        return self.latent_activity
 
     # ---------------------------------------------------------------------------------------------- training
     def loss(self, batch) -> dict[str, torch.Tensor]:
@@ -196,7 +261,8 @@ class VAE(BaseModel):
 
         Returns
         -------
-        The model, trained.
+        The model, trained; :attr:`active_units` and :attr:`latent_activity` say how many latent units it uses (a
+        :class:`PosteriorCollapseWarning` when fewer than half).
         """
         X = self.feature_matrix(adata) if is_anndata(adata) else np.asarray(adata, dtype=np.float32)
         if isinstance(stratify, str):
@@ -209,6 +275,7 @@ class VAE(BaseModel):
         train_rows, val_rows = split_indices(
             len(X), validation_fraction=validation_fraction, seed=0 if seed is None else seed, strata=stratify
         )
+        data = X
         X, V = self._model_units(X[train_rows]), self._model_units(X[val_rows]) if len(val_rows) else None
         if self.hparams["output"] == "sigmoid" and (X.min() < 0 or X.max() > 1):
             raise PerturbkitInputError(
@@ -232,6 +299,8 @@ class VAE(BaseModel):
                 seed=seed,
                 avoid_single_row_batch=True,
             )
+        if not self.interrupted:
+            self.check_collapse(data)
         return self
 
     @classmethod
