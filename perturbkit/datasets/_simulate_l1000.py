@@ -8,7 +8,7 @@ import pandas as pd
 
 from .._schema import PerturbkitInputError
 from ._library import DMSO_SMILES, make_library
-from ._simulate import DEFAULT_CELL_LINES, PLATE_CAPACITY, _obs_frame, _params_for_uns
+from ._simulate import DEFAULT_CELL_LINES, PLATE_CAPACITY, _check_positive, _obs_frame, _params_for_uns
 
 L1000_DOSES = (0.12, 0.37, 1.11, 3.33, 10.0)
 L1000_TIMES = (6.0, 24.0)
@@ -159,8 +159,7 @@ def simulate_l1000(
         _check(0.0 <= value < 1.0, f"{name}={value!r} must be in [0, 1).")
     for name, value in (("cell_specific", cell_specific), ("replicate_correlation", replicate_correlation)):
         _check(0.0 <= value <= 1.0, f"{name}={value!r} must be in [0, 1].")
-    for name, value in (("amplitude", amplitude), ("noise_df", noise_df)):
-        _check(value > 0, f"{name}={value!r} must be a positive number.")
+    _check_positive(amplitude=amplitude, noise_df=noise_df)
     for name, value in (("noise", noise), ("module_gain_sd", module_gain_sd), ("n_controls", n_controls)):
         _check(value >= 0, f"{name}={value!r} must be >= 0.")
     _check(

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .._schema import PerturbkitInputError, control_mask, require_columns
 from ..metrics import evaluate_response
+from ..models._pairing import cell_lines_with_both
 from ..models.baselines import predict_mean_response, predict_no_change
 from ..models.cyclecdr._model import UNPAIRED_SETTINGS
 from ..tl import preprocess_pbmc, train_cyclecdr, train_scgen
@@ -171,8 +172,7 @@ def kang_holdout(
         predictions[METHOD_NAMES[method]] = model.predict(controls, drugs=[STIM])
     # the mean shift only uses training cell types that have both controls and stimulated cells
     tr_cells = train.obs["cell_line"].astype(str).to_numpy()
-    tr_ctrl = control_mask(train, "control")
-    both = [c for c in pd.unique(tr_cells) if (tr_ctrl & (tr_cells == c)).any() and (~tr_ctrl & (tr_cells == c)).any()]
+    both = cell_lines_with_both(train, control_key="control", cell_key="cell_line")
     predictions["baseline: no change"] = predict_no_change(controls, drugs=[STIM])
     predictions["baseline: mean shift"] = predict_mean_response(
         controls, drugs=[STIM], training_data=train[np.isin(tr_cells, both)].copy(), weight_by="cell_line"

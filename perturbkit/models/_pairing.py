@@ -89,6 +89,13 @@ def control_profiles(
     return treated, means[position].astype(np.float32)
 
 
+def cell_lines_with_both(adata, *, control_key: str = "control", cell_key: str = "cell_line") -> list[str]:
+    """The values of ``obs[cell_key]`` that have both control and treated rows, in order of first appearance."""
+    is_control = control_mask(adata, control_key)
+    cells = adata.obs[cell_key].astype(str).to_numpy()
+    return [c for c in pd.unique(cells) if (is_control & (cells == c)).any() and (~is_control & (cells == c)).any()]
+
+
 def random_controls(
     adata, *, control_key: str = "control", cell_key: str = "cell_line", seed: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ from .._schema import (
 from .._settings import settings
 from .._stats import pearson_rows
 from ..metrics._response import METRICS, evaluate_response, r2_rows
+from ..models._pairing import cell_lines_with_both
 from ..models._profiles import CellDrugProfiles
 from ..models.cyclecdr._model import UNPAIRED_SETTINGS
 
@@ -378,8 +379,7 @@ def _response_method(method: str):
         from ..models.baselines import predict_mean_response
 
         cells = train.obs[keys.cell_key].astype(str).to_numpy()
-        is_control = control_mask(train, keys.control_key)
-        both = [c for c in pd.unique(cells) if (is_control & (cells == c)).any() and (~is_control & (cells == c)).any()]
+        both = cell_lines_with_both(train, control_key=keys.control_key, cell_key=keys.cell_key)
         return predict_mean_response(
             controls,
             drugs=list(drugs),
@@ -464,9 +464,7 @@ def _run_held_out_cell_type(adata, methods, *, n_folds, run_folds, seed, device,
     require_columns(adata, {"cell_key": keys.cell_key, "drug_key": keys.drug_key}, purpose="task='held_out_cell_type'")
     is_control = control_mask(adata, keys.control_key)
     cells = adata.obs[keys.cell_key].astype(str).to_numpy()
-    eligible = sorted(
-        c for c in pd.unique(cells) if (is_control & (cells == c)).any() and (~is_control & (cells == c)).any()
-    )
+    eligible = sorted(cell_lines_with_both(adata, control_key=keys.control_key, cell_key=keys.cell_key))
     if len(eligible) < 2:
         raise EmptyGroupError(
             f"task='held_out_cell_type' needs at least two cell types (obs[{keys.cell_key!r}]) with both control and "

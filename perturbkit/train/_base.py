@@ -268,6 +268,40 @@ class BaseModel:
         )
         run.stage_done(stage)
 
+    def _fit_rows(
+        self,
+        stage: str,
+        objectives,
+        arrays,
+        train_rows,
+        val_rows,
+        *,
+        seed,
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        **fit_options,
+    ):
+        """Train one ``stage`` on row-aligned ``arrays``: ``train_rows`` train, ``val_rows`` (if any) validate.
+
+        Opens the training run (seeding, checkpoints, resume, Ctrl-C), runs :meth:`_fit_stage` and leaves the module
+        in eval mode; ``fit_options`` are ``fit``'s other arguments. Returns the model.
+        """
+        with self._training_run(
+            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
+        ) as run:
+            self._fit_stage(
+                run,
+                stage,
+                objectives,
+                tuple(a[train_rows] for a in arrays),
+                validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
+                seed=seed,
+                **fit_options,
+            )
+        self.module.eval()
+        return self
+
     # --- persistence -------------------------------------------------------------------------------
     def save(self, path, *, overwrite: bool = True) -> Path:
         """Write weights, hyperparameters, feature names, scaler, history and package version to one file.

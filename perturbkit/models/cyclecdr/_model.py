@@ -367,24 +367,22 @@ class CycleCDR(BaseModel):
                     name="discriminator",
                 )
             )
-        with self._training_run(
-            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
-        ) as run:
-            self._fit_stage(
-                run,
-                "cyclecdr",
-                objectives,
-                tuple(a[train_rows] for a in arrays),
-                validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
-                validation_loss=self._validation_loss(),
-                max_epochs=max_epochs,
-                batch_size=batch_size,
-                patience=patience,
-                seed=seed,
-                avoid_single_row_batch=True,
-            )
-        net.eval()
-        return self
+        return self._fit_rows(
+            "cyclecdr",
+            objectives,
+            arrays,
+            train_rows,
+            val_rows,
+            validation_loss=self._validation_loss(),
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            patience=patience,
+            avoid_single_row_batch=True,
+            seed=seed,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
 
     # ------------------------------------------------------------------------------------------------- prediction
     @torch.no_grad()
