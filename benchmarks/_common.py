@@ -36,3 +36,12 @@ def print_table(rows: list[dict], title: str) -> None:
     import pandas as pd
 
     print(f"\n{title}\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def proc_status(key: str = "VmRSS") -> float:
+    """A memory entry of /proc/self/status in MiB: ``VmRSS`` (resident now), ``VmHWM`` (its peak), ``VmPeak``."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 import torch
-from _common import available_devices, measure, print_table
+from _common import available_devices, measure, print_table, proc_status
 
 import perturbkit as pk
 
@@ -38,21 +38,12 @@ SETTINGS = {  # methods.md §2: best (latent, lr, batch), hidden layer size, β 
 }
 
 
-def _rss_mb() -> float:
-    """Current resident set size of this process (Linux /proc), in MiB."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class RSSPeak:
     """Sample the resident set size every 20 ms in a thread: ``peak_mb`` (the highest seen, data included) and
     ``growth_mb`` (over the size at the start)."""
 
     def __enter__(self):
-        self.start = _rss_mb()
+        self.start = proc_status("VmRSS")
         self.peak = self.start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -61,12 +52,12 @@ class RSSPeak:
 
     def _run(self):
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, _rss_mb())
+            self.peak = max(self.peak, proc_status("VmRSS"))
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
+        self.peak = max(self.peak, proc_status("VmRSS"))
         self.peak_mb = self.peak
         self.growth_mb = self.peak - self.start
 

@@ -154,6 +154,7 @@ API_MODELS = [
     "perturbkit.models.vae.VAE",
     "perturbkit.models.cyclecdr.CycleCDR",
     "perturbkit.train.BaseModel",
+    "perturbkit.train.StreamedBatches",
 ]
 GENERATED = DOCS / "api" / "generated"
 
@@ -228,6 +229,7 @@ def _write_api_pages() -> None:
         "",
         "The networks behind the ``pk.tl.train_*`` functions. Each model class derives from",
         ":class:`~perturbkit.train.BaseModel`, which gives it saving, loading, devices and seeding.",
+        ":class:`~perturbkit.train.StreamedBatches` serves the training loop batches read from a store on disk.",
         "",
         ".. autosummary::",
         "   :toctree: .",

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 _DEVICES = ("auto", "cpu", "cuda")
+#: Training arithmetic: full float32, or autocast to bfloat16 / float16 (weights stay float32).
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 class Settings:
@@ -34,6 +36,12 @@ class Settings:
         Cache folder for downloaded data sets (env ``PERTURBKIT_DATADIR``, default ``~/.cache/perturbkit``).
     max_device_bytes
         Training data smaller than this stays whole on the device; larger data is moved batch by batch.
+    precision
+        Arithmetic of training steps: ``"float32"`` (default), or mixed precision with ``"bfloat16"`` or
+        ``"float16"`` autocast (CUDA; float16 with loss scaling). Weights stay float32. See "Running at scale".
+    compile
+        Compile each training step's loss with ``torch.compile`` (default ``False``; measured in "Running at
+        scale" before it could become a default).
     """
 
     def __init__(self) -> None:
@@ -42,6 +50,21 @@ class Settings:
         self.verbosity = 1
         self.datadir = os.environ.get("PERTURBKIT_DATADIR", Path.home() / ".cache" / "perturbkit")
         self.max_device_bytes = 2 * 1024**3
+        self.precision = "float32"
+        self.compile = False
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            from ._schema import PerturbkitInputError
+
+            known = ", ".join(map(repr, PRECISIONS))
+            raise PerturbkitInputError(f"precision={value!r} is not known; use one of {known}.")
+        self._precision = value
 
     @property
     def device(self) -> str:
@@ -82,7 +105,7 @@ class Settings:
         self._datadir = Path(value).expanduser()
 
     def __repr__(self) -> str:
-        fields = ("device", "progress_bar", "verbosity", "datadir", "max_device_bytes")
+        fields = ("device", "progress_bar", "verbosity", "datadir", "max_device_bytes", "precision", "compile")
         return "perturbkit settings:\n" + "\n".join(f"  {f} = {getattr(self, f)!r}" for f in fields)
 
 
@@ -100,6 +123,9 @@ def resolve_device(device: str | None = None):
     import torch
 
     name = _check_device_name(settings.device if device is None else device)
+    if name in ("auto", "cuda") and torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # one GPU per process under torchrun: LOCAL_RANK names this process's GPU
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -52,6 +52,7 @@ DATA_ARGUMENTS = {
     "table",
     "name",
     "samples",  # read_repurposing_hub(drugs, samples): the second file of the pair
+    "out",  # convert_gctx(path, out): the store to write, as write_gctx(adata, path)
 }
 
 #: Parameters that choose among fixed strings: their annotation must be a ``Literal``.

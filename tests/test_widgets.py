@@ -253,7 +253,7 @@ def test_response_explorer_deepcellstate(dcs, bulk):
     genes = list(panel.figure.data[1].x)
     assert len(genes) == 20
     np.testing.assert_allclose(
-        _y(panel.figure.data[1]), pd.Series(predicted, index=dcs.var_names)[genes].to_numpy(), rtol=1e-5
+        _y(panel.figure.data[1]), pd.Series(predicted, index=dcs.var_names)[genes].to_numpy(), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_allclose(np.asarray(panel.figure.data[3].x, float), measured, rtol=1e-6)
     r = np.corrcoef(predicted, measured)[0, 1]

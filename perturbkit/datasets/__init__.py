@@ -9,6 +9,8 @@ the truth in ``adata.uns['simulation']``, ``adata.layers`` and ``adata.obsm['lat
   on one simulator carry over.
 - :func:`simulate_morphology`: Cell Painting-like well profiles with CellProfiler feature groups (VAEs, LSA).
 - :func:`simulate_single_cell`: unpaired single-cell UMI counts of control and treated cells (cycleCDR).
+- :func:`write_simulated_gctx`: a LINCS-sized GCTX file with the real file's layout, written in blocks (for
+  conversion tests and benchmarks).
 
 Downloaders (pooch; cached in ``pk.settings.datadir``; hashes checked; :class:`DownloadError` when offline):
 
@@ -19,6 +21,7 @@ Downloaders (pooch; cached in ``pk.settings.datadir``; hashes checked; :class:`D
 """
 
 from ._download import DownloadError, fetch, kang_pbmc, lincs_cell_painting, lincs_l1000_level5, registry
+from ._gctx import write_simulated_gctx
 from ._simulate import cellprofiler_feature_names, simulate_bulk, simulate_morphology, simulate_single_cell
 from ._simulate_l1000 import simulate_l1000
 
@@ -28,6 +31,7 @@ __all__ = [
     "simulate_morphology",
     "simulate_single_cell",
     "cellprofiler_feature_names",
+    "write_simulated_gctx",
     "lincs_l1000_level5",
     "kang_pbmc",
     "lincs_cell_painting",

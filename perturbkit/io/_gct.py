@@ -125,6 +125,30 @@ _SMILES_COLUMNS = ("isomeric_smiles", "canonical_smiles")
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _select(obs, var, *, cid, rid, gene_info, landmark_only: bool):
+    """The samples and genes a read keeps: ``(obs, var, column indices, row indices, gene symbol source)``.
+
+    ``cid`` / ``rid`` select samples and genes (None: all), ``gene_info`` joins the gene table, ``landmark_only`` keeps
+    the landmark genes; the indices (None: all) index the file's matrix. Shared by :func:`read_gct` and
+    :func:`perturbkit.io.convert_gctx`, so both select alike.
+    """
+    n_genes = len(var)
+    col_idx = _selection(obs.index, cid, "cid", "sample (column)")
+    row_idx = _selection(var.index, rid, "rid", "gene (row)")
+    if col_idx is not None:
+        obs = obs.iloc[col_idx]
+    if row_idx is not None:
+        var = var.iloc[row_idx]
+    symbol_source = None
+    if gene_info is not None:
+        var, symbol_source = _join_gene_info(var, gene_info)
+    if landmark_only:
+        keep = _landmark_mask(var)
+        row_idx = (np.arange(n_genes) if row_idx is None else row_idx)[keep]
+        var = var.iloc[np.flatnonzero(keep)]
+    return obs, var, col_idx, row_idx, symbol_source
+
+
 def read_gct(
     path,
     *,
@@ -197,20 +221,9 @@ def read_gct(
     path = existing_path(path, what="GCT/GCTX file")
     whole = cid is None and rid is None and not landmark_only
     with _open_source(path, matrix=True, verify=_should_verify(path, verify, whole)) as reader:
-        obs, var = reader.obs, reader.var
-        col_idx = _selection(obs.index, cid, "cid", "sample (column)")
-        row_idx = _selection(var.index, rid, "rid", "gene (row)")
-        if col_idx is not None:
-            obs = obs.iloc[col_idx]
-        if row_idx is not None:
-            var = var.iloc[row_idx]
-        symbol_source = None
-        if gene_info is not None:
-            var, symbol_source = _join_gene_info(var, gene_info)
-        if landmark_only:
-            keep = _landmark_mask(var)
-            row_idx = (np.arange(len(reader.var)) if row_idx is None else row_idx)[keep]
-            var = var.iloc[np.flatnonzero(keep)]
+        obs, var, col_idx, row_idx, symbol_source = _select(
+            reader.obs, reader.var, cid=cid, rid=rid, gene_info=gene_info, landmark_only=landmark_only
+        )
         X = reader.matrix(col_idx, row_idx)
     obs, var = _finish(obs, var, sig_info, gene_symbols, symbol_source, reader.written_by_perturbkit)
     return ad.AnnData(X=X, obs=obs, var=var)

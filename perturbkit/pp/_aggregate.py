@@ -13,7 +13,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._groups import group_codes, group_means
-from .._schema import EmptyGroupError, PerturbkitInputError, check_finite, require_columns, stored_matrix
+from .._schema import (
+    EmptyGroupError,
+    PerturbkitInputError,
+    check_finite,
+    check_positive_int,
+    require_columns,
+    stored_matrix,
+)
+from . import _chunked
 
 METHODS = ("mean", "median", "modz")
 MODZ_MIN_WEIGHT = 0.01
@@ -70,21 +78,33 @@ def _modz_weights(block: np.ndarray, min_weight: float = MODZ_MIN_WEIGHT, decima
     return np.where(total > 0, w, 1.0 / n_rep)  # no defined correlation at all: the plain mean
 
 
-def _loop_by_size(X, codes: np.ndarray, n_groups: int, reduce) -> np.ndarray:
-    """Apply ``reduce`` (groups × replicates × features → groups × features) to all groups of one size at once."""
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)
+def _loop_by_size(
+    X, codes: np.ndarray, n_groups: int, reduce, *, dtype=np.float64, take=None, batch_values: int = 2_000_000
+):
+    """Apply ``reduce`` (groups × replicates × features → groups × features) to all groups of one size at once.
+
+    The groups' rows are read ``batch_values`` values at a time (16 MB in float64 by default) with ``take(rows)``
+    (a dense float64 array of those rows); by default by indexing ``X`` in memory. Each group's float64 result
+    is stored as ``dtype``.
+    """
+    if take is None:
+        if sp.issparse(X):
+            X = sp.csr_matrix(X)
+
+        def take(rows):
+            sub = X[rows]
+            return sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
+
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes, minlength=n_groups)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    out = np.empty((n_groups, X.shape[1]), dtype=np.float64)
+    out = np.empty((n_groups, X.shape[1]), dtype=dtype)
     for size in np.unique(sizes):
         groups = np.flatnonzero(sizes == size)
         rows = order[(starts[groups][:, None] + np.arange(size)[None, :]).ravel()]
-        n_chunks = max(1, len(rows) * X.shape[1] // 2_000_000)  # bounds the dense block's memory (16 MB)
+        n_chunks = max(1, len(rows) * X.shape[1] // batch_values)  # bounds the dense block's memory
         for chunk in np.array_split(np.arange(len(groups)), n_chunks):
-            sub = X[rows.reshape(len(groups), size)[chunk].ravel()]
-            sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
+            sub = take(rows.reshape(len(groups), size)[chunk].ravel())
             out[groups[chunk]] = reduce(sub.reshape(len(chunk), size, X.shape[1]).astype(np.float64, copy=False))
     return out
 
@@ -117,6 +137,7 @@ def aggregate(
     keep_obs: Literal["first-constant"] | str | Sequence[str] | None = "first-constant",
     modz_min_weight: float = MODZ_MIN_WEIGHT,
     modz_weight_decimals: int | None = 4,
+    chunk_rows: int | None = None,
 ) -> ad.AnnData:
     """One profile per group of rows: the mean, median or MODZ of its replicates.
 
@@ -145,13 +166,19 @@ def aggregate(
     modz_weight_decimals
         Decimals the normalised MODZ weights are rounded to before use, as both references do (their
         ``precision``/``rounding_precision`` 4). ``None`` uses the exact weights, which then sum to exactly 1.
+    chunk_rows
+        Rows per block when X is out of core (a backed ``.h5ad`` or a dask array); ``None``: blocks of about 16 MB
+        in float64. The mean is summed per group in one pass over the row blocks; median and MODZ read the rows of
+        a batch of groups (about ``chunk_rows`` rows) at a time, so they are fastest when the file is sorted by the
+        ``by`` columns (each batch then lies in one or two blocks).
 
     Returns
     -------
     A new AnnData with one row per group (obs names like ``"MCF7|drugA"``), obs holding the ``by`` columns,
     ``n_profiles`` and the kept columns; var, varm and a copy of uns carry over, with ``uns['aggregate']``
     recording the parameters. X is float32 (float64 input stays float64); a sparse X stays sparse with
-    ``method="mean"``. ``adata`` itself is never modified.
+    ``method="mean"``. ``adata`` itself is never modified. The result is always in memory, also for out-of-core
+    input (it has one row per group).
 
     Notes
     -----
@@ -178,11 +205,15 @@ def aggregate(
         )
     if not 0 <= modz_min_weight <= 1:
         raise PerturbkitInputError(f"modz_min_weight={modz_min_weight!r} must be between 0 and 1 (LINCS: 0.01).")
+    check_positive_int(chunk_rows, "chunk_rows", allow_none=True)
     require_columns(adata, by, purpose="aggregate(by=...)")
     if adata.n_obs == 0:
         raise EmptyGroupError("adata has no rows, so there is nothing to aggregate; load profiles into it first.")
     X = stored_matrix(adata, layer)
-    check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    lazy = _chunked.is_out_of_core(X)
+    if not lazy:
+        check_finite(X, where=where)
 
     others = [c for c in adata.obs.columns if c not in by and c != "n_profiles"]
     if keep_obs == "first-constant":
@@ -202,15 +233,30 @@ def aggregate(
     counts = np.bincount(codes, minlength=n_groups)
     dtype = X.dtype if X.dtype == np.float64 else np.float32
 
+    sparse = _chunked.is_sparse(X)
     if method == "mean":
-        means, _ = group_means(sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else X, codes, n_groups)
-        out = sp.csr_matrix(means, dtype=dtype) if sp.issparse(X) else means.astype(dtype)
+        if lazy:
+            means = _chunked_group_means(X, codes, n_groups, counts, chunk_rows, where)
+        else:
+            means, _ = group_means(sp.csr_matrix(X, dtype=np.float64) if sparse else X, codes, n_groups)
+        out = sp.csr_matrix(means, dtype=dtype) if sparse else means.astype(dtype)
     else:
         if method == "median":
             reduce = _median
         else:
             reduce = partial(_modz, min_weight=float(modz_min_weight), decimals=modz_weight_decimals)
-        out = _loop_by_size(X, codes, n_groups, reduce).astype(dtype)
+        if lazy:
+            rows_per_block = _chunked.resolve_chunk_rows(chunk_rows, X.shape[1])
+
+            def take(rows):
+                block = _chunked.take_rows(X, rows, chunk_rows=rows_per_block)
+                _chunked.check_blocks_finite(block, rows, where)
+                return block
+
+            batch = rows_per_block * X.shape[1]
+            out = _loop_by_size(X, codes, n_groups, reduce, dtype=dtype, take=take, batch_values=batch)
+        else:
+            out = _loop_by_size(X, codes, n_groups, reduce, dtype=dtype)
 
     first = np.unique(codes, return_index=True)[1]
     new_obs = adata.obs.iloc[first][by + keep].copy()
@@ -241,6 +287,18 @@ def aggregate(
         result.uns["aggregate"]["modz_min_weight"] = float(modz_min_weight)
         result.uns["aggregate"]["modz_weight_decimals"] = modz_weight_decimals
     return result
+
+
+def _chunked_group_means(X, codes, n_groups: int, counts, chunk_rows, where: str) -> np.ndarray:
+    """Mean row per group of an out-of-core ``X``: per-group float64 sums over its row blocks (one pass)."""
+    check = _chunked.FiniteCheck(where)
+    sums = np.zeros((n_groups, X.shape[1]))
+    for start, stop, block in _chunked.row_blocks(X, chunk_rows=chunk_rows, desc="aggregate: mean"):
+        check.update(block, start)
+        _chunked.add_group_sums(sums, codes[start:stop], block)
+    check.raise_if_bad()
+    sums /= counts[:, None]
+    return sums
 
 
 def _make_unique(names: list[str]) -> list[str]:

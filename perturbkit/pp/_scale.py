@@ -9,13 +9,22 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from .._schema import GeneMismatchError, PerturbkitInputError, check_finite, modifiable, stored_matrix
+from .._schema import (
+    GeneMismatchError,
+    PerturbkitInputError,
+    check_finite,
+    check_positive_int,
+    modifiable,
+    stored_matrix,
+)
+from . import _chunked
 
 METHODS = ("maxabs", "minmax", "zscore")
 
 
-#: Rows per block when scaling: large enough for fast vectorised work, small enough that the float64
-#: temporaries stay a few MB whatever the data's size.
+#: Rows per block when scaling an in-memory matrix: large enough for fast vectorised work, small enough that the
+#: float64 temporaries stay a few MB whatever the data's size. Out-of-core data uses ``chunk_rows=`` (default: a
+#: float64 block of :data:`perturbkit.pp._chunked.BLOCK_BYTES`).
 CHUNK_ROWS = 2048
 
 
@@ -23,18 +32,19 @@ def _is_torch(X) -> bool:
     return type(X).__module__.split(".")[0] == "torch"
 
 
-def _row_blocks(X, *, float64: bool = True):
-    """``(start, stop, block)`` over dense row blocks of ``X`` (dense, sparse or h5py).
+def _row_blocks(X, *, float64: bool = True, chunk_rows: int | None = CHUNK_ROWS):
+    """``(start, stop, block)`` over dense row blocks of ``X`` (any matrix :mod:`._chunked` reads).
 
     With ``float64`` each block is a float64 copy, so no float64 copy of the whole matrix is ever made.
     """
-    for start in range(0, X.shape[0], CHUNK_ROWS):
-        block = X[start : start + CHUNK_ROWS]
+    for start, stop, block in _chunked.row_blocks(X, chunk_rows=chunk_rows):
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        yield start, start + len(block), block.astype(np.float64) if float64 else block
+        yield start, stop, block.astype(np.float64) if float64 else block
 
 
-def _fit_parameters(X, method: str, *, per_feature: bool, where: str = "the matrix given to Scaler.fit"):
+def _fit_parameters(
+    X, method: str, *, per_feature: bool, where: str = "the matrix given to Scaler.fit", chunk_rows=CHUNK_ROWS
+):
     """``(offset, scale)`` of ``method`` over ``X``, in float64, computed block by block (scale may hold zeros).
 
     NaN and inf propagate into the column statistics, so checking those finds them without a pass of its own.
@@ -43,10 +53,10 @@ def _fit_parameters(X, method: str, *, per_feature: bool, where: str = "the matr
     if method in ("maxabs", "minmax"):
         low = np.full(n_features, np.inf)
         high = np.full(n_features, -np.inf)
-        for _, _, block in _row_blocks(X, float64=False):
+        for _, _, block in _row_blocks(X, float64=False, chunk_rows=chunk_rows):
             np.minimum(low, block.min(axis=0), out=low)  # NaN propagates, and stays
             np.maximum(high, block.max(axis=0), out=high)
-        _check_statistics(X, low + high, where)
+        _check_statistics(X, low + high, where, chunk_rows)
         if not per_feature:
             low, high = low.min(), high.max()
         if method == "maxabs":
@@ -54,23 +64,50 @@ def _fit_parameters(X, method: str, *, per_feature: bool, where: str = "the matr
         return low, high - low
     # zscore: mean, then the mean squared deviation from it (two passes, as numerically stable as np.std)
     total = np.zeros(n_features)
-    for _, _, block in _row_blocks(X, float64=False):
+    for _, _, block in _row_blocks(X, float64=False, chunk_rows=chunk_rows):
         total += block.sum(axis=0, dtype=np.float64)
-    _check_statistics(X, total, where)
+    _check_statistics(X, total, where, chunk_rows)
     count = X.shape[0] * (1 if per_feature else n_features)
     mean = total / X.shape[0] if per_feature else np.float64(total.sum() / count)
     squares = np.zeros(n_features)
-    for _, _, block in _row_blocks(X):
+    for _, _, block in _row_blocks(X, chunk_rows=chunk_rows):
         block -= mean
         squares += np.einsum("ij,ij->j", block, block)
     variance = squares / X.shape[0] if per_feature else squares.sum() / count
     return np.asarray(mean), np.sqrt(variance)
 
 
-def _check_statistics(X, statistics: np.ndarray, where: str) -> None:
+def _check_statistics(X, statistics: np.ndarray, where: str, chunk_rows=CHUNK_ROWS) -> None:
     """Column statistics that are not finite mean NaN or inf in ``X``: raise the error that says where."""
-    if not np.isfinite(statistics).all():
+    if np.isfinite(statistics).all():
+        return
+    if _chunked.is_out_of_core(X):  # counted block by block: never loads X
+        _chunked.count_non_finite(X, where=where, chunk_rows=chunk_rows)
+    else:
         check_finite(X[:] if not sp.issparse(X) else X, where=where)
+
+
+def _lazy_apply(scaler: Scaler, X, *, inverse: bool, where: str | None, chunk_rows):
+    """:func:`_apply_blocks` as a lazy float32 dask array: each block is scaled (in float64) when it is computed.
+
+    With ``where``, a block holding NaN/inf raises :class:`NonFiniteError` naming its rows when it is computed.
+    """
+    offset, spread = scaler.offset_, scaler.scale_
+    per_feature = np.ndim(offset) > 0
+
+    def apply(block, rows, cols):
+        if where is not None:
+            _chunked.check_blocks_finite(block, rows.start, where)
+        o, s = (offset[cols], spread[cols]) if per_feature else (offset, spread)
+        if inverse:
+            block *= s
+            block += o
+        else:
+            block -= o
+            block /= s
+        return block
+
+    return _chunked.lazy_map(X, apply, dtype=np.float32, chunk_rows=chunk_rows)
 
 
 def _apply_blocks(scaler: Scaler, X, *, inverse: bool, where: str | None) -> np.ndarray:
@@ -292,6 +329,7 @@ def scale(
     scaler=None,
     layer: str | None = None,
     key_added: str = "scale",
+    chunk_rows: int | None = None,
     copy: bool = False,
 ) -> ad.AnnData | None:
     """Scale the profiles invertibly and store the fitted parameters in ``adata.uns[key_added]``.
@@ -309,14 +347,20 @@ def scale(
         Read from ``adata.layers[layer]`` instead of X. The result always goes to X (dense float32).
     key_added
         ``adata.uns`` key for ``{"method", "per_feature", "params": Scaler.to_dict(), "layer", "fitted_here"}``.
+    chunk_rows
+        Rows per block when X is out of core (a backed ``.h5ad`` or a dask array); ``None``: blocks of about
+        16 MB in float64. The parameters are fitted block by block, exactly (two passes for ``"zscore"``).
     copy
-        Return a scaled copy and leave ``adata`` untouched (also a backed AnnData, whose copy is made in memory);
-        otherwise modify ``adata`` and return None. In place, a view is first made an actual AnnData (the
-        AnnData it was sliced from is not changed) and a backed AnnData is refused, so its file is never written.
+        Return a scaled copy and leave ``adata`` untouched; otherwise modify ``adata`` and return None. In place, a
+        view is first made an actual AnnData (the AnnData it was sliced from is not changed) and a backed AnnData
+        is refused, so its file is never written.
 
     Returns
     -------
-    The scaled AnnData if ``copy=True``, else None.
+    The scaled AnnData if ``copy=True``, else None. Out-of-core data stays out of core: when X is a dask array or
+    the AnnData is backed (``copy=True``), the scaled X is a lazy float32 dask array computed block by block from
+    the source (a backed file is reopened read-only for each block) — ``.X.compute()`` loads it, ``write_h5ad``
+    streams it to a new file. With a given ``scaler``, NaN/inf then raise when that block is computed.
 
     Examples
     --------
@@ -324,19 +368,26 @@ def scale(
     >>> pk.pp.scale(test, scaler=train.uns["scale"])       # the training parameters on new data
     >>> pk.pp.unscale(test)                                 # back to the original units
     """
+    check_positive_int(chunk_rows, "chunk_rows", allow_none=True)
     fitted_here = scaler is None
     scaler = Scaler(method, per_feature=per_feature) if fitted_here else _coerce_scaler(scaler)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     stored_matrix(adata, layer)  # refuse a missing layer before any copy is made
     target = modifiable(adata, copy=copy, caller="pk.pp.scale", keep_x=False)
     X = _source_matrix(adata if copy else target, layer)  # a copy is made without X: read the original's
+    lazy = _chunked.is_out_of_core(X)
+    rows = _chunked.resolve_chunk_rows(chunk_rows, X.shape[1]) if lazy else CHUNK_ROWS
     if fitted_here:
-        offset, spread = _fit_parameters(X, scaler.method, per_feature=scaler.per_feature, where=where)
+        offset, spread = _fit_parameters(X, scaler.method, per_feature=scaler.per_feature, where=where, chunk_rows=rows)
         scaler.offset_, scaler.scale_ = offset, np.where(spread > 0, spread, 1.0)
         scaler.n_features_ = int(X.shape[1])
     scaler._check_ready(X, "transform")
     adata = target
-    adata.X = _apply_blocks(scaler, X, inverse=False, where=None if fitted_here else where)
+    check = None if fitted_here else where
+    if lazy:
+        adata.X = _lazy_apply(scaler, X, inverse=False, where=check, chunk_rows=rows)
+    else:
+        adata.X = _apply_blocks(scaler, X, inverse=False, where=check)
     adata.uns[key_added] = {
         "method": scaler.method,
         "per_feature": scaler.per_feature,
@@ -349,12 +400,12 @@ def scale(
 
 def _source_matrix(adata, layer):
     X = stored_matrix(adata, layer)
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+    if len(X.shape) != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise PerturbkitInputError(f"adata is empty ({X.shape[0]} × {X.shape[1]}); there is nothing to scale.")
     return X
 
 
-def unscale(adata, *, key: str = "scale", copy: bool = False) -> ad.AnnData | None:
+def unscale(adata, *, key: str = "scale", chunk_rows: int | None = None, copy: bool = False) -> ad.AnnData | None:
     """Undo :func:`scale` on X with the parameters stored in ``adata.uns[key]``, and remove that entry.
 
     Parameters
@@ -363,23 +414,31 @@ def unscale(adata, *, key: str = "scale", copy: bool = False) -> ad.AnnData | No
         AnnData scaled by :func:`scale`.
     key
         The ``adata.uns`` key of the scaling record (``key_added`` of :func:`scale`).
+    chunk_rows
+        Rows per block when X is out of core; see :func:`scale`.
     copy
         Return an unscaled copy and leave ``adata`` untouched; otherwise modify ``adata`` and return None.
 
     Returns
     -------
-    The unscaled AnnData if ``copy=True``, else None.
+    The unscaled AnnData if ``copy=True``, else None. An out-of-core X (dask, or backed with ``copy=True``) gives
+    a lazy dask X, as in :func:`scale`.
 
     Examples
     --------
     >>> pk.pp.scale(adata)
     >>> pk.pp.unscale(adata)   # X is back in its original units; adata.uns['scale'] is gone
     """
+    check_positive_int(chunk_rows, "chunk_rows", allow_none=True)
     scaler = Scaler.from_uns(adata, key)
     target = modifiable(adata, copy=copy, caller="pk.pp.unscale", keep_x=False)
     X = _source_matrix(adata if copy else target, None)
     scaler._check_ready(X, "inverse_transform")
-    target.X = _apply_blocks(scaler, X, inverse=True, where="adata.X")
+    if _chunked.is_out_of_core(X):
+        rows = _chunked.resolve_chunk_rows(chunk_rows, X.shape[1])
+        target.X = _lazy_apply(scaler, X, inverse=True, where="adata.X", chunk_rows=rows)
+    else:
+        target.X = _apply_blocks(scaler, X, inverse=True, where="adata.X")
     adata = target
     del adata.uns[key]
     return adata if copy else None

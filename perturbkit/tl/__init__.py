@@ -36,6 +36,7 @@ from ._pretrain import pretrain_drug_encoder
 from ._response_embedding import embed_predictions
 from ._scgen import train_scgen
 from ._tensor_completion import complete_tensor
+from ._tune import tune
 from ._vae import (
     latent_traversal,
     pca_loadings_by_group,
@@ -67,6 +68,7 @@ __all__ = [
     "pca_loadings_by_group",
     "simulate",
     "select_beta",
+    "tune",
     "tune_vae",
     "vae_reconstruction_metrics",
     "vae_latent_correlation",

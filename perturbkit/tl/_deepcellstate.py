@@ -72,6 +72,8 @@ def train_deepcellstate(
     epochs_per_round: int = DEFAULTS.epochs_per_round,
     max_rounds: int = DEFAULTS.max_rounds,
     decoder_epochs: int | None = None,
+    pretrain_steps: int | None = DEFAULTS.pretrain_steps,
+    round_patience: int | None = DEFAULTS.round_patience,
     pretrain: bool = True,
     device: str | None = None,
     seed: int | None = 0,
@@ -99,8 +101,13 @@ def train_deepcellstate(
     validation_fraction, lr, decoder_lr, batch_size, max_epochs, patience, epochs_per_round, max_rounds
         Training (see :meth:`DeepCellState.train`); the learning rates are 10× the paper's (1e-4 and 1e-5 are as
         accurate with the ridge skip, and about twice as slow).
-    decoder_epochs, pretrain
-        Epochs of the decoder fine-tuning stage (default ``max_epochs``; 0 skips it) and whether to pretrain.
+    decoder_epochs, pretrain_steps, pretrain
+        Most epochs of the decoder fine-tuning stage (default ``max_epochs``; 0 skips it); the pretraining stage's
+        budget in minibatch steps (rounded up to whole epochs, at most ``max_epochs``; 240 = 10 epochs at the
+        paper's scale; ``None``: ``max_epochs``); and whether to pretrain.
+    round_patience
+        Rounds without improvement before the cell-line rounds stop (``None``: ``patience``; the reference code's
+        3 by default).
     device, seed
         ``"auto"|"cpu"|"cuda"`` (None: ``pk.settings.device``); the seed makes CPU runs reproducible.
     checkpoint_dir, checkpoint_every, resume
@@ -139,6 +146,8 @@ def train_deepcellstate(
         epochs_per_round=epochs_per_round,
         max_rounds=max_rounds,
         decoder_epochs=decoder_epochs,
+        pretrain_steps=pretrain_steps,
+        round_patience=round_patience,
         pretrain=pretrain,
     )
     model = DeepCellState.from_adata(
@@ -189,6 +198,7 @@ def cross_validate_deepcellstate(
     test_drugs: Sequence[str] | None = None,
     seed: int = 0,
     device: str | None = None,
+    n_jobs: int = 1,
     train_options: Mapping[str, Any] | None = None,
     cell_key: str = OBS_KEYS.cell_key,
     drug_key: str = OBS_KEYS.drug_key,
@@ -227,6 +237,11 @@ def cross_validate_deepcellstate(
         Seeds the split (fold ``f`` trains with ``seed + f``).
     device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``None`` means ``pk.settings.device``.
+    n_jobs
+        Folds trained at once, each in its own process on ``torch.get_num_threads() // n_jobs`` threads (at least
+        one); the results equal ``n_jobs=1`` on that many threads. On a CPU, ``n_jobs`` = the number of cores is
+        the fastest (small networks use one core well, several poorly); ``pk.settings`` changes made in this
+        session do not reach the worker processes.
     train_options
         DeepCellState settings for every fold, as keyword arguments of :func:`train_deepcellstate` (e.g.
         ``{"max_epochs": 50}``); its defaults apply to the rest.
@@ -262,6 +277,7 @@ def cross_validate_deepcellstate(
         seed=seed,
         folds=folds,
         test_drugs=test_drugs,
+        n_jobs=n_jobs,
         cell_key=cell_key,
         drug_key=drug_key,
         control_key=control_key,

@@ -355,26 +355,31 @@ def tune_vae(
     latent_dims: tuple[int, int] = (5, 150),
     batch_norm: Sequence[bool] = (True, False),
     validation_fraction: float = 0.1,
-    seed: int = 0,
+    seed: int | None = 0,
     device: str | None = None,
     train_options: Mapping[str, Any] | None = None,
     layer: str | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
 ) -> pd.DataFrame:
     """Bayesian hyperparameter search (Optuna TPE, seeded) over learning rate, batch size, latent size, batch norm.
 
     Each trial trains a VAE on the same train/validation split and is scored by its best validation loss (lower is
-    better). Optuna's log shows at ``pk.settings.verbosity`` 2 or more.
+    better). Optuna's log shows at ``pk.settings.verbosity`` 2 or more. With ``storage``, every process (on any
+    machine) running the same call shares one study, as in :func:`tune` (``tune(adata, model="vae")`` searches
+    the same space with any of :func:`train_vae`'s options).
 
     Parameters
     ----------
     adata
         Profiles (rows × features), scaled as for :func:`train_vae`.
     n_trials
-        Number of trials.
+        The study's trial budget: without ``storage`` the trials this call runs; with it, the total over every
+        worker (each stops once the study's complete and running trials reach it; ``0`` only reads the study).
     kind
         The VAE variant.
     timeout
-        Stop starting trials after this many seconds.
+        This worker stops starting trials after this many seconds.
     lr
         (low, high) of the log-uniform learning-rate range.
     batch_sizes
@@ -391,16 +396,29 @@ def tune_vae(
         Further keyword arguments of :func:`train_vae` for every trial (e.g. ``{"beta": 0.3, "max_epochs": 50}``);
         the searched settings may not be among them.
     {shared}
+    storage
+        An SQLAlchemy database URL holding a study shared by workers: ``"sqlite:///sweep.db"`` (the processes of
+        one machine) or ``"postgresql+psycopg2://user:pw@host/db"`` (many machines). The sampler's random draws for
+        trial *k* come from ``(seed, k)``, so workers never repeat each other's random points; with several
+        workers the trial order depends on timing (not bitwise reproducible; each trial's training is).
+    study_name
+        The shared study's name (only with ``storage``); default ``"perturbkit-tune-vae-<kind>"``. Joining a study
+        made with other ranges, options, seed or data raises an error naming the differences.
 
     Returns
     -------
-    One row per trial: ``trial``, ``lr``, ``batch_size``, ``latent_dim``, ``batch_norm``, ``value`` (best
-    validation loss), ``n_epochs``, ``state``; ``attrs['best_params']`` holds the best trial's settings.
+    One row per trial of the study (every worker's): ``trial``, ``lr``, ``batch_size``, ``latent_dim``,
+    ``batch_norm``, ``value`` (best validation loss), ``n_epochs``, ``state``, ``worker`` (``host:pid``);
+    ``attrs['best_params']`` holds the best trial's settings, ``attrs['best_value']`` its value.
 
     Examples
     --------
     >>> trials = pk.tl.tune_vae(adata, n_trials=30, kind="beta", train_options={"beta": 0.3})
     >>> trials.attrs["best_params"]
+
+    Four processes sharing one 40-trial study (run the same line in each):
+
+    >>> pk.tl.tune_vae(adata, n_trials=40, storage="sqlite:///vae.db", study_name="vae-cp")
     """
     options = trainer_options(
         train_options,
@@ -421,6 +439,8 @@ def tune_vae(
         batch_norm=batch_norm,
         validation_fraction=validation_fraction,
         layer=layer,
+        storage=storage,
+        study_name=study_name,
         **options,
     )
 

@@ -28,6 +28,7 @@ from .._schema import (
 from .._settings import resolve_device, seeded
 from .._version import __version__
 from ._checkpoint import TrainingRun, warn_interrupted
+from ._distributed import is_main_process
 from ._loop import History, fit
 
 FORMAT_NAME = "perturbkit-model"
@@ -307,9 +308,13 @@ class BaseModel:
         """Write weights, hyperparameters, feature names, scaler, history and package version to one file.
 
         The file is written to a temporary file in the same folder and then renamed over ``path``, so a failed or
-        interrupted save never destroys a good file. It carries a checksum that :meth:`load` verifies.
+        interrupted save never destroys a good file. It carries a checksum that :meth:`load` verifies. In a
+        distributed run (``torchrun``) every rank holds the same model and only rank 0 writes; the other ranks
+        return at once, so a script may call ``save`` on every rank or on rank 0 alone.
         """
         path = Path(path)
+        if not is_main_process():
+            return path
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
         self._write_payload(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .._schema import ModelFileError, check_positive_int
+from ._distributed import is_main_process
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -101,6 +102,8 @@ class TrainingRun:
             self.save(None, None)
 
     def save(self, stage: str | None, state) -> None:
+        if not is_main_process():  # in a distributed run rank 0 writes the checkpoint (all ranks hold the same model)
+            return
         progress = {"completed": list(self.completed), "stage": stage, "state": state, "rng": capture_rng()}
         self.model._write_payload(self.path, progress=progress)
 

@@ -14,6 +14,16 @@ from torch import nn
 from .._schema import EmptyGroupError, PerturbkitInputError, check_positive_int
 from .._settings import resolve_device, seeded, settings
 from ._checkpoint import TrainingInterrupted, TrainingRun
+from ._distributed import (
+    all_reduce_sum,
+    broadcast_buffers,
+    broadcast_flag,
+    broadcast_int,
+    ensure_process_group,
+    is_main_process,
+    rank,
+    world_size,
+)
 
 LossFunction = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
 
@@ -99,10 +109,22 @@ class Batches:
 
     Data smaller than ``pk.settings.max_device_bytes`` is moved to the device once; larger data stays on the CPU
     and each batch is copied over.
+
+    In a distributed run (``world_size`` processes), every rank shuffles with the same generator and takes its share
+    of each *global* batch of ``batch_size × world_size`` rows, so the ranks together see exactly the batches one
+    process would see with the combined batch size. A last global batch too small to give every rank a row (two
+    rows with ``avoid_single_row_batch``) is left out of the epoch, so every rank takes the same number of steps.
     """
 
     def __init__(
-        self, arrays: Sequence, *, device: torch.device, batch_size: int | None, avoid_single_row_batch: bool = False
+        self,
+        arrays: Sequence,
+        *,
+        device: torch.device,
+        batch_size: int | None,
+        avoid_single_row_batch: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         tensors = tuple(_as_tensor(a) for a in arrays)
         n = {t.shape[0] for t in tensors}
@@ -124,12 +146,26 @@ class Batches:
         elif device.type == "cuda":
             tensors = tuple(t.pin_memory() for t in tensors)
         self.tensors = tensors
-        self.batch_size = self.n if batch_size is None else max(1, min(int(batch_size), self.n))
-        if avoid_single_row_batch and self.n > self.batch_size and self.n % self.batch_size == 1:
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.min_rows = 2 if avoid_single_row_batch else 1  # rows each rank needs in a batch
+        if batch_size is None:
+            self.batch_size = max(1, math.ceil(self.n / self.world_size))
+        else:
+            self.batch_size = max(1, min(int(batch_size), self.n))
+        one_row_left = self.n > self.batch_size and self.n % self.batch_size == 1
+        if self.world_size == 1 and avoid_single_row_batch and one_row_left:
             self.batch_size += 1  # batch norm cannot train on a last batch of one row
 
+    @property
+    def global_batch_size(self) -> int:
+        """Rows of one optimisation step over all ranks."""
+        return self.batch_size * self.world_size
+
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        if self.world_size == 1:
+            return math.ceil(self.n / self.batch_size)
+        full, rest = divmod(self.n, self.global_batch_size)
+        return full + int(rest >= self.min_rows * self.world_size)
 
     def iterate(self, generator: torch.Generator | None = None):
         if generator is None:
@@ -138,15 +174,39 @@ class Batches:
             order = torch.randperm(self.n, generator=generator)
             if self.on_device:
                 order = order.to(self.device)
-        for start in range(0, self.n, self.batch_size):
+        step = self.global_batch_size
+        for k in range(len(self)):
+            start, stop = k * step, min((k + 1) * step, self.n)
+            if self.world_size > 1:  # this rank's share of the global batch (sizes differ by at most one row)
+                size, extra = divmod(stop - start, self.world_size)
+                start += self.rank * size + min(self.rank, extra)
+                stop = start + size + int(self.rank < extra)
             if order is None:
-                batch = tuple(t[start : start + self.batch_size] for t in self.tensors)
+                batch = tuple(t[start:stop] for t in self.tensors)
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order[start:stop]
                 batch = tuple(t[idx] for t in self.tensors)
             if not self.on_device:
                 batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
             yield batch
+
+
+def is_batch_source(data) -> bool:
+    """Whether ``data`` serves its own batches (the :class:`Batches` interface) rather than being arrays.
+
+    A batch source has ``n`` (rows), ``batch_size``, ``__len__`` (batches per epoch, the same on every rank of a
+    distributed run) and ``iterate(generator)``, which yields tuples of tensors (``generator=None``: in order, no
+    shuffling). The loop moves each batch to the training device. :class:`Batches` (arrays in memory) and
+    :class:`~perturbkit.train.StreamedBatches` (a store on disk) are the two kinds.
+    """
+    return hasattr(data, "iterate") and hasattr(data, "batch_size") and hasattr(data, "n")
+
+
+def _on_device(batch: tuple, device) -> tuple:
+    """``batch``'s tensors on ``device`` (a no-op for tensors already there, or when ``device`` is None)."""
+    if device is None:
+        return batch
+    return tuple(t if t.device == device else t.to(device, non_blocking=True) for t in batch)
 
 
 def _as_tensor(array) -> torch.Tensor:
@@ -202,6 +262,14 @@ def fit(
 ) -> History:
     """Train ``module`` by minimising each objective's loss over minibatches of ``train``.
 
+    The same call trains in one process or in several: under ``torchrun`` (``WORLD_SIZE`` > 1) it joins the process
+    group (NCCL on CUDA, gloo on CPU), each rank takes its share of every batch (``batch_size`` rows per rank), the
+    losses run through :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the gradients, the
+    epoch's losses are summed over the ranks, rank 0 decides early stopping and alone shows the progress bar, and
+    batch norm statistics are copied from rank 0 after every epoch. ``pk.settings.precision`` (bfloat16 / float16
+    autocast) and ``pk.settings.compile`` (``torch.compile`` of the losses) change how each step is computed. The
+    epoch's loss sums stay on the device and are read once per epoch.
+
     Parameters
     ----------
     module
@@ -209,15 +277,16 @@ def fit(
     objectives
         One :class:`Objective` per optimiser (one for most models, two for adversarial training).
     train, validation
-        Tuples of aligned arrays or tensors (rows = samples). ``validation`` drives early stopping: the best
-        epoch's weights are restored at the end. Without it, the training loss is monitored.
+        Tuples of aligned arrays or tensors (rows = samples), or batch sources that serve their own batches (a
+        :class:`~perturbkit.train.StreamedBatches` reading a store on disk). ``validation`` drives early stopping:
+        the best epoch's weights are restored at the end. Without it, the training loss is monitored.
     validation_loss
         Loss to monitor on ``validation`` (default: the first objective's loss), evaluated in eval mode. Without
         validation data the first objective's training loss is monitored.
     max_epochs
         Most epochs to train (a positive integer).
     batch_size
-        Minibatch size (a positive integer); ``None`` trains on the whole set at once.
+        Minibatch size per process (a positive integer); ``None`` trains on the whole set at once.
     patience
         Epochs without improvement before stopping; ``None`` runs all ``max_epochs``.
     seed
@@ -288,21 +357,29 @@ def _fit(
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     history = History() if history is None else history
     module.to(device)
-    train_batches = Batches(
-        train if isinstance(train, (tuple, list)) else (train,),
-        device=device,
-        batch_size=batch_size,
-        avoid_single_row_batch=avoid_single_row_batch,
+    distributed = ensure_process_group(device)
+    this_rank, n_ranks = (rank(), world_size()) if distributed else (0, 1)
+    if is_batch_source(train):  # e.g. a StreamedBatches reading a store on disk (it shards itself by rank)
+        train_batches = train
+    else:
+        train_batches = Batches(
+            train if isinstance(train, (tuple, list)) else (train,),
+            device=device,
+            batch_size=batch_size,
+            avoid_single_row_batch=avoid_single_row_batch,
+            rank=this_rank,
+            world_size=n_ranks,
+        )
+    val_batches = _validation_batches(
+        validation, device=device, batch_size=max(train_batches.batch_size, 4096), rank=this_rank, world=n_ranks
     )
-    val_batches = None
-    if validation is not None:
-        validation = validation if isinstance(validation, (tuple, list)) else (validation,)
-        if len(validation) and len(validation[0]):
-            val_batches = Batches(validation, device=device, batch_size=max(train_batches.batch_size, 4096))
     monitor_loss = validation_loss or objectives[0].loss
     optimizers = [obj.make_optimizer() for obj in objectives]
+    steps = TrainingSteps(module, objectives, optimizers, device=device, distributed=distributed)
     # without a seed, draw the shuffling seed from the (already seeded or not) global RNG: never reseed it
     shuffle_seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+    if distributed:  # every rank must shuffle alike, so rank 0's draw is used everywhere
+        shuffle_seed = int(broadcast_int(shuffle_seed, device))
     generator = torch.Generator().manual_seed(shuffle_seed)
     stopper = EarlyStopping(module, patience=patience, min_delta=min_delta)
     first_epoch, first_monitored = 0, None
@@ -313,7 +390,7 @@ def _fit(
         stopper.load_state_dict(saved["stopper"])
         generator.set_state(saved["generator"])
         first_epoch, first_monitored = int(saved["epoch"]) + 1, saved["first_monitored"]
-    show = settings.progress_bar if progress is None else progress
+    show = (settings.progress_bar if progress is None else progress) and is_main_process()
 
     from tqdm.auto import tqdm
 
@@ -322,20 +399,12 @@ def _fit(
     try:
         for epoch in bar:
             monitored = _train_epoch(
-                module,
-                objectives,
-                optimizers,
-                train_batches,
-                val_batches,
-                monitor_loss,
-                generator,
-                history,
-                stage=stage,
-                epoch=epoch,
+                steps, train_batches, val_batches, monitor_loss, generator, history, stage=stage, epoch=epoch
             )
             first_monitored = monitored if first_monitored is None else first_monitored
             bar.set_postfix(loss=f"{monitored:.4g}")
-            stop = stopper.step(monitored, epoch)
+            # every rank tracks the best weights (all see the same all-reduced loss); rank 0 decides when to stop
+            stop = broadcast_flag(stopper.step(monitored, epoch), device)
             if checkpoint is not None:
                 checkpoint.epoch_done(
                     stage,
@@ -362,38 +431,121 @@ def _fit(
     return history
 
 
-def _train_epoch(
-    module,
-    objectives,
-    optimizers,
-    train_batches,
-    val_batches,
-    monitor_loss,
-    generator,
-    history,
-    *,
-    stage: str,
-    epoch: int,
-) -> float:
-    """One pass over the training batches; appends the epoch's record and returns the monitored loss."""
-    module.train()
-    sums: dict[str, float] = {}
-    for batch in train_batches.iterate(generator):
-        n = batch[0].shape[0]
-        for objective, optimizer in zip(objectives, optimizers, strict=True):
+def _validation_batches(validation, *, device, batch_size: int, rank: int, world: int):
+    """The validation data as batches; in a distributed run each rank takes a contiguous share (possibly none)."""
+    if validation is None or is_batch_source(validation):
+        return validation
+    validation = validation if isinstance(validation, (tuple, list)) else (validation,)
+    if not (len(validation) and len(validation[0])):
+        return None
+    if world == 1:
+        return Batches(validation, device=device, batch_size=batch_size)
+    rows = np.array_split(np.arange(len(validation[0])), world)[rank]
+    share = Batches([a[rows] for a in validation], device=device, batch_size=batch_size) if len(rows) else None
+    return _ShardedValidation(share)
+
+
+@dataclass
+class _ShardedValidation:
+    """One rank's share of the validation data (``batches`` None when it has no rows); losses are all-reduced."""
+
+    batches: Batches | None
+    sharded = True
+
+    def iterate(self, generator=None):
+        return iter(()) if self.batches is None else self.batches.iterate(generator)
+
+    @property
+    def device(self):
+        return None if self.batches is None else self.batches.device
+
+
+class _ObjectiveLosses(nn.Module):
+    """The objectives' losses as one module, so that DistributedDataParallel can wrap them.
+
+    Losses call the network's own methods (``encode``, ``decode``, a discriminator...), not just its ``forward``;
+    wrapping the module *and* the loss lets DDP see every parameter a loss uses and all-reduce its gradients.
+    """
+
+    def __init__(self, module: nn.Module, losses: Sequence[LossFunction]):
+        super().__init__()
+        self.module = module
+        self._losses = list(losses)
+
+    def forward(self, index: int, batch: tuple) -> dict[str, torch.Tensor]:
+        return self._losses[index](batch)
+
+
+class TrainingSteps:
+    """One optimisation step of every objective on a batch: autocast, loss scaling, DDP and ``torch.compile``.
+
+    ``pk.settings.precision`` chooses float32 or bfloat16/float16 autocast (float16 with a gradient scaler);
+    ``pk.settings.compile`` compiles the losses with ``torch.compile``. In a distributed run the losses run through
+    :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the gradients over the ranks.
+    """
+
+    def __init__(self, module, objectives, optimizers, *, device: torch.device, distributed: bool):
+        self.module, self.objectives, self.optimizers, self.device = module, objectives, optimizers, device
+        self.distributed = distributed
+        self.prefixes = ["" if len(objectives) == 1 else f"{o.name}_" for o in objectives]
+        losses = _ObjectiveLosses(module, [o.loss for o in objectives])
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            losses = DistributedDataParallel(
+                losses,
+                device_ids=[device.index] if device.type == "cuda" and device.index is not None else None,
+                find_unused_parameters=len(objectives) > 1 or _has_untrained_parameters(optimizers, module),
+            )
+        self.losses = torch.compile(losses) if settings.compile else losses
+        precision = settings.precision
+        self.autocast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "float16")
+
+    def run(self, batch: tuple) -> dict[str, torch.Tensor]:
+        """Take every objective's step on ``batch``; return the detached loss terms (on the device)."""
+        terms = {}
+        for index, (prefix, optimizer) in enumerate(zip(self.prefixes, self.optimizers, strict=True)):
             optimizer.zero_grad(set_to_none=True)
-            losses = objective.loss(batch)
-            losses["loss"].backward()
-            optimizer.step()
-            prefix = "" if len(objectives) == 1 else f"{objective.name}_"
+            if self.autocast_dtype is None:
+                losses = self.losses(index, batch)
+            else:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                    losses = self.losses(index, batch)
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
             for key, value in losses.items():
-                sums[prefix + key] = sums.get(prefix + key, 0.0) + float(value.detach()) * n
-    record = {"stage": stage, "epoch": epoch, **{f"train_{k}": v / train_batches.n for k, v in sums.items()}}
+                terms[prefix + key] = value.detach()
+        return terms
+
+
+def _has_untrained_parameters(optimizers, module) -> bool:
+    """Whether some trainable parameter of ``module`` is in no optimiser (DDP must then expect unused ones)."""
+    trained = {id(p) for o in optimizers for group in o.param_groups for p in group["params"]}
+    return any(p.requires_grad and id(p) not in trained for p in module.parameters())
+
+
+def _train_epoch(steps, train_batches, val_batches, monitor_loss, generator, history, *, stage: str, epoch: int):
+    """One pass over the training batches; appends the epoch's record and returns the monitored loss.
+
+    The loss terms are summed on the device and read once per epoch (a read per batch would make a GPU wait for
+    every step); in a distributed run the sums are added over the ranks.
+    """
+    steps.module.train()
+    sums = _RowWeightedSums(steps.device)
+    device = getattr(train_batches, "device", None)
+    for batch in train_batches.iterate(generator):
+        batch = _on_device(batch, device)
+        sums.add(steps.run(batch), batch[0].shape[0])
+    if steps.distributed:
+        broadcast_buffers(steps.module)
+    record = {"stage": stage, "epoch": epoch, **{f"train_{k}": v for k, v in sums.means().items()}}
     if val_batches is not None:
-        record.update({f"validation_{k}": v for k, v in evaluate(module, monitor_loss, val_batches).items()})
+        record.update({f"validation_{k}": v for k, v in evaluate(steps.module, monitor_loss, val_batches).items()})
         monitored = record["validation_loss"]
     else:
-        first = "loss" if len(objectives) == 1 else f"{objectives[0].name}_loss"
+        first = "loss" if len(steps.objectives) == 1 else f"{steps.objectives[0].name}_loss"
         monitored = record[f"train_{first}"]
     history.append(record)
     if not math.isfinite(monitored):
@@ -402,6 +554,31 @@ def _train_epoch(
             f"for extreme values (pk.pp.scale), or try another seed."
         )
     return monitored
+
+
+class _RowWeightedSums:
+    """Row-weighted sums of loss terms, kept on the device in float64 and read once (summed over ranks if sharded)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.rows = 0
+
+    def add(self, terms: dict[str, torch.Tensor], n: int) -> None:
+        for key, value in terms.items():
+            term = torch.as_tensor(value, device=self.device).detach().to(torch.float64) * n
+            self.sums[key] = term if key not in self.sums else self.sums[key] + term
+        self.rows += n
+
+    def means(self, *, across_ranks: bool = True) -> dict[str, float]:
+        keys = list(self.sums)
+        rows = torch.tensor(float(self.rows), dtype=torch.float64, device=self.device)
+        totals = torch.stack([*(self.sums[k].reshape(()) for k in keys), rows])
+        if across_ranks:
+            totals = all_reduce_sum(totals)
+        values = totals.tolist()  # the one read from the device
+        rows = values[-1]
+        return {k: (v / rows if rows else math.nan) for k, v in zip(keys, values[:-1], strict=True)}
 
 
 #: A last epoch's monitored loss more than this many times above the first epoch's, or the best epoch's, means the
@@ -426,17 +603,20 @@ def _warn_if_diverged(stage: str, first: float | None, stopper: EarlyStopping, l
 
 
 @torch.no_grad()
-def evaluate(module: nn.Module, loss: LossFunction, batches: Batches) -> dict[str, float]:
-    """Row-weighted mean of each loss component over all batches, in eval mode."""
+def evaluate(module: nn.Module, loss: LossFunction, batches) -> dict[str, float]:
+    """Row-weighted mean of each loss component over all batches, in eval mode.
+
+    Validation shared out over the ranks of a distributed run is summed over them, so every rank gets the same values.
+    """
     was_training = module.training
     module.eval()
-    sums: dict[str, float] = {}
+    device = next((p.device for p in module.parameters()), None) or getattr(batches, "device", None)
+    sums = _RowWeightedSums(device if device is not None else torch.device("cpu"))
     for batch in batches.iterate(None):
-        n = batch[0].shape[0]
-        for key, value in loss(batch).items():
-            sums[key] = sums.get(key, 0.0) + float(value) * n
+        batch = _on_device(batch, getattr(batches, "device", None))
+        sums.add(loss(batch), batch[0].shape[0])
     module.train(was_training)
-    return {k: v / batches.n for k, v in sums.items()}
+    return sums.means(across_ranks=getattr(batches, "sharded", False))
 
 
 def split_indices(

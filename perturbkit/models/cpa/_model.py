@@ -24,6 +24,7 @@ from ..._schema import (
     require_columns,
 )
 from ...train import BaseModel, Objective, split_indices
+from ...train._stream import model_features
 from .._pairing import check_control_profiles, drug_smiles, prediction_obs, resolve_drugs
 from ..cyclecdr._drug_encoders import make_drug_encoder
 from ._module import CPANetwork, adversary_loss, autoencoder_loss, reconstruction_loss
@@ -315,6 +316,9 @@ class CPA(BaseModel):
         checkpoint_dir=None,
         checkpoint_every: int = 10,
         resume=None,
+        chunk_rows: int | None = None,
+        buffer_chunks: int | None = None,
+        max_validation_rows: int | None = None,
     ) -> CPA:
         """Train on every row of ``adata``: controls (no drug term) and treated rows.
 
@@ -324,9 +328,16 @@ class CPA(BaseModel):
         when their reconstruction NLL has not improved for ``patience`` epochs, and the best epoch's weights are
         kept. Ctrl-C stops training with the best weights so far and returns the model. ``checkpoint_dir`` writes a
         checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier run exactly.
+        An AnnData whose X stays on disk (:func:`perturbkit.io.read_store`) is streamed in contiguous chunks of
+        ``chunk_rows`` rows, ``buffer_chunks`` shuffled together (None: 4 MiB of rows, 64 MiB buffers), with the
+        drug, dose and cell codes served alongside from memory and at most ``max_validation_rows`` held-out rows
+        read into memory (None: 256 MiB of rows; the other held-out rows stay out of training too).
         """
-        X = self.feature_matrix(adata)
-        arrays = self.training_arrays(adata, X)
+        stream = model_features(self, adata, chunk_rows=chunk_rows)
+        if stream is None:
+            arrays = self.training_arrays(adata, self.feature_matrix(adata))
+        else:  # only the obs codes in memory; the profiles are streamed
+            arrays = self.training_arrays(adata, np.zeros((adata.n_obs, 0), dtype=np.float32))
         train_rows, val_rows = split_indices(
             len(arrays[0]), validation_fraction=validation_fraction, seed=0 if seed is None else seed
         )
@@ -347,6 +358,33 @@ class CPA(BaseModel):
                 name="adversary",
             ),
         ]
+        if stream is not None:
+            val_rows = stream.validation_rows(val_rows, seed=seed, max_rows=max_validation_rows)
+            train = stream.batches(
+                *arrays[1:],
+                rows=train_rows,
+                batch_size=batch_size,
+                device=self.device,
+                buffer_chunks=buffer_chunks,
+                avoid_single_row_batch=True,
+            )
+            validation = (stream.rows(val_rows), *(a[val_rows] for a in arrays[1:])) if len(val_rows) else None
+            with self._training_run(
+                seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
+            ) as run:
+                self._fit_stage(
+                    run,
+                    "cpa",
+                    objectives,
+                    train,
+                    validation=validation,
+                    validation_loss=self._validation_loss(),
+                    max_epochs=max_epochs,
+                    patience=patience,
+                    seed=seed,
+                )
+            self.module.eval()
+            return self
         return self._fit_rows(
             "cpa",
             objectives,

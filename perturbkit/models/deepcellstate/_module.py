@@ -8,6 +8,21 @@ from torch import nn
 from .._layers import mlp
 
 
+class FastDropout(nn.Dropout):
+    """Dropout whose mask comes from ``torch.rand`` (about 3× faster on a CPU than ``nn.Dropout``'s bernoulli draw).
+
+    The same distribution as :class:`torch.nn.Dropout`: each entry kept with probability ``1 - p`` and scaled by
+    ``1 / (1 - p)`` in training mode; the identity in eval mode.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return torch.zeros_like(x)
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
+
+
 class Decoder(nn.Module):
     """latent → hidden layers → (dropout) → features, with an optional skip input before the tanh output layer.
 
@@ -39,7 +54,10 @@ class Decoder(nn.Module):
         if skip and skip_map == "ridge":
             self.register_buffer("linear_weight", torch.zeros(n_features, n_features))
             self.register_buffer("linear_bias", torch.zeros(n_features))
-        self.body_dropout = nn.Dropout(dropout) if dropout and hidden else nn.Identity()
+        self.body_dropout = FastDropout(dropout) if dropout and hidden else nn.Identity()
+        #: whether the ridge path is added; False for the pretraining decoder, whose map stays zero (adding
+        #: ``x @ 0`` would cost an n × n matmul per row for nothing). Not saved: the network sets it.
+        self.uses_linear_map = True
 
     @torch.no_grad()
     def set_linear_map(self, weight, bias) -> None:
@@ -52,11 +70,19 @@ class Decoder(nn.Module):
         self.output.weight.zero_()
         self.output.bias.zero_()
 
-    def forward(self, z: torch.Tensor, skip_input: torch.Tensor | None, clean_input=None) -> torch.Tensor:
+    def linear_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed ridge path of clean inputs ``x``: ``x @ linear_weight + linear_bias``."""
+        return x @ self.linear_weight + self.linear_bias
+
+    def forward(self, z: torch.Tensor, skip_input: torch.Tensor | None, clean_input=None, linear=None) -> torch.Tensor:
+        """Decode ``z``; ``linear`` is the ridge path precomputed by :meth:`linear_map` (computed here if None)."""
         h = self.body_dropout(self.body(z))
         if self.skip and self.skip_map == "ridge":
-            x = skip_input if clean_input is None else clean_input
-            return torch.tanh(self.output(h) + x @ self.linear_weight + self.linear_bias)
+            if not self.uses_linear_map:
+                return torch.tanh(self.output(h))
+            if linear is None:
+                linear = self.linear_map(skip_input if clean_input is None else clean_input)
+            return torch.tanh(self.output(h) + linear)
         if self.skip_weight is not None:
             return torch.tanh(self.output(h) + self.skip_weight * skip_input)
         if self.skip:
@@ -84,7 +110,7 @@ class DeepCellStateNetwork(nn.Module):
         skip_map: str = "full",
     ):
         super().__init__()
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = FastDropout(input_dropout)
         self.encoder = mlp([n_features, *hidden, latent_dim], output_activation="leaky_relu", last_bias=False)
 
         def make():
@@ -98,6 +124,7 @@ class DeepCellStateNetwork(nn.Module):
             )
 
         self.pretrain_decoder = make()
+        self.pretrain_decoder.uses_linear_map = False  # its ridge map is never set: it stays zero
         self.decoders = nn.ModuleList(make() for _ in range(n_cell_lines))
         self._make_decoder = make
 
@@ -106,17 +133,25 @@ class DeepCellStateNetwork(nn.Module):
         dropped = self.input_dropout(x)
         return dropped, self.encoder(dropped)
 
-    def decode(self, dropped: torch.Tensor, z: torch.Tensor, cell: int | None, clean=None) -> torch.Tensor:
+    def decode(self, dropped: torch.Tensor, z: torch.Tensor, cell: int | None, clean=None, linear=None) -> torch.Tensor:
         decoder = self.pretrain_decoder if cell is None else self.decoders[cell]
-        return decoder(z, dropped, clean)
+        return decoder(z, dropped, clean, linear)
 
-    def forward(self, x: torch.Tensor, cell: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, cell: int | None = None, *, linear=None, frozen_encoder: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict the profile in cell line ``cell`` (``None``: the pretraining autoencoder).
 
+        ``linear`` is the decoder's ridge path of ``x``, precomputed (``skip_map="ridge"``); ``frozen_encoder``
+        runs the encoder without autograd (decoder-only training: no gradients flow into the encoder).
         Returns (output, latent).
         """
-        dropped, z = self.encode(x)
-        return self.decode(dropped, z, cell, x), z
+        if frozen_encoder:
+            with torch.no_grad():
+                dropped, z = self.encode(x)
+        else:
+            dropped, z = self.encode(x)
+        return self.decode(dropped, z, cell, x, linear), z
 
     def copy_pretrained_decoder(self, cells=None) -> None:
         """Overwrite the decoders of ``cells`` (default all) with the pretrained decoder's weights."""
@@ -133,14 +168,22 @@ class DeepCellStateNetwork(nn.Module):
 
 
 def deepcellstate_loss(
-    module: DeepCellStateNetwork, x: torch.Tensor, y: torch.Tensor, *, cell: int | None, l1: float
+    module: DeepCellStateNetwork,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    linear: torch.Tensor | None = None,
+    *,
+    cell: int | None,
+    l1: float,
+    frozen_encoder: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The loss of one batch: MSE of predicting ``y`` in cell line ``cell`` from ``x``, plus an L1 activity term.
 
     ``cell=None`` is the pretraining autoencoder. The added term is ``l1`` × the L1 activity of the latent code
-    (Keras semantics: mean over the batch of the summed absolute activations).
+    (Keras semantics: mean over the batch of the summed absolute activations). ``linear`` is the batch's
+    precomputed ridge path (``skip_map="ridge"``); ``frozen_encoder`` trains the decoder alone.
     """
-    out, z = module(x, cell)
+    out, z = module(x, cell, linear=linear, frozen_encoder=frozen_encoder)
     mse = torch.mean((out - y) ** 2)
     penalty = l1 * z.abs().sum(dim=1).mean() if l1 else torch.zeros((), device=x.device)
     return {"loss": mse + penalty, "mse": mse, "l1": penalty}

@@ -21,6 +21,7 @@ from ..._schema import (
     require_columns,
 )
 from ...train import BaseModel, Objective, split_indices
+from ...train._stream import is_out_of_core, model_features
 from .._inputs import is_anndata, is_model
 from .._pairing import prediction_obs
 from .._profiles import cross_cell_prediction
@@ -148,7 +149,8 @@ class ScGen(BaseModel):
         keys = {"cell_key": cell_key, "drug_key": drug_key, "control_key": control_key}
         require_columns(adata, keys, purpose="scGen's latent means per cell line and condition")
         _control_rows(adata, control_key)  # refuses a control column that is not boolean
-        check_finite(dense_matrix(adata, layer), where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+        if not is_out_of_core(adata, layer):  # a matrix on disk is checked chunk by chunk while streaming
+            check_finite(dense_matrix(adata, layer), where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
         return cls(
             adata.var_names,
             latent_dim=latent_dim,
@@ -231,6 +233,9 @@ class ScGen(BaseModel):
         checkpoint_dir=None,
         checkpoint_every: int = 10,
         resume=None,
+        chunk_rows: int | None = None,
+        buffer_chunks: int | None = None,
+        max_validation_rows: int | None = None,
     ) -> ScGen:
         """Train the VAE on every row of ``adata`` (controls and treated), then store the latent means.
 
@@ -240,9 +245,29 @@ class ScGen(BaseModel):
         stored with the model (the condition is the drug, or ``"control"`` for control rows): :meth:`predict`'s
         arithmetic uses them. Ctrl-C stops training with the best weights so far and returns the model.
         ``checkpoint_dir`` writes a checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint)
-        continues an earlier run exactly.
+        continues an earlier run exactly. An AnnData whose X stays on disk (:func:`perturbkit.io.read_store`) is
+        streamed in contiguous chunks of ``chunk_rows`` rows, ``buffer_chunks`` shuffled together (None: 4 MiB of
+        rows, 64 MiB buffers), with at most ``max_validation_rows`` held-out rows read into memory (None: 256 MiB of
+        rows; the other held-out rows stay out of training too).
         """
         cells, conditions, is_control = self._row_labels(adata)
+        stream = model_features(self, adata, chunk_rows=chunk_rows)
+        if stream is not None:
+            return self._train_streamed(
+                stream,
+                (cells, conditions, is_control),
+                validation_fraction=validation_fraction,
+                max_validation_rows=max_validation_rows,
+                buffer_chunks=buffer_chunks,
+                fit_options={
+                    "lr": lr,
+                    "batch_size": batch_size,
+                    "max_epochs": max_epochs,
+                    "patience": patience,
+                    "seed": seed,
+                },
+                run_options={"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume},
+            )
         X = self.feature_matrix(adata)
         if len(X) < 2:
             raise PerturbkitInputError(
@@ -267,15 +292,50 @@ class ScGen(BaseModel):
                 avoid_single_row_batch=True,
             )
         self.module.eval()
-        self._store_latent_means(X, cells, conditions, is_control)
+        self._store_latent_means(self.encode_array(X), cells, conditions, is_control)
         return self
 
-    def _store_latent_means(self, X, cells, conditions, is_control) -> None:
+    def _train_streamed(
+        self, stream, labels, *, validation_fraction, max_validation_rows, buffer_chunks, fit_options, run_options
+    ) -> ScGen:
+        """:meth:`train` on an AnnData whose X stays on disk: the training rows are streamed in chunks."""
+        if stream.n_obs < 2:
+            raise PerturbkitInputError(
+                f"scGen needs at least 2 training rows (its batch norm cannot train on one), got {stream.n_obs}."
+            )
+        seed = fit_options["seed"]
+        train_rows, val_rows = split_indices(
+            stream.n_obs, validation_fraction=validation_fraction, seed=0 if seed is None else seed
+        )
+        val_rows = stream.validation_rows(val_rows, seed=seed, max_rows=max_validation_rows)
+        train = stream.batches(
+            rows=train_rows,
+            batch_size=fit_options["batch_size"],
+            device=self.device,
+            buffer_chunks=buffer_chunks,
+            avoid_single_row_batch=True,
+        )
+        with self._training_run(seed=seed, **run_options) as run:
+            self._fit_stage(
+                run,
+                "scgen",
+                Objective(self.loss, self.module.parameters(), lr=fit_options["lr"]),
+                train,
+                validation=(stream.rows(val_rows),) if len(val_rows) else None,
+                max_epochs=fit_options["max_epochs"],
+                patience=fit_options["patience"],
+                seed=seed,
+            )
+        self.module.eval()
+        self._store_latent_means(stream.map_rows(self.encode_array), *labels)
+        return self
+
+    def _store_latent_means(self, Z, cells, conditions, is_control) -> None:
         labels = pd.DataFrame({"cell_line": cells, "condition": conditions, "control": is_control})
         grouped = labels.groupby(["cell_line", "condition", "control"], sort=True, observed=True)
         codes = grouped.ngroup().to_numpy()
         table = grouped.size().rename("n_rows").reset_index()
-        means, _ = group_means(self.encode_array(X), codes, len(table))
+        means, _ = group_means(Z, codes, len(table))
         self.latent_groups = table
         self.latent_means = means.astype(np.float32)
 
@@ -303,7 +363,13 @@ class ScGen(BaseModel):
         return self.run_in_chunks(self.module.decode, Z, chunk_rows=_CHUNK)
 
     def encode(self, adata, *, layer: str | None = None) -> np.ndarray:
-        """Latent means of ``adata``'s rows (genes matched by name, the model's layer unless ``layer``)."""
+        """Latent means of ``adata``'s rows (genes matched by name, the model's layer unless ``layer``).
+
+        An AnnData whose X stays on disk is encoded in row chunks.
+        """
+        stream = model_features(self, adata, layer=layer)
+        if stream is not None:
+            return stream.map_rows(self.encode_array)
         return self.encode_array(self.feature_matrix(adata, layer=layer))
 
     def predict_array(self, X, delta) -> np.ndarray:
@@ -462,7 +528,7 @@ class ScGen(BaseModel):
             raise EmptyGroupError("adata has no rows: pass the control profiles to treat (at least one row).")
         deltas = np.stack([self.drug_delta(d) for d in names])
         keys = self.data_keys
-        Z = self.encode_array(self.feature_matrix(adata, layer=layer))
+        Z = self.encode(adata, layer=layer)
         obs, rows = prediction_obs(adata, names, drug_key=keys["drug_key"], cell_key=keys["cell_key"])
         drug_rows = np.repeat(np.arange(len(names)), adata.n_obs)
         out = self.decode_array(Z[rows] + deltas[drug_rows])

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..._schema import PerturbkitInputError, check_finite, dense_matrix
-from ..._settings import settings
+from ...train._sweep import Dimension, sweep
 from ._model import VAE, check_kind
 
 # ----------------------------------------------------------------------------------------------- feature groups
@@ -210,7 +210,7 @@ def tune_vae(
     *,
     n_trials: int = 20,
     kind: str = "vanilla",
-    seed: int = 0,
+    seed: int | None = 0,
     timeout: float | None = None,
     lr=(1e-4, 1e-2),
     batch_sizes=(32, 64, 128, 256, 512),
@@ -218,13 +218,16 @@ def tune_vae(
     batch_norm=(True, False),
     validation_fraction: float = 0.1,
     layer=None,
+    storage: str | None = None,
+    study_name: str | None = None,
     **train_options,
 ) -> pd.DataFrame:
     """Bayesian hyperparameter search (Optuna TPE, seeded) over learning rate, batch size, latent size, batch norm.
 
     Each trial trains a VAE (``**train_options`` as in :func:`perturbkit.tl.train_vae`, e.g. ``beta``, ``lam``,
     ``max_epochs``) on the same train/validation split and scores it by its best validation loss (lower is
-    better). Optuna's log is silenced unless ``pk.settings.verbosity > 1``.
+    better). Optuna's log is silenced unless ``pk.settings.verbosity > 1``. The study is made and run by
+    :func:`perturbkit.train._sweep.sweep`, as for :func:`perturbkit.tl.tune`.
 
     Parameters
     ----------
@@ -236,52 +239,55 @@ def tune_vae(
         (low, high) of the latent size (paper: 5–150).
     batch_norm
         The encoder batch-norm settings to try.
+    n_trials, storage, study_name
+        The study's budget, and where it lives: in memory (``storage=None``: this call runs ``n_trials`` trials) or
+        in a database shared by every worker running the same call (``n_trials`` is then the study's total), as
+        in :func:`perturbkit.tl.tune`; ``study_name`` defaults to ``"perturbkit-tune-vae-<kind>"``.
 
     Returns
     -------
-    DataFrame, one row per trial: ``trial``, ``lr``, ``batch_size``, ``latent_dim``, ``batch_norm``, ``value``
-    (best validation loss), ``n_epochs``, ``state``; ``attrs['best_params']`` holds the best trial's settings.
+    DataFrame, one row per trial of the study: ``trial``, ``lr``, ``batch_size``, ``latent_dim``, ``batch_norm``,
+    ``value`` (best validation loss), ``n_epochs``, ``state``, ``worker``; ``attrs['best_params']`` holds the best
+    trial's settings.
     """
-    import optuna
-
     check_kind(kind)
     if validation_fraction <= 0:
         raise PerturbkitInputError("tune_vae scores trials on validation rows; validation_fraction must be > 0.")
     for banned in ("latent_dim", "batch_size", "batch_norm"):
         if banned in train_options:
             raise PerturbkitInputError(f"{banned} is searched by tune_vae; set its range with the tune_vae argument.")
-    previous_verbosity = optuna.logging.get_verbosity()
-    if settings.verbosity <= 1:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    epochs = {}
+    space = [
+        Dimension("lr", "log", float(lr[0]), float(lr[1])),
+        Dimension("batch_size", "choice", choices=tuple(int(b) for b in batch_sizes)),
+        Dimension("latent_dim", "int", int(latent_dims[0]), int(latent_dims[1])),
+        Dimension("batch_norm", "choice", choices=tuple(bool(b) for b in batch_norm)),
+    ]
 
-    def objective(trial):
-        params = {
-            "lr": trial.suggest_float("lr", float(lr[0]), float(lr[1]), log=True),
-            "batch_size": trial.suggest_categorical("batch_size", [int(b) for b in batch_sizes]),
-            "latent_dim": trial.suggest_int("latent_dim", int(latent_dims[0]), int(latent_dims[1])),
-            "batch_norm": trial.suggest_categorical("batch_norm", [bool(b) for b in batch_norm]),
-        }
+    def train_and_score(params):
         model = VAE.build_and_train(
             adata, kind=kind, seed=seed, layer=layer, validation_fraction=validation_fraction, **params, **train_options
         )
         history = model.history_frame
-        epochs[trial.number] = len(history)
-        return float(history["validation_loss"].min())
+        return float(history["validation_loss"].min()), len(history)
 
-    try:
-        study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
-        study.optimize(objective, n_trials=int(n_trials), timeout=timeout, show_progress_bar=False)
-    finally:
-        optuna.logging.set_verbosity(previous_verbosity)
-    rows = [
-        {"trial": t.number, **t.params, "value": t.value, "n_epochs": epochs.get(t.number), "state": t.state.name}
-        for t in study.trials
-    ]
-    out = pd.DataFrame(rows)
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    out.attrs["best_params"] = dict(study.best_params) if completed else {}
-    return out
+    return sweep(
+        train_and_score,
+        space=space,
+        n_trials=n_trials,
+        storage=storage,
+        study_name=study_name,
+        seed=seed,
+        timeout=timeout,
+        default_name=f"perturbkit-tune-vae-{kind}",
+        adata=adata,
+        validation_fraction=validation_fraction,
+        study_settings={
+            "model": "vae",
+            "kind": kind,
+            "layer": layer,
+            "options": {k: v for k, v in train_options.items() if k != "device"},
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- controls

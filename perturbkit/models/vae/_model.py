@@ -15,6 +15,7 @@ import torch
 
 from ..._schema import PerturbkitInputError, UnknownCategoryError, check_finite, dense_matrix, require_columns
 from ...train import BaseModel, Objective, split_indices
+from ...train._stream import model_features, on_disk_features
 from .._inputs import UnknownOptionError, is_anndata
 from ._module import KINDS, OUTPUTS, VAENetwork, vae_loss
 
@@ -52,14 +53,19 @@ def check_kind(kind) -> str:
 
 def resolve_output(output, X: np.ndarray) -> str:
     """``"auto"`` → ``"sigmoid"`` when every value of ``X`` is in [0, 1], else ``"linear"``; checks the others."""
-    inside = bool(X.size) and float(X.min()) >= 0.0 and float(X.max()) <= 1.0
+    return resolve_output_range(output, *((float(X.min()), float(X.max())) if X.size else (np.nan, np.nan)))
+
+
+def resolve_output_range(output, lo: float, hi: float) -> str:
+    """:func:`resolve_output` from the data's smallest and largest values (NaN: no data)."""
+    inside = bool(lo >= 0.0 and hi <= 1.0)
     if output == "auto":
         return "sigmoid" if inside else "linear"
     if output not in OUTPUTS:
         raise PerturbkitInputError(f"output={output!r} is not known; use 'auto', 'sigmoid' or 'linear'.")
     if output == "sigmoid" and not inside:
         raise PerturbkitInputError(
-            f"output='sigmoid' needs data in [0, 1], but it spans [{X.min():.3g}, {X.max():.3g}]. Min-max scale it "
+            f"output='sigmoid' needs data in [0, 1], but it spans [{lo:.3g}, {hi:.3g}]. Min-max scale it "
             f"first (pk.pp.scale(adata, method='minmax')) or use output='linear'."
         )
     return output
@@ -238,6 +244,9 @@ class VAE(BaseModel):
         checkpoint_dir=None,
         checkpoint_every: int = 10,
         resume=None,
+        chunk_rows: int | None = None,
+        buffer_chunks: int | None = None,
+        max_validation_rows: int | None = None,
     ) -> VAE:
         """Train on ``adata``'s rows with the shared engine; held-out rows drive early stopping.
 
@@ -258,13 +267,22 @@ class VAE(BaseModel):
         checkpoint_dir, checkpoint_every, resume
             Write a checkpoint every ``checkpoint_every`` epochs; ``resume`` (a checkpoint) continues an earlier
             run exactly. Ctrl-C stops training with the best weights so far and returns the model.
+        chunk_rows, buffer_chunks, max_validation_rows
+            Only for an AnnData whose X stays on disk (:func:`perturbkit.io.read_store`), which is streamed instead
+            of loaded (:class:`~perturbkit.train.StreamedBatches`): rows per contiguous read and chunks shuffled
+            together (None: 4 MiB of rows and 64 MiB buffers), and the most validation rows read into memory (None:
+            256 MiB of rows; a random subset of the held-out rows above it, the rest stay out of training too).
+            Latent activity is then measured on a random sample of 10,000 rows (at most 64 MiB).
 
         Returns
         -------
         The model, trained; :attr:`active_units` and :attr:`latent_activity` say how many latent units it uses (a
         :class:`PosteriorCollapseWarning` when fewer than half).
         """
-        X = self.feature_matrix(adata) if is_anndata(adata) else np.asarray(adata, dtype=np.float32)
+        stream = model_features(self, adata, chunk_rows=chunk_rows) if is_anndata(adata) else None
+        X = None
+        if stream is None:
+            X = self.feature_matrix(adata) if is_anndata(adata) else np.asarray(adata, dtype=np.float32)
         if isinstance(stratify, str):
             if not is_anndata(adata):
                 raise PerturbkitInputError(
@@ -273,8 +291,25 @@ class VAE(BaseModel):
             require_columns(adata, {"stratify": stratify}, purpose="the stratified validation split")
             stratify = adata.obs[stratify].to_numpy()
         train_rows, val_rows = split_indices(
-            len(X), validation_fraction=validation_fraction, seed=0 if seed is None else seed, strata=stratify
+            len(X) if stream is None else stream.n_obs,
+            validation_fraction=validation_fraction,
+            seed=0 if seed is None else seed,
+            strata=stratify,
         )
+        fit_options = {"max_epochs": max_epochs, "patience": patience, "seed": seed}
+        run_options = {"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume}
+        if stream is not None:
+            return self._train_streamed(
+                stream,
+                train_rows,
+                stream.validation_rows(val_rows, seed=seed, max_rows=max_validation_rows),
+                lr=lr,
+                batch_size=batch_size,
+                buffer_chunks=buffer_chunks,
+                stage=stage,
+                fit_options=fit_options,
+                run_options=run_options,
+            )
         data = X
         X, V = self._model_units(X[train_rows]), self._model_units(X[val_rows]) if len(val_rows) else None
         if self.hparams["output"] == "sigmoid" and (X.min() < 0 or X.max() > 1):
@@ -303,6 +338,42 @@ class VAE(BaseModel):
             self.check_collapse(data)
         return self
 
+    def _check_sigmoid_range(self, X: np.ndarray) -> np.ndarray:
+        if self.hparams["output"] == "sigmoid" and X.size and (X.min() < 0 or X.max() > 1):
+            raise PerturbkitInputError(
+                f"this VAE has a sigmoid output but the training data spans values down to {X.min():.3g} and up to "
+                f"{X.max():.3g}; min-max scale it (pk.pp.scale(adata, method='minmax')) or use output='linear'."
+            )
+        return X
+
+    def _train_streamed(
+        self, stream, train_rows, val_rows, *, lr, batch_size, buffer_chunks, stage, fit_options, run_options
+    ) -> VAE:
+        """:meth:`train` on an AnnData whose X stays on disk: the training rows are streamed in chunks."""
+        if len(train_rows) < 2 and self.hparams["batch_norm"]:
+            raise PerturbkitInputError("batch norm needs at least 2 training rows; pass more data or batch_norm=False.")
+        V = self._check_sigmoid_range(self.scale_rows(stream.rows(val_rows))) if len(val_rows) else None
+        train = stream.batches(
+            rows=train_rows,
+            batch_size=batch_size,
+            transform=lambda X: self._check_sigmoid_range(self.scale_rows(X)),
+            device=self.device,
+            buffer_chunks=buffer_chunks,
+            avoid_single_row_batch=True,
+        )
+        with self._training_run(seed=fit_options["seed"], **run_options) as run:
+            self._fit_stage(
+                run,
+                stage,
+                Objective(self.loss, self.module.parameters(), lr=lr),
+                train,
+                validation=None if V is None else (V,),
+                **fit_options,
+            )
+        if not self.interrupted:  # latent activity on a bounded random sample of the rows
+            self.check_collapse(stream.rows(stream.sample_rows(None, fit_options["seed"])))
+        return self
+
     @classmethod
     def from_adata(
         cls,
@@ -325,8 +396,15 @@ class VAE(BaseModel):
         for feature groups. See :func:`perturbkit.tl.train_vae` for the parameters.
         """
         check_kind(kind)
-        X = dense_matrix(adata, layer)
-        check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+        stream = on_disk_features(adata, layer=layer)
+        if stream is None:
+            X = dense_matrix(adata, layer)
+            check_finite(X, where="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+            output = resolve_output(output, X)
+        elif output in ("auto", "sigmoid"):  # X on disk: one streamed pass for its range (and finiteness)
+            output = resolve_output_range(output, *stream.value_range())
+        else:
+            output = resolve_output_range(output, np.nan, np.nan)
         model = cls(
             adata.var_names,
             kind=kind,
@@ -335,7 +413,7 @@ class VAE(BaseModel):
             lam=lam,
             hidden=hidden,
             batch_norm=batch_norm,
-            output=resolve_output(output, X),
+            output=output,
             layer=layer,
             device=device,
             seed=seed,
@@ -397,7 +475,13 @@ class VAE(BaseModel):
         return self.inverse_transform(Z)
 
     def encode(self, adata, *, layer=None) -> np.ndarray:
-        """Latent means of ``adata``'s rows (features aligned by name; missing ones raise GeneMismatchError)."""
+        """Latent means of ``adata``'s rows (features aligned by name; missing ones raise GeneMismatchError).
+
+        An AnnData whose X stays on disk is encoded in row chunks.
+        """
+        stream = model_features(self, adata, layer=layer)
+        if stream is not None:
+            return stream.map_rows(self.transform).reshape(stream.n_obs, self.latent_dim)
         return self.transform(self.feature_matrix(adata, layer=layer))
 
     def predict(self, adata, *, layer: str | None = None) -> ad.AnnData:
@@ -415,7 +499,7 @@ class VAE(BaseModel):
         An AnnData with ``adata``'s obs and the model's features, in the data's units; ``obsm["X_latent"]`` holds
         the latent means.
         """
-        Z = self.transform(self.feature_matrix(adata, layer=layer))
+        Z = self.encode(adata, layer=layer)
         out = ad.AnnData(self.inverse_transform(Z), obs=adata.obs.copy(), var=pd.DataFrame(index=self.var_names))
         out.obsm["X_latent"] = Z
         return out
