@@ -7,8 +7,10 @@ from typing import Literal
 from .._schema import OBS_KEYS
 from ..models.cpa import CPA
 from ..models.cpa._model import DEFAULTS
+from ._options import STREAMING_DOC, doc_params
 
 
+@doc_params(streaming=STREAMING_DOC)
 def train_cpa(
     adata,
     *,
@@ -38,6 +40,9 @@ def train_cpa(
     checkpoint_dir=None,
     checkpoint_every: int = 10,
     resume=None,
+    chunk_rows: int | None = None,
+    buffer_chunks: int | None = None,
+    max_validation_rows: int | None = None,
     key_added: str = "cpa",
 ) -> CPA:
     """Train CPA (chemCPA-style): basal state + dose-scaled drug embedding + cell-line embedding, added in latent space.
@@ -84,6 +89,7 @@ def train_cpa(
         Write a checkpoint (a loadable model file plus the training state) to ``checkpoint_dir/checkpoint.pt``
         every ``checkpoint_every`` epochs; ``resume=`` that file (or folder) continues the run exactly. Ctrl-C
         ends training with the best weights so far, and the model is returned.
+    {streaming}
     key_added
         ``adata.uns[key_added]`` records the settings and a training summary.
 
@@ -128,7 +134,15 @@ def train_cpa(
         **architecture,
     )
     model.train(
-        adata, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, **training
+        adata,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        chunk_rows=chunk_rows,
+        buffer_chunks=buffer_chunks,
+        max_validation_rows=max_validation_rows,
+        **training,
     )
     history = model.history_frame
     column = "train_autoencoder_reconstruction"

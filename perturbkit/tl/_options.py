@@ -45,3 +45,12 @@ def doc_params(**parts: str):
         return function
 
     return decorate
+
+
+#: The streaming options of the trainers that read an out-of-core AnnData in chunks (``pk.io.read_store``).
+STREAMING_DOC = """
+chunk_rows, buffer_chunks, max_validation_rows
+    Only for an AnnData whose X stays on disk (:func:`perturbkit.io.read_store`), which is streamed instead of
+    loaded: rows per contiguous read, chunks shuffled together (None: 4 MiB of rows, 64 MiB buffers), and the most
+    held-out rows read into memory for validation (None: 256 MiB of rows). See "Running at scale".
+"""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from .._schema import OBS_KEYS
 from ..models.scgen import ScGen
 from ..models.scgen._model import DEFAULTS
+from ._options import STREAMING_DOC, doc_params
 
 
+@doc_params(streaming=STREAMING_DOC)
 def train_scgen(
     adata,
     *,
@@ -28,6 +30,9 @@ def train_scgen(
     checkpoint_dir=None,
     checkpoint_every: int = 10,
     resume=None,
+    chunk_rows: int | None = None,
+    buffer_chunks: int | None = None,
+    max_validation_rows: int | None = None,
     key_added: str = "scgen",
 ) -> ScGen:
     """Train scGen: a VAE of profiles whose latent arithmetic predicts drug responses and other cell lines.
@@ -63,6 +68,7 @@ def train_scgen(
     checkpoint_dir, checkpoint_every, resume
         Write a checkpoint to ``checkpoint_dir/checkpoint.pt`` every ``checkpoint_every`` epochs; ``resume=`` that
         file (or folder) continues the run exactly. Ctrl-C ends training with the best weights so far.
+    {streaming}
     key_added
         ``adata.uns[key_added]`` records the settings and a training summary.
 
@@ -103,7 +109,15 @@ def train_scgen(
         **architecture,
     )
     model.train(
-        adata, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, **training
+        adata,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        chunk_rows=chunk_rows,
+        buffer_chunks=buffer_chunks,
+        max_validation_rows=max_validation_rows,
+        **training,
     )
     adata.uns[key_added] = model.training_record(
         {**model.data_keys, "layer": layer, "seed": seed, **architecture, **training},

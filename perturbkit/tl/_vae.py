@@ -16,9 +16,10 @@ from ..models._inputs import check_model_and_data, check_trained
 from ..models.vae import VAE
 from ..models.vae import _analysis as analysis
 from ..models.vae._model import DEFAULTS
-from ._options import doc_params, trainer_options
+from ._options import STREAMING_DOC, doc_params, trainer_options
 
 
+@doc_params(streaming=STREAMING_DOC)
 def train_vae(
     adata,
     *,
@@ -41,6 +42,9 @@ def train_vae(
     checkpoint_dir=None,
     checkpoint_every: int = 10,
     resume=None,
+    chunk_rows: int | None = None,
+    buffer_chunks: int | None = None,
+    max_validation_rows: int | None = None,
     key_added: str = "vae",
 ) -> VAE:
     """Train a variational autoencoder on the profiles and store their latent means.
@@ -79,6 +83,7 @@ def train_vae(
         Write a checkpoint (a loadable model file plus the training state) to ``checkpoint_dir/checkpoint.pt``
         every ``checkpoint_every`` epochs; ``resume=`` that file (or folder) continues the run exactly. Ctrl-C
         ends training with the best weights so far, and the model is returned.
+    {streaming}
     key_added
         ``adata.uns[key_added]`` records the settings and a training summary, and
         ``adata.obsm["X_" + key_added]`` receives the latent means.
@@ -121,6 +126,9 @@ def train_vae(
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        chunk_rows=chunk_rows,
+        buffer_chunks=buffer_chunks,
+        max_validation_rows=max_validation_rows,
     )
     adata.obsm[f"X_{key_added}"] = model.encode(adata)
     adata.uns[key_added] = model.training_record(
