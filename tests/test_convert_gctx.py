@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, shared_file
 
 import perturbkit as pk
 from perturbkit._schema import FileFormatError, PerturbkitInputError
@@ -20,7 +21,8 @@ from perturbkit.datasets._gctx import write_simulated_gctx
 from perturbkit.io import _convert
 from perturbkit.io._convert import convert_gctx
 
-REAL_GCTX = Path(__file__).resolve().parents[2] / "shared" / "data" / "l1000" / "LJP005_A375_24H_level4_n377x978.gctx"
+REAL_GCTX_NAME = "l1000/LJP005_A375_24H_level4_n377x978.gctx"
+REAL_GCTX = SHARED_DATA / REAL_GCTX_NAME  # ../shared/data, or $PERTURBKIT_SHARED_DATA
 SUFFIXES = [".h5ad", ".zarr"]
 
 
@@ -172,9 +174,9 @@ def test_perturbkit_gctx_with_nan_and_gene_info(tmp_path):
     assert back.var_names[:2].tolist() == ["SYM0", "SYM2"]
 
 
-@pytest.mark.skipif(not REAL_GCTX.exists(), reason=f"the real LINCS GCTX is not at {REAL_GCTX} (../shared/data)")
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_real_lincs_gctx(tmp_path, suffix):
+    shared_file(REAL_GCTX_NAME)  # skips, naming the file, when the shared data are absent
     mem = pk.io.read_gct(REAL_GCTX)
     back = _read(convert_gctx(REAL_GCTX, tmp_path / f"real{suffix}", chunk_size=100, progress=False))
     assert back.shape == (377, 978)
