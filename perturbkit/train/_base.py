@@ -288,18 +288,58 @@ class BaseModel:
         Opens the training run (seeding, checkpoints, resume, Ctrl-C), runs :meth:`_fit_stage` and leaves the module
         in eval mode; ``fit_options`` are ``fit``'s other arguments. Returns the model.
         """
-        with self._training_run(
-            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
-        ) as run:
-            self._fit_stage(
-                run,
-                stage,
-                objectives,
-                tuple(a[train_rows] for a in arrays),
-                validation=tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
-                seed=seed,
-                **fit_options,
-            )
+        return self._fit_in_run(
+            stage,
+            objectives,
+            tuple(a[train_rows] for a in arrays),
+            tuple(a[val_rows] for a in arrays) if len(val_rows) else None,
+            seed=seed,
+            run_options={"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume},
+            **fit_options,
+        )
+
+    def _fit_streamed(
+        self,
+        stage: str,
+        objectives,
+        stream,
+        train_rows,
+        val_rows,
+        *side,
+        batch_size: int,
+        buffer_chunks,
+        max_validation_rows,
+        transform=None,
+        seed,
+        run_options: dict,
+        **fit_options,
+    ):
+        """:meth:`_fit_rows` for a matrix that stays on disk: the training rows of ``stream`` are streamed in chunks.
+
+        ``stream`` reads the model's features of an out-of-core AnnData (``perturbkit.train._stream.OnDiskFeatures``);
+        ``side`` are per-row arrays held in memory, served after X; ``transform`` is applied to every chunk and to
+        the validation rows, which are read into memory (at most ``max_validation_rows``).
+        """
+        val_rows = stream.validation_rows(val_rows, seed=seed, max_rows=max_validation_rows)
+        train = stream.batches(
+            *side,
+            rows=train_rows,
+            batch_size=batch_size,
+            transform=transform,
+            device=self.device,
+            buffer_chunks=buffer_chunks,
+            avoid_single_row_batch=True,
+        )
+        validation = None
+        if len(val_rows):
+            X = stream.rows(val_rows)
+            validation = (X if transform is None else transform(X), *(a[val_rows] for a in side))
+        return self._fit_in_run(stage, objectives, train, validation, seed=seed, run_options=run_options, **fit_options)
+
+    def _fit_in_run(self, stage: str, objectives, train, validation, *, seed, run_options: dict, **fit_options):
+        """One training run (seeding, checkpoints, resume, Ctrl-C) of one ``stage``; leaves the module in eval mode."""
+        with self._training_run(seed=seed, **run_options) as run:
+            self._fit_stage(run, stage, objectives, train, validation=validation, seed=seed, **fit_options)
         self.module.eval()
         return self
 

@@ -359,32 +359,22 @@ class CPA(BaseModel):
             ),
         ]
         if stream is not None:
-            val_rows = stream.validation_rows(val_rows, seed=seed, max_rows=max_validation_rows)
-            train = stream.batches(
+            return self._fit_streamed(
+                "cpa",
+                objectives,
+                stream,
+                train_rows,
+                val_rows,
                 *arrays[1:],
-                rows=train_rows,
                 batch_size=batch_size,
-                device=self.device,
                 buffer_chunks=buffer_chunks,
-                avoid_single_row_batch=True,
+                max_validation_rows=max_validation_rows,
+                seed=seed,
+                run_options={"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume},
+                validation_loss=self._validation_loss(),
+                max_epochs=max_epochs,
+                patience=patience,
             )
-            validation = (stream.rows(val_rows), *(a[val_rows] for a in arrays[1:])) if len(val_rows) else None
-            with self._training_run(
-                seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
-            ) as run:
-                self._fit_stage(
-                    run,
-                    "cpa",
-                    objectives,
-                    train,
-                    validation=validation,
-                    validation_loss=self._validation_loss(),
-                    max_epochs=max_epochs,
-                    patience=patience,
-                    seed=seed,
-                )
-            self.module.eval()
-            return self
         return self._fit_rows(
             "cpa",
             objectives,

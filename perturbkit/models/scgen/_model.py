@@ -253,21 +253,29 @@ class ScGen(BaseModel):
         cells, conditions, is_control = self._row_labels(adata)
         stream = model_features(self, adata, chunk_rows=chunk_rows)
         if stream is not None:
-            return self._train_streamed(
-                stream,
-                (cells, conditions, is_control),
-                validation_fraction=validation_fraction,
-                max_validation_rows=max_validation_rows,
-                buffer_chunks=buffer_chunks,
-                fit_options={
-                    "lr": lr,
-                    "batch_size": batch_size,
-                    "max_epochs": max_epochs,
-                    "patience": patience,
-                    "seed": seed,
-                },
-                run_options={"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume},
+            if stream.n_obs < 2:
+                raise PerturbkitInputError(
+                    f"scGen needs at least 2 training rows (its batch norm cannot train on one), got {stream.n_obs}."
+                )
+            train_rows, val_rows = split_indices(
+                stream.n_obs, validation_fraction=validation_fraction, seed=0 if seed is None else seed
             )
+            self._fit_streamed(
+                "scgen",
+                Objective(self.loss, self.module.parameters(), lr=lr),
+                stream,
+                train_rows,
+                val_rows,
+                batch_size=batch_size,
+                buffer_chunks=buffer_chunks,
+                max_validation_rows=max_validation_rows,
+                seed=seed,
+                run_options={"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume},
+                max_epochs=max_epochs,
+                patience=patience,
+            )
+            self._store_latent_means(stream.map_rows(self.encode_array), cells, conditions, is_control)
+            return self
         X = self.feature_matrix(adata)
         if len(X) < 2:
             raise PerturbkitInputError(
@@ -276,58 +284,22 @@ class ScGen(BaseModel):
         train_rows, val_rows = split_indices(
             len(X), validation_fraction=validation_fraction, seed=0 if seed is None else seed
         )
-        with self._training_run(
-            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
-        ) as run:
-            self._fit_stage(
-                run,
-                "scgen",
-                Objective(self.loss, self.module.parameters(), lr=lr),
-                (X[train_rows],),
-                validation=(X[val_rows],) if len(val_rows) else None,
-                max_epochs=max_epochs,
-                batch_size=batch_size,
-                patience=patience,
-                seed=seed,
-                avoid_single_row_batch=True,
-            )
-        self.module.eval()
-        self._store_latent_means(self.encode_array(X), cells, conditions, is_control)
-        return self
-
-    def _train_streamed(
-        self, stream, labels, *, validation_fraction, max_validation_rows, buffer_chunks, fit_options, run_options
-    ) -> ScGen:
-        """:meth:`train` on an AnnData whose X stays on disk: the training rows are streamed in chunks."""
-        if stream.n_obs < 2:
-            raise PerturbkitInputError(
-                f"scGen needs at least 2 training rows (its batch norm cannot train on one), got {stream.n_obs}."
-            )
-        seed = fit_options["seed"]
-        train_rows, val_rows = split_indices(
-            stream.n_obs, validation_fraction=validation_fraction, seed=0 if seed is None else seed
-        )
-        val_rows = stream.validation_rows(val_rows, seed=seed, max_rows=max_validation_rows)
-        train = stream.batches(
-            rows=train_rows,
-            batch_size=fit_options["batch_size"],
-            device=self.device,
-            buffer_chunks=buffer_chunks,
+        self._fit_rows(
+            "scgen",
+            Objective(self.loss, self.module.parameters(), lr=lr),
+            (X,),
+            train_rows,
+            val_rows,
+            seed=seed,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            patience=patience,
             avoid_single_row_batch=True,
         )
-        with self._training_run(seed=seed, **run_options) as run:
-            self._fit_stage(
-                run,
-                "scgen",
-                Objective(self.loss, self.module.parameters(), lr=fit_options["lr"]),
-                train,
-                validation=(stream.rows(val_rows),) if len(val_rows) else None,
-                max_epochs=fit_options["max_epochs"],
-                patience=fit_options["patience"],
-                seed=seed,
-            )
-        self.module.eval()
-        self._store_latent_means(stream.map_rows(self.encode_array), *labels)
+        self._store_latent_means(self.encode_array(X), cells, conditions, is_control)
         return self
 
     def _store_latent_means(self, Z, cells, conditions, is_control) -> None:

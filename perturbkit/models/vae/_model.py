@@ -296,20 +296,30 @@ class VAE(BaseModel):
             seed=0 if seed is None else seed,
             strata=stratify,
         )
-        fit_options = {"max_epochs": max_epochs, "patience": patience, "seed": seed}
         run_options = {"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume}
         if stream is not None:
-            return self._train_streamed(
+            if len(train_rows) < 2 and self.hparams["batch_norm"]:
+                raise PerturbkitInputError(
+                    "batch norm needs at least 2 training rows; pass more data or batch_norm=False."
+                )
+            self._fit_streamed(
+                stage,
+                Objective(self.loss, self.module.parameters(), lr=lr),
                 stream,
                 train_rows,
-                stream.validation_rows(val_rows, seed=seed, max_rows=max_validation_rows),
-                lr=lr,
+                val_rows,
                 batch_size=batch_size,
                 buffer_chunks=buffer_chunks,
-                stage=stage,
-                fit_options=fit_options,
+                max_validation_rows=max_validation_rows,
+                transform=lambda X: self._check_sigmoid_range(self.scale_rows(X)),
+                seed=seed,
                 run_options=run_options,
+                max_epochs=max_epochs,
+                patience=patience,
             )
+            if not self.interrupted:  # latent activity on a bounded random sample of the rows
+                self.check_collapse(stream.rows(stream.sample_rows(None, seed)))
+            return self
         data = X
         X, V = self._model_units(X[train_rows]), self._model_units(X[val_rows]) if len(val_rows) else None
         if self.hparams["output"] == "sigmoid" and (X.min() < 0 or X.max() > 1):
@@ -319,21 +329,18 @@ class VAE(BaseModel):
             )
         if len(X) < 2 and self.hparams["batch_norm"]:
             raise PerturbkitInputError("batch norm needs at least 2 training rows; pass more data or batch_norm=False.")
-        with self._training_run(
-            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume
-        ) as run:
-            self._fit_stage(
-                run,
-                stage,
-                Objective(self.loss, self.module.parameters(), lr=lr),
-                (X,),
-                validation=None if V is None else (V,),
-                max_epochs=max_epochs,
-                batch_size=batch_size,
-                patience=patience,
-                seed=seed,
-                avoid_single_row_batch=True,
-            )
+        self._fit_in_run(
+            stage,
+            Objective(self.loss, self.module.parameters(), lr=lr),
+            (X,),
+            None if V is None else (V,),
+            seed=seed,
+            run_options=run_options,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            patience=patience,
+            avoid_single_row_batch=True,
+        )
         if not self.interrupted:
             self.check_collapse(data)
         return self
@@ -345,34 +352,6 @@ class VAE(BaseModel):
                 f"{X.max():.3g}; min-max scale it (pk.pp.scale(adata, method='minmax')) or use output='linear'."
             )
         return X
-
-    def _train_streamed(
-        self, stream, train_rows, val_rows, *, lr, batch_size, buffer_chunks, stage, fit_options, run_options
-    ) -> VAE:
-        """:meth:`train` on an AnnData whose X stays on disk: the training rows are streamed in chunks."""
-        if len(train_rows) < 2 and self.hparams["batch_norm"]:
-            raise PerturbkitInputError("batch norm needs at least 2 training rows; pass more data or batch_norm=False.")
-        V = self._check_sigmoid_range(self.scale_rows(stream.rows(val_rows))) if len(val_rows) else None
-        train = stream.batches(
-            rows=train_rows,
-            batch_size=batch_size,
-            transform=lambda X: self._check_sigmoid_range(self.scale_rows(X)),
-            device=self.device,
-            buffer_chunks=buffer_chunks,
-            avoid_single_row_batch=True,
-        )
-        with self._training_run(seed=fit_options["seed"], **run_options) as run:
-            self._fit_stage(
-                run,
-                stage,
-                Objective(self.loss, self.module.parameters(), lr=lr),
-                train,
-                validation=None if V is None else (V,),
-                **fit_options,
-            )
-        if not self.interrupted:  # latent activity on a bounded random sample of the rows
-            self.check_collapse(stream.rows(stream.sample_rows(None, fit_options["seed"])))
-        return self
 
     @classmethod
     def from_adata(
