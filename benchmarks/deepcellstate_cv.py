@@ -8,6 +8,7 @@ baseline, and the fold increase over naive.
     python benchmarks/deepcellstate_cv.py                          # 10 folds, every variant (long)
     python benchmarks/deepcellstate_cv.py --quick                  # 2 folds, 500 drugs × 250 genes
     python benchmarks/deepcellstate_cv.py --variants final --threads 2 --jobs 2   # 2 cores: 2 folds at once
+    python benchmarks/deepcellstate_cv.py --variants final --threads 2 --stack off on  # the folds as one stack
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (split between the --jobs processes)")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (n_jobs=)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--stack", nargs="+", default=["off"], choices=["off", "on"], help="stack_folds= of each run")
     parser.add_argument("--quick", action="store_true", help="2 folds of 500 drugs × 250 genes")
     args = parser.parse_args()
     if args.quick:
@@ -87,7 +89,8 @@ def main() -> None:
         adata = simulate_l1000(n_drugs=args.n_drugs, n_genes=args.n_genes, seed=args.seed)
     rows = []
     counts = _epoch_counter()
-    for name in args.variants:
+    runs = [(name, stack) for name in args.variants for stack in args.stack]
+    for name, stack in runs:
         counts.clear()
         wall, cpu = time.perf_counter(), time.process_time()
         cv = pk.tl.cross_validate_deepcellstate(
@@ -99,6 +102,7 @@ def main() -> None:
             seed=args.seed,
             device=args.device,
             n_jobs=args.jobs,
+            stack_folds=stack == "on",
             train_options=VARIANTS[name] or None,
         )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -106,7 +110,7 @@ def main() -> None:
         summary = pk.tl.deepcellstate_compare_to_baseline(cv)
         rows.append(
             {
-                "variant": name,
+                "variant": name + (" (folds stacked)" if stack == "on" else ""),
                 "folds run": len(args.folds),
                 "s (10 folds)": wall * scale,
                 "CPU s (10 folds)": cpu * scale,
@@ -118,7 +122,7 @@ def main() -> None:
                     f"{sum(c[k] for c in counts) / len(counts):.0f}" for k in ("pretrain", "round", "decoder")
                 )
                 if counts
-                else "(in workers)",
+                else "(not counted: workers or stack)",
                 "per-fold PCC": " ".join(f"{v:.3f}" for v in cv.groupby("fold").pcc.mean()),
             }
         )

@@ -155,6 +155,8 @@ API_MODELS = [
     "perturbkit.models.cyclecdr.CycleCDR",
     "perturbkit.train.BaseModel",
     "perturbkit.train.StreamedBatches",
+    "perturbkit.train.ModuleStack",
+    "perturbkit.train.StackedBatches",
 ]
 GENERATED = DOCS / "api" / "generated"
 
@@ -229,7 +231,9 @@ def _write_api_pages() -> None:
         "",
         "The networks behind the ``pk.tl.train_*`` functions. Each model class derives from",
         ":class:`~perturbkit.train.BaseModel`, which gives it saving, loading, devices and seeding.",
-        ":class:`~perturbkit.train.StreamedBatches` serves the training loop batches read from a store on disk.",
+        ":class:`~perturbkit.train.StreamedBatches` serves the training loop batches read from a store on disk;",
+        ":class:`~perturbkit.train.ModuleStack` and :class:`~perturbkit.train.StackedBatches` train several copies",
+        "of one network (e.g. cross-validation folds) as one.",
         "",
         ".. autosummary::",
         "   :toctree: .",

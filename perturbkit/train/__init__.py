@@ -1,7 +1,8 @@
-"""The training engine shared by every model: one loop, early stopping, the model base class, streamed batches."""
+"""The training engine shared by every model: one loop, early stopping, the model base class, batch sources."""
 
 from ._base import BaseModel
 from ._loop import Batches, EarlyStopping, History, Objective, evaluate, fit, split_indices
+from ._stack import ModuleStack, StackedBatches
 from ._stream import StreamedBatches, is_out_of_core
 
 __all__ = [
@@ -9,7 +10,9 @@ __all__ = [
     "Batches",
     "EarlyStopping",
     "History",
+    "ModuleStack",
     "Objective",
+    "StackedBatches",
     "StreamedBatches",
     "evaluate",
     "fit",

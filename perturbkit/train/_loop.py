@@ -58,19 +58,28 @@ class EarlyStopping:
     """Track the best value of a monitored loss, keep the best weights, and say when to stop.
 
     ``patience=None`` never stops early but still restores the best weights.
+
+    A :class:`~perturbkit.train.ModuleStack` of K independent members is monitored member by member: ``step`` then
+    takes K values, each member keeps its own best weights (its slice of every stacked tensor) and stops on its own
+    (later epochs no longer change its best weights), and training stops when every member has stopped. The members
+    end exactly as they would have trained one by one.
     """
 
     def __init__(self, module: nn.Module, *, patience: int | None = 5, min_delta: float = 0.0):
         self.module = module
         self.patience = patience
         self.min_delta = min_delta
-        self.best = math.inf
-        self.best_step = -1
-        self.steps_without_improvement = 0
+        members = getattr(module, "n_members", None)
+        self.members = None if members is None else int(members)
+        self.best = math.inf if members is None else np.full(members, math.inf)
+        self.best_step = -1 if members is None else np.full(members, -1)
+        self.steps_without_improvement = 0 if members is None else np.zeros(members, dtype=int)
         self._best_state: dict[str, torch.Tensor] | None = None
 
-    def step(self, value: float, step: int) -> bool:
-        """Record ``value``; return True when training should stop."""
+    def step(self, value, step: int) -> bool:
+        """Record ``value`` (K values for a module stack); return True when training should stop."""
+        if self.members is not None:
+            return self._step_members(np.asarray(value, dtype=float).reshape(self.members), step)
         if value < self.best - self.min_delta:
             self.best = value
             self.best_step = step
@@ -79,6 +88,22 @@ class EarlyStopping:
         else:
             self.steps_without_improvement += 1
         return self.patience is not None and self.steps_without_improvement >= self.patience
+
+    def _step_members(self, values: np.ndarray, step: int) -> bool:
+        running = self.patience is None or self.steps_without_improvement < self.patience
+        improved = running & (values < self.best - self.min_delta)
+        if improved.any():
+            state = self.module.state_dict()
+            if self._best_state is None:
+                self._best_state = {k: v.detach().clone() for k, v in state.items()}
+            else:
+                rows = torch.as_tensor(np.flatnonzero(improved))
+                for key, value in state.items():
+                    self._best_state[key][rows.to(value.device)] = value.detach()[rows.to(value.device)]
+            self.best = np.where(improved, values, self.best)
+            self.best_step = np.where(improved, step, self.best_step)
+        self.steps_without_improvement = np.where(improved, 0, self.steps_without_improvement + running)
+        return self.patience is not None and not (self.steps_without_improvement < self.patience).any()
 
     @property
     def has_best(self) -> bool:
@@ -99,8 +124,12 @@ class EarlyStopping:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.best, self.best_step = float(state["best"]), int(state["best_step"])
-        self.steps_without_improvement = int(state["steps_without_improvement"])
+        if self.members is None:
+            self.best, self.best_step = float(state["best"]), int(state["best_step"])
+            self.steps_without_improvement = int(state["steps_without_improvement"])
+        else:
+            self.best, self.best_step = np.asarray(state["best"]), np.asarray(state["best_step"])
+            self.steps_without_improvement = np.asarray(state["steps_without_improvement"])
         self._best_state = state["best_state"]
 
 
@@ -402,7 +431,7 @@ def _fit(
                 steps, train_batches, val_batches, monitor_loss, generator, history, stage=stage, epoch=epoch
             )
             first_monitored = monitored if first_monitored is None else first_monitored
-            bar.set_postfix(loss=f"{monitored:.4g}")
+            bar.set_postfix(loss=f"{float(np.mean(monitored)):.4g}")
             # every rank tracks the best weights (all see the same all-reduced loss); rank 0 decides when to stop
             stop = broadcast_flag(stopper.step(monitored, epoch), device)
             if checkpoint is not None:
@@ -512,7 +541,9 @@ class TrainingSteps:
             else:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                     losses = self.losses(index, batch)
-            self.scaler.scale(losses["loss"]).backward()
+            loss = losses["loss"]
+            # a module stack's loss has one value per member: their sum gives each member its own gradient
+            self.scaler.scale(loss.sum() if loss.ndim else loss).backward()
             self.scaler.step(optimizer)
             self.scaler.update()
             for key, value in losses.items():
@@ -540,15 +571,16 @@ def _train_epoch(steps, train_batches, val_batches, monitor_loss, generator, his
         sums.add(steps.run(batch), batch[0].shape[0])
     if steps.distributed:
         broadcast_buffers(steps.module)
-    record = {"stage": stage, "epoch": epoch, **{f"train_{k}": v for k, v in sums.means().items()}}
+    values = {f"train_{k}": v for k, v in sums.means().items()}
     if val_batches is not None:
-        record.update({f"validation_{k}": v for k, v in evaluate(steps.module, monitor_loss, val_batches).items()})
-        monitored = record["validation_loss"]
+        values.update({f"validation_{k}": v for k, v in evaluate(steps.module, monitor_loss, val_batches).items()})
+        monitored = values["validation_loss"]
     else:
         first = "loss" if len(steps.objectives) == 1 else f"{steps.objectives[0].name}_loss"
-        monitored = record[f"train_{first}"]
-    history.append(record)
-    if not math.isfinite(monitored):
+        monitored = values[f"train_{first}"]
+    # a module stack's terms have one value per member: the record keeps their mean, early stopping each member's
+    history.append({"stage": stage, "epoch": epoch, **{k: float(np.mean(v)) for k, v in values.items()}})
+    if not np.isfinite(monitored).all():
         raise FloatingPointError(
             f"{stage}: the loss became {monitored} at epoch {epoch}. Lower the learning rate, check the data "
             f"for extreme values (pk.pp.scale), or try another seed."
@@ -570,15 +602,22 @@ class _RowWeightedSums:
             self.sums[key] = term if key not in self.sums else self.sums[key] + term
         self.rows += n
 
-    def means(self, *, across_ranks: bool = True) -> dict[str, float]:
+    def means(self, *, across_ranks: bool = True) -> dict[str, float | np.ndarray]:
+        """Each term's row-weighted mean: a float, or an array for a module stack's per-member terms."""
         keys = list(self.sums)
-        rows = torch.tensor(float(self.rows), dtype=torch.float64, device=self.device)
-        totals = torch.stack([*(self.sums[k].reshape(()) for k in keys), rows])
+        rows = torch.tensor([float(self.rows)], dtype=torch.float64, device=self.device)
+        totals = torch.cat([*(self.sums[k].reshape(-1) for k in keys), rows])
         if across_ranks:
             totals = all_reduce_sum(totals)
-        values = totals.tolist()  # the one read from the device
+        values = totals.cpu().numpy()  # the one read from the device
         rows = values[-1]
-        return {k: (v / rows if rows else math.nan) for k, v in zip(keys, values[:-1], strict=True)}
+        out, start = {}, 0
+        for key in keys:
+            size = self.sums[key].numel()
+            mean = values[start : start + size] / rows if rows else np.full(size, math.nan)
+            out[key] = float(mean[0]) if self.sums[key].ndim == 0 else mean
+            start += size
+        return out
 
 
 #: A last epoch's monitored loss more than this many times above the first epoch's, or the best epoch's, means the
@@ -587,8 +626,8 @@ DIVERGENCE_FACTOR = 10.0
 
 
 def _warn_if_diverged(stage: str, first: float | None, stopper: EarlyStopping, last: float) -> None:
-    if first is None or not stopper.has_best or not math.isfinite(last):
-        return
+    if first is None or not stopper.has_best or np.ndim(last) or not math.isfinite(last):
+        return  # (a module stack's members are not checked one by one)
     scale = max(abs(first), 1e-12)
     above_first = last - first > DIVERGENCE_FACTOR * scale
     above_best = last - stopper.best > DIVERGENCE_FACTOR * max(abs(stopper.best), 1e-12)

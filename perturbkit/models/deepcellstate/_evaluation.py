@@ -20,6 +20,7 @@ from .._inputs import UnknownOptionError
 from .._profiles import CellDrugProfiles
 from ..baselines import naive_cross_cell
 from ._model import DeepCellState, ridge_loo
+from ._stacked import STACKED_OPTIONS, train_stacked
 
 MODEL_OPTIONS = ("latent_dim", "hidden", "input_dropout", "l1", "skip", "skip_map", "decoder_dropout", "device")
 TRAIN_OPTIONS = (
@@ -107,16 +108,26 @@ def evaluate_holdout(
     mean of the source profiles). ``drop_training`` may thin out the training profiles (e.g. remove 70% of one
     cell line's profiles). Returns one row per test drug: drug, moa, pcc, baseline_pcc (and ridge_pcc).
     """
-    sources = _as_list(source)
-    s, t = [profiles.cell_index(c) for c in sources], profiles.cell_index(target)
+    model, train = _holdout_model(profiles, test, seed=seed, model_options=model_options, drop_training=drop_training)
+    # only the target's decoder is used for the scores, so only it gets the decoder fine-tuning stage
+    model.train(train, seed=seed, tune_decoders=[target], **(train_options or {}))
+    return _score_holdout(model, profiles, train, test, source=source, target=target, ridge=ridge)
+
+
+def _holdout_model(profiles, test, *, seed, model_options=None, drop_training=None):
+    """An untrained model for a holdout, and the training profiles: every drug but ``test`` (positions)."""
     is_test = np.zeros(len(profiles.drugs), dtype=bool)
     is_test[test] = True
     train = profiles.subset(drugs=~is_test)
     if drop_training is not None:
         train = drop_training(train, np.random.default_rng(seed))
     model = DeepCellState(profiles.var_names, cell_lines=profiles.cell_lines, seed=seed, **(model_options or {}))
-    # only the target's decoder is used for the scores, so only it gets the decoder fine-tuning stage
-    model.train(train, seed=seed, tune_decoders=[target], **(train_options or {}))
+    return model, train
+
+
+def _score_holdout(model, profiles, train, test, *, source, target: str, ridge: bool = True) -> pd.DataFrame:
+    """The trained model's, the naive baseline's and (``ridge``) a ridge map's PCC on each test drug."""
+    s, t = [profiles.cell_index(c) for c in _as_list(source)], profiles.cell_index(target)
     x, y = profiles.values[test][:, s], profiles.values[test, t]
     predicted = np.mean([model.predict_array(x[:, j], target=target) for j in range(len(s))], axis=0)
     rows = {
@@ -134,6 +145,24 @@ def evaluate_holdout(
             ridge_predictions.append(x[:, j] @ weight + bias)
         rows["ridge_pcc"] = pearson_rows(np.mean(ridge_predictions, axis=0), y)
     return pd.DataFrame(rows)
+
+
+def _stacked_holdouts(profiles: CellDrugProfiles, jobs: list[dict]) -> list[pd.DataFrame]:
+    """Every job's :func:`evaluate_holdout`, the models trained together as one stack (:func:`train_stacked`)."""
+    built = [
+        _holdout_model(profiles, job["test"], seed=job["seed"], model_options=job["model_options"]) for job in jobs
+    ]
+    train_stacked(
+        [model for model, _ in built],
+        [train for _, train in built],
+        seeds=[job["seed"] for job in jobs],
+        tune_decoders=[jobs[0]["target"]],
+        **{k: v for k, v in jobs[0]["train_options"].items() if k in STACKED_OPTIONS},
+    )
+    return [
+        _score_holdout(model, profiles, train, job["test"], source=job["source"], target=job["target"])
+        for (model, train), job in zip(built, jobs, strict=True)
+    ]
 
 
 def _paired_candidates(profiles: CellDrugProfiles, source, target: str) -> np.ndarray:
@@ -158,6 +187,7 @@ def cross_validate(
     test_drugs=None,
     seed: int = 0,
     n_jobs: int = 1,
+    stack_folds: bool | None = None,
     **options,
 ) -> pd.DataFrame:
     """K-fold cross-validation over the drugs measured in the source(s) and the target.
@@ -170,9 +200,13 @@ def cross_validate(
 
     ``n_jobs`` trains that many folds at once, each in its own process on ``torch.get_num_threads() // n_jobs``
     threads (at least one): the same numbers as ``n_jobs=1`` on that many threads.
+
+    ``stack_folds`` trains the folds together as one stacked network (:func:`train_stacked`); ``None`` stacks
+    them on a GPU and trains them one by one elsewhere (on a CPU one by one is faster).
     """
     check_positive_int(n_jobs, "n_jobs")
     model_options, train_options = split_options(options)
+    stack_folds = _resolve_stack_folds(stack_folds, model_options.get("device"), n_jobs, train_options)
     candidates = _paired_candidates(profiles, source, target)
     if test_drugs is not None:
         candidates = candidates[profiles.drugs[candidates].isin([str(d) for d in test_drugs])]
@@ -194,7 +228,9 @@ def cross_validate(
         )
         for fold in run
     ]
-    if n_jobs > 1 and len(jobs) > 1:
+    if stack_folds and len(jobs) > 1:
+        frames = _stacked_holdouts(profiles, jobs)
+    elif n_jobs > 1 and len(jobs) > 1:
         frames = _folds_in_processes(profiles, jobs, n_jobs=min(int(n_jobs), len(jobs)))
     else:
         frames = [
@@ -202,6 +238,29 @@ def cross_validate(
         ]
     out = pd.concat([frame.assign(fold=fold) for fold, frame in zip(run, frames, strict=True)], ignore_index=True)
     return out[["fold", *[c for c in out.columns if c != "fold"]]]
+
+
+def _resolve_stack_folds(stack_folds, device, n_jobs: int, train_options: dict) -> bool:
+    """Whether the folds train as one stack: ``None`` means on a GPU; checks what stacking cannot combine with."""
+    if stack_folds is None:
+        from ..._settings import resolve_device
+
+        return resolve_device(device).type == "cuda" and n_jobs == 1 and not _checkpointing(train_options)
+    if stack_folds and n_jobs > 1:
+        raise PerturbkitInputError(
+            "stack_folds=True trains the folds as one network in one process; drop n_jobs= (or pass "
+            "stack_folds=False to train the folds in n_jobs processes)."
+        )
+    if stack_folds and _checkpointing(train_options):
+        raise PerturbkitInputError(
+            "stacked folds are not checkpointed; drop checkpoint_dir= / resume= from the training options, or pass "
+            "stack_folds=False."
+        )
+    return bool(stack_folds)
+
+
+def _checkpointing(train_options: dict) -> bool:
+    return train_options.get("checkpoint_dir") is not None or train_options.get("resume") is not None
 
 
 def _fold_in_process(threads: int, profiles: CellDrugProfiles, job: dict) -> pd.DataFrame:

@@ -339,17 +339,10 @@ class DeepCellState(CrossCellModel):
         fit_scaler,
     ) -> None:
         rng = np.random.default_rng(seed)
-        if fit_scaler or self.scaler is None:
-            from ...pp import Scaler
-
-            self.scaler = Scaler("maxabs", per_feature=False).fit(profiles.values[profiles.present])
-        scaled = scaled_profiles(self, profiles)
-        train_pos, val_pos = split_indices(
-            len(scaled.drugs), validation_fraction=validation_fraction, seed=0 if seed is None else seed
+        train, val, decoders = self._split_scaled(
+            profiles, validation_fraction=validation_fraction, seed=seed, fit_scaler=fit_scaler
         )
-        train, val = scaled.subset(drugs=train_pos), scaled.subset(drugs=val_pos)
-        decoders = self._decoder_positions(scaled)
-        has_val = len(val_pos) > 0
+        has_val = len(val.drugs) > 0
         common = dict(batch_size=batch_size, device=self.device, seed=None, history=self.history)
         net = self.module
 
@@ -407,6 +400,18 @@ class DeepCellState(CrossCellModel):
                 batch_size=batch_size,
                 seed=None,
             )
+
+    def _split_scaled(self, profiles, *, validation_fraction, seed, fit_scaler):
+        """Fit the scaler (unless kept), scale, and split the drugs: ``(train, validation, decoder positions)``."""
+        if fit_scaler or self.scaler is None:
+            from ...pp import Scaler
+
+            self.scaler = Scaler("maxabs", per_feature=False).fit(profiles.values[profiles.present])
+        scaled = scaled_profiles(self, profiles)
+        train_pos, val_pos = split_indices(
+            len(scaled.drugs), validation_fraction=validation_fraction, seed=0 if seed is None else seed
+        )
+        return scaled.subset(drugs=train_pos), scaled.subset(drugs=val_pos), self._decoder_positions(scaled)
 
     def _fit_linear_maps(self, train: CellDrugProfiles, decoders: list[int]) -> None:
         """``skip_map="ridge"``: each decoder's fixed linear path, a ridge map from the other cell lines' profiles.

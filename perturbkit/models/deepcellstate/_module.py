@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...train._stack import weighted_row_mean
 from .._layers import mlp
 
 
@@ -172,6 +173,7 @@ def deepcellstate_loss(
     x: torch.Tensor,
     y: torch.Tensor,
     linear: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
     *,
     cell: int | None,
     l1: float,
@@ -181,9 +183,15 @@ def deepcellstate_loss(
 
     ``cell=None`` is the pretraining autoencoder. The added term is ``l1`` × the L1 activity of the latent code
     (Keras semantics: mean over the batch of the summed absolute activations). ``linear`` is the batch's
-    precomputed ridge path (``skip_map="ridge"``); ``frozen_encoder`` trains the decoder alone.
+    precomputed ridge path (``skip_map="ridge"``); ``frozen_encoder`` trains the decoder alone. ``weight`` (one per
+    row; 0 for the padding rows of a :class:`~perturbkit.train.StackedBatches`) turns both means over rows into
+    weighted means.
     """
     out, z = module(x, cell, linear=linear, frozen_encoder=frozen_encoder)
-    mse = torch.mean((out - y) ** 2)
-    penalty = l1 * z.abs().sum(dim=1).mean() if l1 else torch.zeros((), device=x.device)
+    if weight is None:
+        mse = torch.mean((out - y) ** 2)
+        penalty = l1 * z.abs().sum(dim=1).mean() if l1 else torch.zeros((), device=x.device)
+    else:
+        mse = weighted_row_mean(((out - y) ** 2).mean(dim=1), weight)
+        penalty = l1 * weighted_row_mean(z.abs().sum(dim=1), weight) if l1 else torch.zeros((), device=x.device)
     return {"loss": mse + penalty, "mse": mse, "l1": penalty}
