@@ -133,3 +133,28 @@ def test_run_worker_is_the_one_process_script(tmp_path):
     """The worker run by torchrun is an ordinary script: in one process it trains and saves as usual."""
     run_worker(str(tmp_path), 32)
     assert (tmp_path / "vae.pt").exists() and (tmp_path / "world_0.txt").read_text() == "1"
+
+
+def test_ray_torch_trainer_runs_the_same_training_call(tmp_path):
+    """The Running-at-scale page's Ray recipe, on 2 CPU workers: one model, saved once, loadable anywhere.
+
+    Ray is not a dependency; install it to run this test: ``pip install -c constraints.txt 'ray[train]'``.
+    """
+    pytest.importorskip("ray.train.torch", reason="Ray is not installed: pip install -c constraints.txt 'ray[train]'")
+    adata = pk.datasets.simulate_morphology(n_compounds=20, seed=1)
+    pk.pp.scale(adata, method="minmax")
+    adata.write_h5ad(tmp_path / "store.h5ad")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(pk.__file__).parents[1])}
+    script = WORKER.with_name("_ray_recipe.py")
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "store.h5ad"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    codes = [np.load(tmp_path / f"codes_{r}.npy") for r in (0, 1)]
+    np.testing.assert_array_equal(codes[0], codes[1])  # the two workers hold one model
+    model = pk.models.vae.VAE.load(tmp_path / "vae.pt")
+    np.testing.assert_array_equal(model.encode_array(np.asarray(adata.X[:50])), codes[0])
