@@ -173,6 +173,24 @@ def test_two_worker_processes_share_one_study_and_stop_at_the_total(small, tmp_p
     print(f"two workers, 8 trials: {wall:.1f} s wall, workers' CPU {cpu.ru_utime + cpu.ru_stime:.1f} s")
 
 
+def test_two_worker_processes_share_a_postgresql_study(small, tmp_path):
+    """The page's PostgreSQL recipe, on a throwaway server (pgserver): the same sharing as with sqlite.
+
+    Not dependencies; install them to run this test: ``pip install -c constraints.txt pgserver psycopg2-binary``.
+    """
+    pgserver = pytest.importorskip("pgserver", reason="pip install -c constraints.txt pgserver psycopg2-binary")
+    pytest.importorskip("psycopg2", reason="pip install -c constraints.txt pgserver psycopg2-binary")
+    server = pgserver.get_server(tmp_path / "pgdata", cleanup_mode="stop")
+    storage = server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1)
+    reports = _workers(storage, tmp_path, n_workers=2, n_trials=6)
+    trials = _quiet(pk.tl.tune_vae, small, n_trials=6, storage=storage, study_name="s", **VAE_SWEEP)
+    complete = trials[trials.state == "COMPLETE"]
+    assert len(complete) == 6
+    per_worker = complete["worker"].str.extract(r"(:\d+)$")[0].value_counts()
+    assert set(per_worker.index) == {f":{r['pid']}" for r in reports}  # both workers trained
+    assert complete[["lr", "batch_size", "latent_dim", "batch_norm"]].apply(tuple, axis=1).is_unique
+
+
 def test_budget_is_the_study_total_and_a_shared_worker_is_reproducible(small, tmp_path):
     storage = _sqlite(tmp_path)
     first = _quiet(pk.tl.tune_vae, small, n_trials=3, storage=storage, study_name="s", **VAE_SWEEP)
