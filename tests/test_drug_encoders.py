@@ -171,3 +171,41 @@ def test_unknown_kind_and_bad_dose():
         make_drug_encoder("transformer", dim=4, drugs=DRUGS)
     with pytest.raises(PerturbkitInputError, match="non-negative"):
         DoseEncoder(4)([-1.0])
+
+
+def test_atom_environments_sum_to_rdkits_folded_morgan_count_fingerprint():
+    from rdkit import Chem
+    from rdkit.Chem import rdFingerprintGenerator
+
+    from perturbkit.models.cyclecdr._drug_encoders import ENVIRONMENT_BUCKETS, ENVIRONMENT_RADII, atom_environments
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(
+        radius=2, fpSize=ENVIRONMENT_BUCKETS, includeRedundantEnvironments=True
+    )
+    for smiles in [*DRUGS.values(), "[Na+].[Cl-]"]:  # the salt: isolated ions have a radius-0 environment only
+        mol = Chem.MolFromSmiles(smiles)
+        env = atom_environments(mol)
+        assert env.shape == (mol.GetNumAtoms(), len(ENVIRONMENT_RADII) * ENVIRONMENT_BUCKETS)
+        per_radius = env.reshape(mol.GetNumAtoms(), len(ENVIRONMENT_RADII), ENVIRONMENT_BUCKETS)
+        assert (per_radius.sum(axis=2) <= 1).all() and (per_radius[:, 0].sum(axis=1) == 1).all()
+        np.testing.assert_array_equal(per_radius.sum(axis=(0, 1)), generator.GetCountFingerprintAsNumPy(mol))
+
+
+def test_gat_pools_by_mean_or_max_and_refuses_others():
+    mean, maximum = (make_drug_encoder("gat", dim=4, drugs=DRUGS, pooling=p, **SMALL).eval() for p in ("mean", "max"))
+    maximum.load_state_dict(mean.state_dict())
+    batch = mean.featurize(list(DRUGS))
+    h = mean.node_embeddings(batch)
+    first = batch.batch == 0
+    torch.testing.assert_close(mean(batch)[0], mean.out(h[first].mean(0)))
+    torch.testing.assert_close(maximum(batch)[0], maximum.out(h[first].max(0).values))
+    with pytest.raises(PerturbkitInputError, match="pooling='sum'"):
+        make_drug_encoder("gat", dim=4, drugs=DRUGS, pooling="sum", **SMALL)
+
+
+def test_a_gat_saved_for_the_old_atom_features_is_refused_with_the_fix():
+    enc = _gat()
+    state = enc.state_dict()
+    state["gat1.lin.weight"] = torch.zeros(state["gat1.lin.weight"].shape[0], 40)  # layout version 1: 40 features
+    with pytest.raises(PerturbkitInputError, match="saved for 40 atom features.*Retrain"):
+        enc.load_state_dict(state)

@@ -100,7 +100,8 @@ def test_a_saved_run_initialises_the_gat_trunk(quick_run, tmp_path):
 
 
 def test_the_shipped_checkpoint_matches_the_layer_config():
-    assert SHIPPED_PATH.exists() and SHIPPED_PATH.stat().st_size < 2_000_000
+    # 2.25 MB: the first layer reads 808 atom features (40 + 3 × 256 hashed Morgan environments) into 10 × 64
+    assert SHIPPED_PATH.exists() and SHIPPED_PATH.stat().st_size < 3_000_000
     shipped = load_pretrained("shipped")
     m = shipped.metadata
     assert m["atom_features_version"] == ATOM_FEATURES_VERSION and m["n_atom_features"] == N_ATOM_FEATURES
@@ -186,7 +187,8 @@ def test_pretrained_gat_on_unseen_drugs_beats_no_change(unseen_drug_scores):
     scores = {k: round(float(v.mean()), 3) for k, v in unseen_drug_scores.items()}
     print(f"unseen-drug r2_degs (simulator seed 1): {scores}")
     assert np.isfinite(list(scores.values())).all()
-    # measured (seed 1, 80 drugs, 2 folds, 20 epochs): pretrained GAT 0.125, fingerprint 0.264, no change 0.095
+    # measured (seed 1, 80 drugs, 2 folds, 20 epochs): pretrained GAT 0.149 (0.125 before the atom environments and
+    # mean pooling), fingerprint 0.264, no change 0.095
     assert scores["gat_pretrained"] > scores["no_change"] + 0.02, scores
 
 

@@ -8,7 +8,7 @@ layers), trained together on every batch of molecules:
   and a linear head predicts their element class (:data:`~._drug_encoders.ELEMENTS` + other) from the trunk's
   atom embedding — a cross-entropy over the masked atoms;
 * **a contrastive view** (GraphCL, You et al. 2020; MolCLR, Wang et al. 2022): two augmented views of each molecule
-  (the atom masking above plus ``edge_drop`` of the bonds removed, both directions together) are max-pooled like
+  (the atom masking above plus ``edge_drop`` of the bonds removed, both directions together) are mean-pooled like
   the encoder does, passed through a small projection head and compared with the NT-Xent loss: the two views of a
   molecule are pulled together, the other molecules of the batch pushed apart.
 
@@ -40,7 +40,7 @@ from ._drug_encoders import (
     GraphBatch,
     MolGraph,
     mol_graph,
-    segment_max,
+    pool_atoms,
 )
 from ._pretrained_weights import PretrainedDrugEncoder
 
@@ -105,7 +105,7 @@ class PretrainNetwork(nn.Module):
     def forward(self, g: GraphBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(element logits per atom, projected molecule embeddings, fingerprint logits) of a batch of graph views."""
         h = self.node_embeddings(g.x, g.edge_index)
-        pooled = segment_max(h, g.batch, g.n_graphs)
+        pooled = pool_atoms(h, g.batch, g.n_graphs)  # mean, as GATEncoder pools by default
         return self.atom_head(h), self.projection(pooled), self.fingerprint_head(pooled)
 
     def trunk_state(self) -> dict[str, torch.Tensor]:
