@@ -58,6 +58,8 @@ N_ATOM_FEATURES = (
 #: identifier falls into (one-hot): the substructure identity fingerprints see, given to the graph network atom by atom.
 ENVIRONMENT_RADII = (0, 1, 2)
 ENVIRONMENT_BUCKETS = 256
+#: the atom's own features come first, its environment slots after them
+N_OWN_ATOM_FEATURES = N_ATOM_FEATURES
 N_ATOM_FEATURES += len(ENVIRONMENT_RADII) * ENVIRONMENT_BUCKETS
 
 

@@ -4,7 +4,8 @@ Two tasks share the trunk of :class:`~perturbkit.models.cyclecdr._drug_encoders.
 layers), trained together on every batch of molecules:
 
 * **masked atom prediction** (Hu et al. 2020, "attribute masking"): in each view ``mask_fraction`` of the atoms have
-  their whole feature vector replaced by zeros (no real atom has all-zero features: its degree slot is always set)
+  their whole feature vector replaced by zeros (no real atom has all-zero features: its degree slot is always set),
+  and the atoms within two bonds of them lose their Morgan environment slots (which contain the masked atom)
   and a linear head predicts their element class (:data:`~._drug_encoders.ELEMENTS` + other) from the trunk's
   atom embedding — a cross-entropy over the masked atoms;
 * **a contrastive view** (GraphCL, You et al. 2020; MolCLR, Wang et al. 2022): two augmented views of each molecule
@@ -35,7 +36,9 @@ from .._layers import mlp
 from ._drug_encoders import (
     ATOM_FEATURES_VERSION,
     ELEMENTS,
+    ENVIRONMENT_RADII,
     N_ATOM_FEATURES,
+    N_OWN_ATOM_FEATURES,
     GraphAttentionLayer,
     GraphBatch,
     MolGraph,
@@ -128,12 +131,22 @@ def element_classes(x: np.ndarray) -> np.ndarray:
     return np.argmax(x[:, :N_ELEMENT_CLASSES], axis=1)
 
 
+def _within_two_bonds(atoms: np.ndarray, edges: np.ndarray, n: int) -> np.ndarray:
+    """Mask over ``n`` atoms: ``atoms`` and every atom at most two bonds from one of them."""
+    near = np.zeros(n, dtype=bool)
+    near[atoms] = True
+    for _ in range(max(ENVIRONMENT_RADII)):
+        near[edges[1][near[edges[0]]]] = True
+    return near
+
+
 def graph_view(
     graphs: Sequence[MolGraph], rng: np.random.Generator, *, mask_fraction: float, edge_drop: float
 ) -> tuple[GraphBatch, torch.Tensor, torch.Tensor]:
     """One augmented view of ``graphs`` as a batch: (graph batch, masked atom indices, their element classes).
 
-    ``mask_fraction`` of each molecule's atoms (at least one) get all-zero features; ``edge_drop`` of all bonds are
+    ``mask_fraction`` of each molecule's atoms (at least one) get all-zero features, and the atoms within two bonds of
+    them lose their environment slots (which contain the masked atom); ``edge_drop`` of all bonds are
     removed (both directions). Self loops are added to every atom, as :func:`~._drug_encoders.batch_graphs` does.
     """
     xs, edges, batch, masked = [], [], [], []
@@ -144,6 +157,8 @@ def graph_view(
         n_mask = max(1, int(round(mask_fraction * n))) if mask_fraction > 0 else 0
         atoms = rng.choice(n, size=min(n_mask, n), replace=False)
         x[atoms] = 0.0
+        # the environments of the atoms within two bonds contain the masked atom: hide them, or they name its element
+        x[_within_two_bonds(atoms, graph.edges, n), N_OWN_ATOM_FEATURES:] = 0.0
         n_bonds = graph.edges.shape[1] // 2  # mol_graph stores every bond as i→j (first half) and j→i
         keep = rng.random(n_bonds) >= edge_drop
         keep = np.concatenate([keep, keep])
