@@ -129,10 +129,11 @@ def _run_all(page, n_code_cells: int, timeout_s: float = 420) -> None:
         dialog = page.locator(".jp-Dialog .jp-mod-accept")
         if dialog.count():  # a kernel dialog despite the setting: accept the default kernel
             dialog.first.click()
-        page.locator(".jp-Notebook .jp-Cell").first.click()
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
         try:
+            # short timeouts: a kernel dialog that opens meanwhile blocks the clicks; the next pass accepts it
+            page.locator(".jp-Notebook .jp-Cell").first.click(timeout=10000)
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click(timeout=10000)
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click(timeout=10000)
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.jp-InputArea-prompt')]"
                 ".some(p => /\\[[0-9*]+\\]/.test(p.textContent))",
