@@ -165,3 +165,17 @@ def test_stacking_refuses_what_it_cannot_combine():
         pk.tl.cross_validate_deepcellstate(
             adata, source="PC3", target="MCF7", n_folds=2, stack_folds=True, train_options={"checkpoint_dir": "x"}
         )
+
+
+def test_stacked_folds_do_not_read_the_training_signature_at_run_time(monkeypatch):
+    """benchmarks/deepcellstate_cv.py wraps DeepCellState.train to count epochs: stacking must still run."""
+    from perturbkit.models.deepcellstate import DeepCellState
+
+    train = DeepCellState.train
+    monkeypatch.setattr(DeepCellState, "train", lambda self, *args, **kwargs: train(self, *args, **kwargs))
+    adata = pk.datasets.simulate_bulk(n_drugs=40, n_genes=20, seed=0)
+    options = {"latent_dim": 8, "hidden": (16,), "max_epochs": 2, "max_rounds": 2}
+    cv = pk.tl.cross_validate_deepcellstate(
+        adata, source="PC3", target="MCF7", n_folds=2, stack_folds=True, train_options=options
+    )
+    assert cv.pcc.notna().all() and len(cv) > 0

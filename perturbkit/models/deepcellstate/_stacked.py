@@ -52,24 +52,25 @@ def _stacked_loss(stack: ModuleStack, *, cell, l1: float, frozen_encoder: bool =
     return loss
 
 
-#: :meth:`DeepCellState.train`'s options that a stack takes: all but checkpoints, resuming, the scaler choice and
-#: the per-model seed and decoder choice (given to :func:`train_stacked` itself)
-STACKED_OPTIONS = tuple(
-    name
-    for name in list(inspect.signature(DeepCellState.train).parameters)[2:]
+#: :meth:`DeepCellState.train`'s options that a stack takes, with their defaults (read once from its signature): all
+#: but checkpoints, resuming, the scaler choice and the per-model seed and decoder choice (given to
+#: :func:`train_stacked` itself)
+STACKED_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in list(inspect.signature(DeepCellState.train).parameters.items())[2:]
     if name not in ("tune_decoders", "seed", "fit_scaler", "checkpoint_dir", "checkpoint_every", "resume")
-)
+}
+STACKED_OPTIONS = tuple(STACKED_DEFAULTS)
 
 
 def _options(given: dict) -> SimpleNamespace:
-    """``given`` over :meth:`DeepCellState.train`'s defaults (read from its signature: written once)."""
+    """``given`` over :meth:`DeepCellState.train`'s defaults."""
     unknown = set(given) - set(STACKED_OPTIONS)
     if unknown:
         raise PerturbkitInputError(
             f"option(s) {sorted(unknown)} cannot be used with stacked folds; they take {list(STACKED_OPTIONS)}."
         )
-    parameters = inspect.signature(DeepCellState.train).parameters
-    return SimpleNamespace(**{name: given.get(name, parameters[name].default) for name in STACKED_OPTIONS})
+    return SimpleNamespace(**{**STACKED_DEFAULTS, **given})
 
 
 def train_stacked(
