@@ -99,8 +99,7 @@ class EarlyStopping:
             else:
                 rows = torch.as_tensor(np.flatnonzero(improved))
                 for key, value in state.items():
-                    here = rows.to(value.device)
-                    self._best_state[key][here] = value.detach()[here]
+                    self._best_state[key][rows.to(value.device)] = value.detach()[rows.to(value.device)]
             self.best = np.where(improved, values, self.best)
             self.best_step = np.where(improved, step, self.best_step)
         self.steps_without_improvement = np.where(improved, 0, self.steps_without_improvement + running)

@@ -160,12 +160,14 @@ class StackedBatches:
         self.n_members = len(members)
         self.batch_size = self.n if batch_size is None else max(1, min(int(batch_size), self.n))
         self.device = torch.device(device)
-        # each member's arrays as they are (no padded copy: a stack is often rebuilt for a single epoch); an empty
-        # member holds one zero row, which its weight-0 padding points at
-        self.tensors = [
-            tuple((a if len(a) else torch.zeros((1, *a.shape[1:]))).to(self.device) for a in arrays)
-            for arrays in members
-        ]
+        stacked = []
+        for j in range(len(members[0])):
+            tail = members[0][j].shape[1:]
+            block = torch.zeros((self.n_members, self.n, *tail), dtype=torch.float32)
+            for k, arrays in enumerate(members):
+                block[k, : rows[k]] = arrays[j]
+            stacked.append(block.to(self.device))
+        self.tensors = stacked
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
@@ -175,16 +177,14 @@ class StackedBatches:
         valid = torch.zeros((self.n_members, self.n), dtype=torch.bool)
         for k, n in enumerate(self.rows):
             order[k, :n] = torch.arange(n) if generator is None else torch.randperm(int(n), generator=generator)
-            order[k, n:] = 0  # padding rows: the member's first row, weight 0
+            order[k, n:] = 0  # padding rows: any row, weight 0
             valid[k, :n] = bool(self.active[k])
         order, valid = order.to(self.device), valid.to(self.device)
+        members = torch.arange(self.n_members, device=self.device)[:, None]
         for b in range(len(self)):
             idx = order[:, b * self.batch_size : (b + 1) * self.batch_size]
             weight = valid[:, b * self.batch_size : (b + 1) * self.batch_size].to(torch.float32)
-            arrays = (
-                torch.stack([own[j][idx[k]] for k, own in enumerate(self.tensors)]) for j in range(len(self.tensors[0]))
-            )
-            yield (*arrays, weight)
+            yield (*(t[members, idx] for t in self.tensors), weight)
 
 
 def weighted_row_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
