@@ -197,10 +197,45 @@ def test_gat_pools_by_mean_or_max_and_refuses_others():
     batch = mean.featurize(list(DRUGS))
     h = mean.node_embeddings(batch)
     first = batch.batch == 0
-    torch.testing.assert_close(mean(batch)[0], mean.out(h[first].mean(0)))
-    torch.testing.assert_close(maximum(batch)[0], maximum.out(h[first].max(0).values))
+    fingerprint = batch.fingerprints[0]
+    torch.testing.assert_close(mean(batch)[0], mean.out(torch.cat([h[first].mean(0), fingerprint])))
+    torch.testing.assert_close(maximum(batch)[0], maximum.out(torch.cat([h[first].max(0).values, fingerprint])))
     with pytest.raises(PerturbkitInputError, match="pooling='sum'"):
         make_drug_encoder("gat", dim=4, drugs=DRUGS, pooling="sum", **SMALL)
+
+
+def test_the_hybrid_readout_sees_the_graph_and_the_fingerprint_encoders_fingerprint():
+    hybrid = make_drug_encoder("gat", dim=4, drugs=DRUGS, **SMALL)
+    batch = hybrid.featurize(list(DRUGS))
+    fingerprints = make_drug_encoder("fingerprint", dim=4, drugs=DRUGS).featurize(list(DRUGS))
+    torch.testing.assert_close(batch.fingerprints, fingerprints, rtol=0, atol=0)
+    assert hybrid.config()["readout"] == "hybrid"
+    # the graph branch's dropout acts in training only: with the graph embedding dropped, the fingerprint decides
+    hybrid.train()
+    h = hybrid.node_embeddings(batch)  # (the GAT layers have no dropout here: the graph dropout is the only draw)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        trained = hybrid(batch)
+        torch.manual_seed(0)
+        mask = torch.nn.functional.dropout(torch.ones(len(DRUGS), SMALL["hidden"]), 0.5, training=True)
+    assert (mask == 0).any()
+    pooled = torch.stack([h[batch.batch == i].mean(0) for i in range(len(DRUGS))])
+    torch.testing.assert_close(trained, hybrid.out(torch.cat([pooled * mask, fingerprints], 1)))
+    hybrid.eval()
+    torch.testing.assert_close(hybrid(batch), hybrid.out(torch.cat([pooled, fingerprints], 1)))
+    # the paper's readout: a linear layer on the pooled graph alone, and no fingerprint computed
+    graph = make_drug_encoder("gat", dim=4, drugs=DRUGS, readout="graph", **SMALL).eval()
+    graph_batch = graph.featurize(list(DRUGS))
+    assert graph_batch.fingerprints is None and isinstance(graph.out, torch.nn.Linear)
+    with pytest.raises(PerturbkitInputError, match="readout='mlp' is not known"):
+        make_drug_encoder("gat", dim=4, drugs=DRUGS, readout="mlp", **SMALL)
+    with pytest.raises(PerturbkitInputError, match="graph_dropout must be in"):
+        make_drug_encoder("gat", dim=4, drugs=DRUGS, graph_dropout=1.0, **SMALL)
+    # a model saved with the graph-only readout is refused by the hybrid one, with the fix
+    with pytest.raises(PerturbkitInputError, match="graph-only readout.*Retrain"):
+        hybrid.load_state_dict(graph.state_dict())
+    with pytest.raises(PerturbkitInputError, match="hybrid readout needs the molecules' fingerprints"):
+        hybrid(graph_batch)
 
 
 def test_a_gat_saved_for_the_old_atom_features_is_refused_with_the_fix():

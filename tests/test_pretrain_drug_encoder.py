@@ -92,7 +92,8 @@ def test_a_saved_run_initialises_the_gat_trunk(quick_run, tmp_path):
     for key, value in quick_run.state.items():
         torch.testing.assert_close(encoder.state_dict()[key], value, rtol=0, atol=0)
     frozen = GATEncoder(DRUGS, 8, pretrained=loaded, freeze=True)
-    assert not any(p.requires_grad for p in frozen.gat1.parameters()) and frozen.out.weight.requires_grad
+    assert not any(p.requires_grad for p in frozen.gat1.parameters())
+    assert all(p.requires_grad for p in frozen.out.parameters())
     with pytest.raises(PerturbkitInputError, match="hidden=64, heads=10.*hidden=8"):
         GATEncoder(DRUGS, 8, hidden=8, pretrained=loaded)
     with pytest.raises(PerturbkitInputError, match="pretrained=int"):
@@ -161,21 +162,23 @@ def test_public_function_follows_the_api_conventions(monkeypatch):
 
 
 # --- the headline: unseen drugs ---------------------------------------------------------------------------------
-HEADLINE_NET = dict(hidden=(128,), latent_dim=32, batch_size=64, patience=None, max_epochs=20)
+#: benchmarks/drug_encoder.py's setting (120 drugs, 100 genes, 3 folds, 30 epochs), where the GAT's readout was chosen
+#: on simulator seeds 0 and 2; seed 1 is held out for this test
+HEADLINE_NET = dict(hidden=(128,), latent_dim=32, batch_size=64, patience=None, max_epochs=30)
 
 
 def _unseen_drug_r2_degs(adata, method: str, encoder: str | None = None) -> pd.Series:
     options = {method: {"drug_encoder": encoder, **HEADLINE_NET}} if encoder else None
     table = pk.tl.benchmark(
-        adata, task="unseen_drug", methods=[method], n_folds=2, n_degs=20, seed=0, method_options=options
+        adata, task="unseen_drug", methods=[method], n_folds=3, n_degs=20, seed=0, method_options=options
     )
     return table.groupby("fold")["r2_degs"].mean()
 
 
 @pytest.fixture(scope="module")
-def unseen_drug_scores() -> dict[str, pd.Series]:
-    """Held-out simulator seed 1 (the encoder settings were chosen on seed 0 with benchmarks/drug_encoder.py)."""
-    adata = pk.datasets.simulate_bulk(n_drugs=80, n_genes=60, n_cell_lines=2, baseline=1.0, seed=1)
+def unseen_drug_scores(one_torch_thread) -> dict[str, pd.Series]:
+    """Held-out simulator seed 1, on identical folds for every encoder (one thread, as the benchmark)."""
+    adata = pk.datasets.simulate_bulk(n_drugs=120, n_genes=100, n_cell_lines=2, baseline=1.0, seed=1)
     return {
         "gat_pretrained": _unseen_drug_r2_degs(adata, "cyclecdr_gat", "gat_pretrained"),
         "fingerprint": _unseen_drug_r2_degs(adata, "cyclecdr_fingerprint", "fingerprint"),
@@ -187,16 +190,15 @@ def test_pretrained_gat_on_unseen_drugs_beats_no_change(unseen_drug_scores):
     scores = {k: round(float(v.mean()), 3) for k, v in unseen_drug_scores.items()}
     print(f"unseen-drug r2_degs (simulator seed 1): {scores}")
     assert np.isfinite(list(scores.values())).all()
-    # measured (seed 1, 80 drugs, 2 folds, 20 epochs): pretrained GAT 0.138 (0.125 before the atom environments and
-    # mean pooling), fingerprint 0.264, no change 0.095
-    assert scores["gat_pretrained"] > scores["no_change"] + 0.02, scores
+    assert scores["gat_pretrained"] > scores["no_change"] + 0.1, scores
 
 
-@pytest.mark.xfail(strict=True, reason="the pretrained GAT still trails the Morgan fingerprint on unseen drugs")
 def test_pretrained_gat_matches_the_fingerprint_on_unseen_drugs(unseen_drug_scores):
-    """The issue's headline, not met yet: see the table in the cycleCDR methods page.
+    """The issue's headline: the pretrained GAT (hybrid readout) at least matches the Morgan fingerprint.
 
-    strict: the day the pretrained GAT reaches the fingerprint, this test fails and asks for the xfail to go.
+    Measured (benchmarks/drug_encoder.py --sim-seed 1): pretrained GAT 0.340, fingerprint 0.328 DEG r2. On the
+    development seeds 0 and 2 it was 0.351 / 0.337 and 0.375 / 0.368; with the paper's graph-only readout the GAT
+    trailed by 0.12 to 0.20 (cycleCDR methods page).
     """
     pretrained, fingerprint = unseen_drug_scores["gat_pretrained"], unseen_drug_scores["fingerprint"]
     assert pretrained.mean() >= fingerprint.mean(), (pretrained.to_dict(), fingerprint.to_dict())

@@ -73,9 +73,10 @@ def train_cyclecdr(
         for single cells (the settings of ``pk.experiments.kang_holdout``), and prefer :func:`train_scgen` for a
         held-out cell type (see the cycleCDR methods page).
     drug_encoder
-        ``"gat"`` (graph attention network on the SMILES graph), ``"gat_pretrained"`` (the same GAT started from
-        perturbkit's pretrained trunk, see :func:`~perturbkit.tl.pretrain_drug_encoder`), ``"fingerprint"`` (Morgan
-        fingerprint → MLP) or ``"onehot"`` (known drugs only).
+        ``"gat"`` (graph attention network on the SMILES graph, read out together with the molecule's Morgan
+        fingerprint), ``"gat_pretrained"`` (the same GAT started from perturbkit's pretrained trunk, see
+        :func:`~perturbkit.tl.pretrain_drug_encoder`), ``"fingerprint"`` (Morgan fingerprint → MLP; as accurate as
+        the GAT on unseen drugs and much faster) or ``"onehot"`` (known drugs only).
     latent_dim, hidden
         Latent size and hidden sizes (reference L1000: 978-512-512-128).
     single_autoencoder, use_reconstruction, use_cycle, cycle_weight, identity_weight, adversarial_weight
