@@ -27,12 +27,13 @@ def pretrain_drug_encoder(
     device: str | None = None,
     seed: int | None = 0,
 ) -> PretrainedDrugEncoder:
-    """Pretrain the GAT drug encoder's trunk on unlabelled SMILES (masked atoms + a contrastive view).
+    """Pretrain the GAT drug encoder's trunk on unlabelled SMILES (masked atoms, a contrastive view, fingerprint bits).
 
     Every batch of molecules gives two augmented views of each molecule: ``mask_fraction`` of its atoms have their
     features zeroed and ``edge_drop`` of its bonds are removed. The trunk (cycleCDR's two graph attention layers)
-    is trained to predict the element of each masked atom (cross-entropy) and to map the two views of a molecule
-    close together and away from the other molecules of the batch (NT-Xent on max-pooled, projected embeddings).
+    is trained to predict the element of each masked atom (cross-entropy), to map the two views of a molecule
+    close together and away from the other molecules of the batch (NT-Xent on mean-pooled, projected embeddings)
+    and to predict the molecule's Morgan fingerprint bits from its mean-pooled embedding (``fingerprint_weight``).
     Start a GAT from the result with ``GATEncoder(..., pretrained=result)`` or its saved file;
     ``drug_encoder="gat_pretrained"`` in :func:`~perturbkit.tl.train_cyclecdr` and :func:`~perturbkit.tl.train_cpa`
     uses the checkpoint shipped with perturbkit (made by this function on the Drug Repurposing Hub's SMILES).
