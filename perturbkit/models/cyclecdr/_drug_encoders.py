@@ -468,7 +468,7 @@ class GATEncoder(_CachedFeaturesEncoder):
     The departures from the paper (atom environments, mean pooling, hybrid readout) were chosen on unseen drugs of
     the simulator (seeds 0 and 2; the cycleCDR methods page has the tables). With the graph readout the GAT trailed
     the Morgan fingerprint there by 0.12–0.20 DEG r²; the hybrid readout closes that gap, and the graph branch
-    needs its dropout (without it the graph embedding overfits the few training drugs and costs 0.06).
+    needs its dropout (without it the graph embedding overfits the few training drugs and costs 0.07 to 0.16).
 
     The paper's pretrained weights are not available, so by default the GAT is trained from scratch.
     ``pretrained=`` initialises the two GAT layers (the trunk) from a self-supervised pretraining run
