@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -228,23 +228,18 @@ def parse_smiles(smiles, *, fingerprint_bits: int = DEFAULTS.fingerprint_bits):
     fingerprints (radius 2, ``fingerprint_bits`` bits, as :class:`~._drug_encoders.FingerprintEncoder`) are a
     (molecules × bits) uint8 array.
     """
-    from rdkit.Chem import rdFingerprintGenerator
-
-    from ._drug_encoders import _mol_from_smiles
-
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=int(fingerprint_bits))
     values = _as_list(smiles)
     unique = list(dict.fromkeys(values))
     kept, graphs, fingerprints, n_invalid = [], [], [], 0
     for i, smi in enumerate(unique):
         try:
-            graph = mol_graph(f"#{i}", smi)
+            graph = mol_graph(f"#{i}", smi, fingerprint_bits=int(fingerprint_bits))
         except PerturbkitInputError:
             n_invalid += 1
             continue
         kept.append(str(smi).strip())
-        graphs.append(graph)
-        fingerprints.append(generator.GetFingerprintAsNumPy(_mol_from_smiles(f"#{i}", smi)).astype(np.uint8))
+        fingerprints.append(graph.fingerprint.astype(np.uint8))  # kept apart as uint8: a quarter of the memory
+        graphs.append(replace(graph, fingerprint=None))
     fingerprints = np.stack(fingerprints) if fingerprints else np.zeros((0, int(fingerprint_bits)), np.uint8)
     return kept, graphs, fingerprints, n_invalid
 
